@@ -1,0 +1,21 @@
+"""Build a lowered Relax module into a shared library for a target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tvm
+from tvm import relax
+
+from ....compiler.ir import Graph
+from .lower import Lowered, lower
+from .target import TargetSpec
+
+
+def build_library(graph: Graph, target: TargetSpec, out_path: Path) -> Lowered:
+    """Lower `graph`, compile it for `target` and write the library to `out_path` (a .so)."""
+    lowered = lower(graph)
+    with tvm.transform.PassContext(opt_level=3):
+        executable = relax.build(lowered.module, target=target.to_tvm())
+    executable.export_library(str(out_path))
+    return lowered

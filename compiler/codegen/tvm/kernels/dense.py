@@ -1,0 +1,104 @@
+"""The fused dense kernel: Y = act(X @ W.T + b), hand-scheduled TIR for x86 CPUs (AVX2/AVX-512).
+
+Schedule (measured on this machine class; see shared/docs/toolchain-notes.md):
+- W is pre-packed at compile time as Wp[N/16, K, 16] so the inner loop streams 16 contiguous outputs.
+- A 4-row x 16-column register tile accumulates over the whole K (8 AVX2 accumulators), then the bias
+  and activation are applied on the tile in registers (epilogue) and the tile is stored once.
+- The parallel loop runs over fused (row-tile, column-tile) pairs; rows left over when the batch is not a
+  multiple of 4 run one at a time. One compiled kernel serves every batch size (symbolic m).
+Scratch tiles use the default (global) scope: TVM then emits a stack alloca that LLVM keeps in
+registers; "local" scope becomes a heap workspace and halves the speed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from tvm.script import tirx as T
+
+VECTOR = 16  # outputs per column tile (two AVX2 registers)
+ROWS = 4  # rows per register tile
+
+
+def activation_expr(name: str, x, alpha: float = 0.01):
+    """The TIR expression of an activation applied to x (used in kernel epilogues)."""
+    zero, one, half = T.float32(0), T.float32(1), T.float32(0.5)
+    if name == "none":
+        return x
+    if name == "relu":
+        return T.max(x, zero)
+    if name == "sigmoid":
+        return one / (one + T.exp(-x))
+    if name == "tanh":
+        return T.tanh(x)
+    if name == "silu":
+        return x / (one + T.exp(-x))
+    if name == "gelu":
+        return half * x * (one + T.erf(x * T.float32(1 / math.sqrt(2))))
+    if name == "gelu_tanh":
+        return half * x * (one + T.tanh(T.float32(math.sqrt(2 / math.pi)) * (x + T.float32(0.044715) * x * x * x)))
+    if name == "leaky_relu":
+        return T.Select(x > zero, x, x * T.float32(alpha))
+    raise ValueError(f"dense kernel has no epilogue for activation {name!r}")
+
+
+def pack_weight(weight: np.ndarray) -> np.ndarray:
+    """[N, K] -> [ceil(N/16), K, 16], zero-padded: the layout the kernel's inner loop streams."""
+    n, k = weight.shape
+    tiles = -(-n // VECTOR)
+    padded = np.zeros((tiles * VECTOR, k), dtype=weight.dtype)
+    padded[:n] = weight
+    return np.ascontiguousarray(padded.reshape(tiles, VECTOR, k).transpose(0, 2, 1))
+
+
+def dense_kernel(k: int, n: int, activation: str = "none", alpha: float = 0.01):
+    """PrimFunc (X[m, k], Wp[ceil(n/16), k, 16], B[n]) -> Y[m, n] for any m."""
+    NT = -(-n // VECTOR)
+    NV, MR, K, N = VECTOR, ROWS, k, n
+    full = n % VECTOR == 0
+
+    def act(x):
+        return activation_expr(activation, x, alpha)
+
+    @T.prim_func(private=True)
+    def dense(var_x: T.handle, Wp: T.Buffer((NT, K, NV), "float32"), B: T.Buffer((N,), "float32"),
+              var_y: T.handle):
+        T.func_attr({"tir.noalias": True})
+        m = T.int64()
+        X = T.match_buffer(var_x, (m, K), "float32")
+        Y = T.match_buffer(var_y, (m, N), "float32")
+        for f in T.parallel((m // MR) * NT):
+            acc = T.alloc_buffer((MR, NV), "float32")
+            for r in T.unroll(MR):
+                for v in T.vectorized(NV):
+                    acc[r, v] = T.float32(0)
+            for kk in range(K):
+                for r in T.unroll(MR):
+                    for v in T.vectorized(NV):
+                        acc[r, v] = acc[r, v] + X[f // NT * MR + r, kk] * Wp[f % NT, kk, v]
+            for r in T.unroll(MR):
+                if full:
+                    for v in T.vectorized(NV):
+                        Y[f // NT * MR + r, f % NT * NV + v] = act(acc[r, v] + B[f % NT * NV + v])
+                else:
+                    for v in range(NV):
+                        if f % NT * NV + v < N:
+                            Y[f // NT * MR + r, f % NT * NV + v] = act(acc[r, v] + B[f % NT * NV + v])
+        for i in range(m // MR * MR, m):
+            for jt in range(NT):
+                acc1 = T.alloc_buffer((NV,), "float32")
+                for v in T.vectorized(NV):
+                    acc1[v] = T.float32(0)
+                for kk in range(K):
+                    for v in T.vectorized(NV):
+                        acc1[v] = acc1[v] + X[i, kk] * Wp[jt, kk, v]
+                if full:
+                    for v in T.vectorized(NV):
+                        Y[i, jt * NV + v] = act(acc1[v] + B[jt * NV + v])
+                else:
+                    for v in range(NV):
+                        if jt * NV + v < N:
+                            Y[i, jt * NV + v] = act(acc1[v] + B[jt * NV + v])
+
+    return dense

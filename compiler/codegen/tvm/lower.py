@@ -1,0 +1,245 @@
+"""IR graph -> TVM Relax module.
+
+Ops that carry the time in recommendation models (dense layers, embedding lookups) are emitted as calls
+to recc's own hand-scheduled TIR kernels (kernels/); the remaining small ops go through Relax's
+operators and TVM's default legalization. The Relax function takes the user inputs first, then every
+weight as a runtime argument (embedding tables are never constants in the library); only tiny constants
+(index lists, scalars) are embedded.
+
+Weights may be re-laid out for their kernel (a dense weight is pre-packed); `Lowered.weights` holds the
+arrays in the order the function expects them, under their (possibly new) names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm import tirx as tir
+
+from ....compiler.ir import Graph, Node, Value
+from ....compiler.ir.types import Dim
+from .kernels import dense as dense_kernels
+
+INLINE_CONSTANT_LIMIT = 64  # elements; larger parameters are runtime arguments
+
+
+@dataclass
+class Lowered:
+    module: tvm.IRModule
+    input_names: list[str]
+    weight_names: list[str]
+    weights: dict[str, np.ndarray]
+    kernels: dict[str, int] = field(default_factory=dict)  # which kernel families were used, for reports
+
+
+class _Lowering:
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.bb = relax.BlockBuilder()
+        self.symbols: dict[str, tir.Var] = {}
+        self.exprs: dict[int, relax.Expr] = {}
+        self.weight_vars: list[relax.Var] = []
+        self.weights: dict[str, np.ndarray] = {}
+        self.kernel_cache: dict[tuple[Any, ...], Any] = {}
+        self.kernels: dict[str, int] = {}
+
+    # -- shapes -------------------------------------------------------------------------------------
+    def dim(self, d: Dim) -> Any:
+        if isinstance(d, int):
+            return tir.IntImm("int64", d)
+        expr: Any = tir.IntImm("int64", d.coef)
+        for name in d.names:
+            if name not in self.symbols:
+                self.symbols[name] = tir.Var(name, "int64")
+            expr = expr * self.symbols[name]
+        return expr
+
+    def struct(self, value: Value) -> relax.TensorType:
+        return relax.TensorType([self.dim(d) for d in value.type.shape], value.type.dtype)
+
+    # -- weights ------------------------------------------------------------------------------------
+    def weight(self, name: str, array: np.ndarray) -> relax.Var:
+        var = relax.Var(name, relax.TensorType(list(array.shape), str(array.dtype)))
+        self.weight_vars.append(var)
+        self.weights[name] = array
+        return var
+
+    def expr(self, value: Value) -> relax.Expr:
+        key = id(value)
+        if key not in self.exprs:
+            array = self.graph.param_array(value)
+            assert array is not None, f"value %{value.name} used before definition"
+            if array.size <= INLINE_CONSTANT_LIMIT:
+                self.exprs[key] = relax.const(np.asarray(array), str(array.dtype))
+            else:
+                self.exprs[key] = self.weight(value.name, array)
+        return self.exprs[key]
+
+    def kernel(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        if key not in self.kernel_cache:
+            self.kernel_cache[key] = self.bb.add_func(make(), f"{key[0]}_{len(self.kernel_cache)}")
+        self.kernels[key[0]] = self.kernels.get(key[0], 0) + 1
+        return self.kernel_cache[key]
+
+    # -- driver -------------------------------------------------------------------------------------
+    def run(self) -> Lowered:
+        inputs = []
+        for v in self.graph.inputs:
+            var = relax.Var(v.name, self.struct(v))
+            self.exprs[id(v)] = var
+            inputs.append(var)
+        # Weights are discovered while lowering; the function's parameter list is closed afterwards.
+        with self.bb.function("main"):
+            with self.bb.dataflow():
+                for node in self.graph.nodes:
+                    out = LOWERINGS.get(node.op, _lower_generic)(self, node)
+                    self.exprs[id(node.output)] = out
+                results = [self.expr(v) if v.kind == "param" else self.exprs[id(v)] for v in self.graph.outputs]
+                result = results[0] if len(results) == 1 else relax.Tuple(results)
+                gv = self.bb.emit_output(result)
+            self.bb.emit_func_output(gv, params=inputs + self.weight_vars)
+        return Lowered(self.bb.get(), [v.name for v in self.graph.inputs], list(self.weights),
+                       self.weights, self.kernels)
+
+    def emit(self, expr: relax.Expr) -> relax.Expr:
+        return self.bb.emit(expr)
+
+    def args(self, node: Node) -> list[relax.Expr]:
+        return [self.expr(v) if v.kind == "param" else self.exprs[id(v)] for v in node.inputs]
+
+
+# -- the ops that get recc kernels ----------------------------------------------------------------------
+def _lower_dense(lw: _Lowering, node: Node) -> relax.Expr:
+    x, w = node.inputs[0], node.inputs[1]
+    n, k = w.type.shape
+    w_array = lw.graph.param_array(w)
+    if w_array is None or w.type.dtype != "float32":
+        return _lower_dense_generic(lw, node)
+    b_array = lw.graph.param_array(node.inputs[2]) if len(node.inputs) == 3 else np.zeros(n, np.float32)
+    if b_array is None:
+        return _lower_dense_generic(lw, node)
+    activation = node.attrs.get("activation", "none")
+    fn = lw.kernel(("dense", k, n, activation, node.attrs.get("alpha", 0.01)),
+                   lambda: dense_kernels.dense_kernel(k, n, activation, node.attrs.get("alpha", 0.01)))
+    packed = lw.weight(f"{w.name}__packed{k}x{n}", dense_kernels.pack_weight(np.asarray(w_array)))
+    bias = lw.weight(f"{node.output.name}__bias", np.ascontiguousarray(b_array, dtype=np.float32))
+    xe = lw.exprs[id(x)] if x.kind != "param" else lw.expr(x)
+    lead = x.type.shape[:-1]
+    if len(lead) != 1:
+        flat_m = lw.dim(lead[0])
+        for d in lead[1:]:
+            flat_m = flat_m * lw.dim(d)
+        xe = lw.emit(relax.op.reshape(xe, [flat_m, lw.dim(k)]))
+        out = lw.emit(relax.call_tir(fn, [xe, packed, bias], relax.TensorType([flat_m, lw.dim(n)], "float32")))
+        return lw.emit(relax.op.reshape(out, [lw.dim(d) for d in node.output.type.shape]))
+    return lw.emit(relax.call_tir(fn, [xe, packed, bias], lw.struct(node.output)))
+
+
+def _lower_dense_generic(lw: _Lowering, node: Node) -> relax.Expr:
+    args = lw.args(node)
+    out = relax.op.matmul(args[0], relax.op.permute_dims(args[1], [1, 0]))
+    if len(args) == 3:
+        out = relax.op.add(out, args[2])
+    act = node.attrs.get("activation", "none")
+    return lw.emit(_ACTIVATIONS[act](out, node.attrs) if act != "none" else out)
+
+
+def _lower_embedding_bag(lw: _Lowering, node: Node) -> relax.Expr:
+    from .kernels import embedding as embedding_kernels
+
+    table = node.inputs[0]
+    rows, dim = table.type.shape
+    attrs = node.attrs
+    has_weights = bool(attrs.get("has_weights"))
+    if attrs["layout"] == "fixed":
+        bag = node.inputs[1].type.shape[1]
+        key = ("embedding_bag_fixed", rows, dim, bag, attrs["mode"], has_weights)
+        fn = lw.kernel(key, lambda: embedding_kernels.embedding_bag_fixed(rows, dim, bag, attrs["mode"], has_weights))
+    else:
+        key = ("embedding_bag_offsets", rows, dim, attrs["mode"], has_weights, bool(attrs.get("include_last_offset")))
+        fn = lw.kernel(key, lambda: embedding_kernels.embedding_bag_offsets(
+            rows, dim, attrs["mode"], has_weights, bool(attrs.get("include_last_offset"))))
+    return lw.emit(relax.call_tir(fn, lw.args(node), lw.struct(node.output)))
+
+
+def _lower_embedding(lw: _Lowering, node: Node) -> relax.Expr:
+    table, ids = lw.args(node)
+    return lw.emit(relax.op.take(table, ids, axis=0))
+
+
+# -- everything else: Relax operators --------------------------------------------------------------------
+_ACTIVATIONS: dict[str, Callable[[relax.Expr, dict[str, Any]], relax.Expr]] = {
+    "relu": lambda x, a: relax.op.nn.relu(x),
+    "sigmoid": lambda x, a: relax.op.sigmoid(x),
+    "tanh": lambda x, a: relax.op.tanh(x),
+    "gelu": lambda x, a: relax.op.nn.gelu(x),
+    "gelu_tanh": lambda x, a: relax.op.nn.gelu_tanh(x),
+    "silu": lambda x, a: relax.op.nn.silu(x),
+    "leaky_relu": lambda x, a: relax.op.nn.leakyrelu(x, a.get("alpha", 0.01)),
+}
+
+_SIMPLE: dict[str, Callable[..., relax.Expr]] = {
+    "add": relax.op.add, "sub": relax.op.subtract, "mul": relax.op.multiply, "div": relax.op.divide,
+    "maximum": relax.op.maximum, "minimum": relax.op.minimum, "pow": relax.op.power,
+    "gt": relax.op.greater, "ge": relax.op.greater_equal, "lt": relax.op.less, "le": relax.op.less_equal,
+    "eq": relax.op.equal, "ne": relax.op.not_equal, "where": relax.op.where,
+    "exp": relax.op.exp, "log": relax.op.log, "neg": relax.op.negative, "sqrt": relax.op.sqrt,
+    "rsqrt": relax.op.rsqrt, "abs": relax.op.abs, "erf": relax.op.erf, "logical_not": relax.op.logical_not,
+    "matmul": relax.op.matmul,
+}
+
+
+def _lower_generic(lw: _Lowering, node: Node) -> relax.Expr:
+    args, a, op = lw.args(node), node.attrs, node.op
+    out_shape = [lw.dim(d) for d in node.output.type.shape]
+    if op in _SIMPLE:
+        return lw.emit(_SIMPLE[op](*args))
+    if op in _ACTIVATIONS:
+        name = "gelu_tanh" if op == "gelu" and a.get("approximate") == "tanh" else op
+        return lw.emit(_ACTIVATIONS[name](args[0], a))
+    if op == "reciprocal":
+        return lw.emit(relax.op.divide(relax.const(1.0, node.output.type.dtype), args[0]))
+    if op == "clamp":
+        lo = -np.inf if a.get("min") is None else a["min"]
+        hi = np.inf if a.get("max") is None else a["max"]
+        return lw.emit(relax.op.clip(args[0], lo, hi))
+    if op == "softmax":
+        return lw.emit(relax.op.nn.softmax(args[0], axis=a["axis"]))
+    if op == "log_softmax":
+        return lw.emit(relax.op.nn.log_softmax(args[0], axis=a["axis"]))
+    if op == "concat":
+        return lw.emit(relax.op.concat(args, axis=a["axis"]))
+    if op == "reshape":
+        return lw.emit(relax.op.reshape(args[0], out_shape))
+    if op == "permute":
+        return lw.emit(relax.op.permute_dims(args[0], list(a["perm"])))
+    if op == "slice":
+        size = node.inputs[0].type.shape[a["axis"]]
+        end = a["end"] if a["end"] is not None else size
+        return lw.emit(relax.op.strided_slice(args[0], [a["axis"]], [a["start"]], [lw.dim(end) if not isinstance(end, int) else end],
+                                              [a.get("step", 1)]))
+    if op == "take":
+        return lw.emit(relax.op.take(args[0], args[1], axis=a["axis"]))
+    if op == "expand":
+        return lw.emit(relax.op.broadcast_to(args[0], out_shape))
+    if op in ("sum", "mean", "max", "min"):
+        fn = {"sum": relax.op.sum, "mean": relax.op.mean, "max": relax.op.max, "min": relax.op.min}[op]
+        return lw.emit(fn(args[0], axis=list(a["axes"]), keepdims=a.get("keepdims", False)))
+    if op == "cast":
+        return lw.emit(relax.op.astype(args[0], a["dtype"]))
+    raise NotImplementedError(f"codegen: no lowering for op {op!r}")
+
+
+LOWERINGS: dict[str, Callable[[_Lowering, Node], relax.Expr]] = {
+    "dense": _lower_dense,
+    "embedding_bag": _lower_embedding_bag,
+    "embedding": _lower_embedding,
+}
+
+
+def lower(graph: Graph) -> Lowered:
+    return _Lowering(graph).run()

@@ -1,0 +1,1 @@
+"""Converters from user model formats into recc's IR (no optimization happens here)."""

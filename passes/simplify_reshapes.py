@@ -1,0 +1,36 @@
+"""reshape(reshape(x, s1), s2) -> reshape(x, s2);  reshape(x, shape(x)) -> x
+
+Why: frontends spell stack/select/squeeze as reshapes, and chains of them are copies or VM calls
+that compute nothing. Always legal: a reshape only reinterprets a contiguous tensor.
+"""
+
+from __future__ import annotations
+
+from ..compiler.ir import Graph, Node, Value
+from ..compiler.pass_manager import RewritePass
+from ..compiler.rewrite import Match, Rule, producer_op
+
+
+def _match_chain(graph: Graph, node: Node) -> Match | None:
+    inner = producer_op(node.inputs[0], "reshape")
+    return Match([inner, node]) if inner is not None else None
+
+
+def _rewrite_chain(graph: Graph, node: Node, match: Match) -> Value:
+    source = match.nodes[0].inputs[0]
+    if source.type.shape == node.output.type.shape:
+        return source
+    return graph.add_node("reshape", [source], {"shape": node.output.type.shape}, name=node.output.name).output
+
+
+def _match_identity(graph: Graph, node: Node) -> Match | None:
+    if node.inputs[0].type.shape == node.output.type.shape and node.output not in graph.outputs:
+        return Match([node])
+    return None
+
+
+class SimplifyReshapes(RewritePass):
+    name = "simplify-reshapes"
+    summary = "merge chains of reshapes and drop reshapes that change nothing"
+    rules = (Rule("reshape-of-reshape", "reshape", _match_chain, _rewrite_chain),
+             Rule("identity-reshape", "reshape", _match_identity, lambda g, n, m: n.inputs[0]))

@@ -1,0 +1,112 @@
+"""The Python API: `recc.compile(module, example_inputs)` -> CompiledModel, and `recc.load(path)`."""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from .compiler.artifact import finalize_manifest, write_weights
+from .compiler.codegen.tvm import build_library, resolve_target
+from .compiler.input_checks import id_checks
+from .compiler.ir import Graph, print_graph
+from .compiler.pass_manager import PassContext, final_compute_ops, run_pipeline
+from .compiler.pipeline import DEFAULT_PIPELINE, build_passes
+from .frontends.torch_export import capture
+from .runtime.compiled_model import CompiledModel, load
+
+
+def _versions() -> dict[str, str]:
+    import tvm
+
+    from . import __version__
+
+    return {"recc": __version__, "tvm": tvm.__version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def optimize(graph: Graph, pipeline: Sequence[str] = DEFAULT_PIPELINE, disable_passes: Sequence[str] = (),
+             validate_inputs: list[np.ndarray] | None = None, dump_ir: str | Path | None = None,
+             progress: Callable[[str], None] | None = None) -> list[Any]:
+    """Run the pass pipeline on `graph` in place; returns the per-pass reports."""
+    known = set(pipeline)
+    unknown = [p for p in disable_passes if p not in known]
+    if unknown:
+        raise ValueError(f"--disable-pass: no pass named {unknown} in the pipeline {list(pipeline)}")
+    ctx = PassContext(disabled=frozenset(disable_passes))
+    return run_pipeline(graph, build_passes(pipeline), ctx, validate_inputs=validate_inputs,
+                        dump_dir=Path(dump_dir) if (dump_dir := dump_ir) else None, progress=progress)
+
+
+def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequence[str] = DEFAULT_PIPELINE,
+                  disable_passes: Sequence[str] = (), validate_inputs: list[np.ndarray] | None = None,
+                  dump_ir: str | Path | None = None, threads: int | None = None,
+                  progress: Callable[[str], None] | None = None, timings: dict[str, float] | None = None) -> CompiledModel:
+    """Optimize and build an IR graph into a CompiledModel (backed by a temporary artifact)."""
+    say = progress or (lambda msg: None)
+    timings = dict(timings or {})
+    spec = resolve_target(target)
+    start = time.perf_counter()
+    reports = optimize(graph, pipeline, disable_passes, validate_inputs, dump_ir, progress)
+    timings["passes_s"] = time.perf_counter() - start
+    tmp = tempfile.TemporaryDirectory(prefix="recc-")
+    root = Path(tmp.name) / f"{name}.recc"
+    root.mkdir()
+    say(f"building for {spec.kind} (mcpu={spec.mcpu}) ...")
+    start = time.perf_counter()
+    lowered = build_library(graph, spec, root / "lib.so")
+    timings["build_s"] = time.perf_counter() - start
+    say(f"built in {timings['build_s']:.1f} s; writing weights ...")
+    weights_index = write_weights(root / "weights", lowered.weights)
+    checks = id_checks(graph)
+    (root / "graph.txt").write_text(print_graph(graph, origins=True))
+    report = {"model": name, "passes": [r.to_json() for r in reports], "final_ops": final_compute_ops(graph),
+              "kernels": lowered.kernels, "timings_s": {k: round(v, 3) for k, v in timings.items()},
+              "unchecked_ids": checks["unchecked"]}
+    (root / "report.json").write_text(json.dumps(report, indent=2))
+    finalize_manifest(root, {
+        "model": name,
+        "inputs": [{"name": v.name, "dtype": v.type.dtype, "shape": [d if isinstance(d, int) else str(d) for d in v.type.shape]}
+                   for v in graph.inputs],
+        "outputs": [{"name": v.name, "dtype": v.type.dtype, "shape": [d if isinstance(d, int) else str(d) for d in v.type.shape]}
+                    for v in graph.outputs],
+        "target": spec.to_json(),
+        "pipeline": [p for p in pipeline if p not in disable_passes],
+        "versions": _versions(),
+        "weights": weights_index,
+        "id_checks": checks,
+    })
+    return CompiledModel(root, threads=threads, _owned_tmp=tmp)
+
+
+def compile(module: torch.nn.Module, example_inputs: Sequence[Any], target: str = "cpu", *,
+            name: str | None = None, input_names: Sequence[str] | None = None,
+            pipeline: Sequence[str] = DEFAULT_PIPELINE, disable_passes: Sequence[str] = (), verify: bool = False,
+            dump_ir: str | Path | None = None, threads: int | None = None,
+            progress: Callable[[str], None] | None = None) -> CompiledModel:
+    """Compile a PyTorch module for `target`.
+
+    `example_inputs` fix dtypes and non-batch dims; dim 0 of every input is a symbolic batch, so one
+    compiled model serves every batch size. `verify=True` runs the reference interpreter after every pass
+    on the example inputs and stops at the first pass that changes the function.
+    """
+    say = progress or (lambda msg: None)
+    tensors = [torch.as_tensor(x) for x in example_inputs]
+    names = input_names or getattr(module, "input_names", None)
+    start = time.perf_counter()
+    say(f"capturing {type(module).__name__} with torch.export ...")
+    graph = capture(module, tensors, input_names=names)
+    capture_s = time.perf_counter() - start
+    say(f"captured {len(graph.nodes)} nodes in {capture_s:.1f} s")
+    validate = [t.numpy() for t in tensors] if verify else None
+    return compile_graph(graph, name or type(module).__name__, target, pipeline, disable_passes, validate, dump_ir,
+                         threads, progress, {"capture_s": capture_s})
+
+
+__all__ = ["compile", "compile_graph", "optimize", "load", "CompiledModel"]

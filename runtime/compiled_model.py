@@ -1,0 +1,212 @@
+"""Load a recc artifact and run it from Python.
+
+A call validates its inputs before anything reaches the library: count, dtype, rank, static dims, one
+consistent batch across inputs, embedding ids within their tables, offsets well formed. Errors are
+ValueErrors naming the input and the problem. Inputs are handed to TVM without copies (DLPack) when
+they are contiguous and 64-byte aligned; outputs come back as torch tensors sharing TVM's memory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..compiler.artifact import ArtifactError, load_weight, read_manifest
+
+_TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64,
+                 "int32": torch.int32, "bool": torch.bool, "float16": torch.float16, "int8": torch.int8,
+                 "uint8": torch.uint8, "bfloat16": torch.bfloat16}
+_WIDENABLE_TO_INT64 = (torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
+def _parse_dim(d: Any) -> Any:
+    """Manifest dims are ints or symbolic strings like 'batch' or '80*batch'."""
+    if isinstance(d, int):
+        return d
+    coef, names = 1, []
+    for part in str(d).split("*"):
+        if part.isdigit():
+            coef *= int(part)
+        else:
+            names.append(part)
+    return (coef, tuple(names))
+
+
+def _configure_threads(threads: int | None) -> None:
+    import tvm
+
+    if threads is not None:
+        tvm.get_global_func("runtime.config_threadpool")(0, int(threads))
+
+
+class CompiledModel:
+    """A compiled model: call it like the original module (torch tensors or numpy arrays)."""
+
+    def __init__(self, path: Path, threads: int | None = None, check_hashes: bool = True,
+                 allow_cpu_mismatch: bool = False, _owned_tmp: tempfile.TemporaryDirectory | None = None) -> None:
+        import tvm
+        from tvm import relax
+
+        self.path = Path(path)
+        self._tmp = _owned_tmp
+        self.manifest = read_manifest(self.path, check_hashes=check_hashes)
+        m = self.manifest
+        self._check_host(m, allow_cpu_mismatch)
+        _configure_threads(threads)
+        try:
+            library = tvm.runtime.load_module(str(self.path / "lib.so"))
+        except Exception as e:  # TVM raises its own error types for a bad shared object
+            raise ArtifactError(f"{self.path / 'lib.so'}: cannot load the compiled library ({e})") from e
+        self._vm = relax.VirtualMachine(library, tvm.cpu())
+        self._main = self._vm["main"]
+        self._weights = [self._to_tvm(load_weight(self.path, w)) for w in m["weights"]]
+        self.inputs = [(i["name"], i["dtype"], [_parse_dim(d) for d in i["shape"]]) for i in m["inputs"]]
+        self.input_names = [i[0] for i in self.inputs]
+        self._id_limits = {name: self._prepare_limits(lims) for name, lims in m["id_checks"]["ids"].items()}
+        self._offset_checks = m["id_checks"]["offsets"]
+        self._single_output = len(m["outputs"]) == 1
+
+    # -- loading --------------------------------------------------------------------------------------
+    @staticmethod
+    def _check_host(m: dict[str, Any], allow_cpu_mismatch: bool) -> None:
+        import tvm
+
+        from ..compiler.codegen.tvm.target import host_cpu
+
+        if m["versions"]["tvm"] != tvm.__version__:
+            raise ArtifactError(f"artifact was built with TVM {m['versions']['tvm']}, this runtime is "
+                                f"{tvm.__version__}; recompile the model")
+        target = m["target"]
+        if target["kind"] == "cpu" and target["mcpu"] != host_cpu() and not allow_cpu_mismatch:
+            raise ArtifactError(f"artifact was compiled for CPU {target['mcpu']!r}, this host is {host_cpu()!r}; "
+                                "it may use instructions this CPU lacks. Recompile here, or pass "
+                                "allow_cpu_mismatch=True if you know the host is compatible")
+
+    @staticmethod
+    def _prepare_limits(limits: list[list[Any]]) -> list[tuple[Any, Any, Any, int]]:
+        rows = {lim[3] for lim in limits}
+        if len(rows) == 1:  # one bound for the whole input: a single max suffices
+            return [(None, None, None, rows.pop())]
+        return [tuple(lim) for lim in limits]  # type: ignore[misc]
+
+    @staticmethod
+    def _to_tvm(array: Any) -> Any:
+        import tvm
+
+        if isinstance(array, torch.Tensor):
+            if array.data_ptr() % 64 == 0:
+                return tvm.runtime.from_dlpack(array)
+            return tvm.runtime.tensor(array.numpy())
+        if array.ctypes.data % 64 == 0 and array.flags.writeable and array.flags.c_contiguous:
+            return tvm.runtime.from_dlpack(array)
+        return tvm.runtime.tensor(np.ascontiguousarray(array))
+
+    # -- calling --------------------------------------------------------------------------------------
+    def _coerce(self, index: int, x: Any, env: dict[str, int]) -> torch.Tensor:
+        name, dtype, shape = self.inputs[index]
+        if isinstance(x, np.ndarray):
+            if x.dtype == object:
+                raise ValueError(f"input {name!r}: object arrays are not tensors")
+            x = torch.from_numpy(np.ascontiguousarray(x))
+        elif not isinstance(x, torch.Tensor):
+            raise ValueError(f"input {name!r}: expected a torch.Tensor or numpy array, got {type(x).__name__}")
+        want = _TORCH_DTYPES[dtype]
+        if x.dtype != want:
+            if want == torch.int64 and x.dtype in _WIDENABLE_TO_INT64:
+                x = x.to(torch.int64)
+            else:
+                raise ValueError(f"input {name!r}: expected dtype {dtype}, got {str(x.dtype).removeprefix('torch.')}")
+        if x.dim() != len(shape):
+            raise ValueError(f"input {name!r}: expected {len(shape)} dims {self._shape_str(shape)}, "
+                             f"got shape {tuple(x.shape)}")
+        for axis, (d, n) in enumerate(zip(shape, x.shape)):
+            if isinstance(d, int):
+                if d != n:
+                    raise ValueError(f"input {name!r}: dim {axis} must be {d} {self._shape_str(shape)}, got {n}")
+                continue
+            coef, names = d
+            if len(names) == 1 and n % coef == 0:
+                value = n // coef
+                bound = env.setdefault(names[0], value)
+                if bound != value:
+                    raise ValueError(f"input {name!r}: dim {axis} is {names[0]}={value}, but an earlier input "
+                                     f"has {names[0]}={bound}")
+            else:
+                raise ValueError(f"input {name!r}: dim {axis} = {n} does not fit {coef}*{'*'.join(names)}")
+        if x.device.type != "cpu":
+            raise ValueError(f"input {name!r}: expected a CPU tensor, got device {x.device}")
+        return x.contiguous()
+
+    @staticmethod
+    def _shape_str(shape: list[Any]) -> str:
+        parts = [str(d) if isinstance(d, int) else ("" if d[0] == 1 else f"{d[0]}*") + "*".join(d[1]) for d in shape]
+        return "[" + ", ".join(parts) + "]"
+
+    def _check_ids(self, tensors: dict[str, torch.Tensor]) -> None:
+        for name, limits in self._id_limits.items():
+            ids = tensors[name]
+            if ids.numel() == 0:
+                continue
+            array = ids.numpy()
+            low = int(array.min())
+            if low < 0:
+                raise ValueError(f"input {name!r}: embedding id {low} is negative")
+            for axis, start, end, rows in limits:
+                part = array if axis is None else array[(slice(None),) * axis + (slice(start, end),)]
+                high = int(part.max()) if part.size else -1
+                if high >= rows:
+                    where = "" if axis is None else f" (indices {start}:{end} of dim {axis})"
+                    raise ValueError(f"input {name!r}{where}: embedding id {high} is out of range for a table "
+                                     f"of {rows} rows (valid ids are 0..{rows - 1})")
+        for check in self._offset_checks:
+            offsets = tensors[check["offsets"]].numpy()
+            nnz = tensors[check["ids"]].shape[0]
+            if offsets.size and (offsets[0] != 0 or np.any(np.diff(offsets) < 0) or offsets[-1] > nnz):
+                raise ValueError(f"input {check['offsets']!r}: offsets must start at 0, never decrease and stay "
+                                 f"<= len({check['ids']}) = {nnz}")
+
+    def __call__(self, *inputs: Any) -> Any:
+        if len(inputs) != len(self.inputs):
+            raise ValueError(f"expected {len(self.inputs)} inputs ({', '.join(self.input_names)}), got {len(inputs)}")
+        env: dict[str, int] = {}
+        tensors = [self._coerce(i, x, env) for i, x in enumerate(inputs)]
+        self._check_ids(dict(zip(self.input_names, tensors)))
+        result = self._main(*[self._to_tvm(t) for t in tensors], *self._weights)
+        if self._single_output:
+            return torch.from_dlpack(result)
+        return tuple(torch.from_dlpack(r) for r in result)
+
+    # -- artifact -------------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Copy the artifact directory to `path` (conventionally NAME.recc)."""
+        dest = Path(path)
+        if dest.resolve() == self.path.resolve():
+            return dest
+        if dest.exists():
+            if not (dest / "manifest.json").exists():
+                raise FileExistsError(f"{dest} exists and is not a recc artifact; refusing to overwrite it")
+            shutil.rmtree(dest)
+        shutil.copytree(self.path, dest)
+        return dest
+
+    @property
+    def report(self) -> dict[str, Any]:
+        import json
+
+        return json.loads((self.path / "report.json").read_text())
+
+    def __repr__(self) -> str:
+        sig = ", ".join(f"{n}: {d}{self._shape_str(s)}" for n, d, s in self.inputs)
+        return f"CompiledModel({self.manifest['model']}({sig}) -> {self.manifest['target']['kind']})"
+
+
+def load(path: str | Path, threads: int | None = None, check_hashes: bool = True,
+         allow_cpu_mismatch: bool = False) -> CompiledModel:
+    """Load an artifact written by `CompiledModel.save` / `recc compile`. Raises ArtifactError."""
+    return CompiledModel(Path(path), threads=threads, check_hashes=check_hashes,
+                         allow_cpu_mismatch=allow_cpu_mismatch)
