@@ -47,7 +47,8 @@ def optimize(graph: Graph, pipeline: Sequence[str] = DEFAULT_PIPELINE, disable_p
 def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequence[str] = DEFAULT_PIPELINE,
                   disable_passes: Sequence[str] = (), validate_inputs: list[np.ndarray] | None = None,
                   dump_ir: str | Path | None = None, threads: int | None = None,
-                  progress: Callable[[str], None] | None = None, timings: dict[str, float] | None = None) -> CompiledModel:
+                  progress: Callable[[str], None] | None = None, timings: dict[str, float] | None = None,
+                  source: dict[str, Any] | None = None) -> CompiledModel:
     """Optimize and build an IR graph into a CompiledModel (backed by a temporary artifact)."""
     say = progress or (lambda msg: None)
     timings = dict(timings or {})
@@ -72,6 +73,7 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
     (root / "report.json").write_text(json.dumps(report, indent=2))
     finalize_manifest(root, {
         "model": name,
+        "source": source or {"kind": "python"},
         "inputs": [{"name": v.name, "dtype": v.type.dtype, "shape": [d if isinstance(d, int) else str(d) for d in v.type.shape]}
                    for v in graph.inputs],
         "outputs": [{"name": v.name, "dtype": v.type.dtype, "shape": [d if isinstance(d, int) else str(d) for d in v.type.shape]}
@@ -89,7 +91,7 @@ def compile(module: torch.nn.Module, example_inputs: Sequence[Any], target: str 
             name: str | None = None, input_names: Sequence[str] | None = None,
             pipeline: Sequence[str] = DEFAULT_PIPELINE, disable_passes: Sequence[str] = (), verify: bool = False,
             dump_ir: str | Path | None = None, threads: int | None = None,
-            progress: Callable[[str], None] | None = None) -> CompiledModel:
+            progress: Callable[[str], None] | None = None, source: dict[str, Any] | None = None) -> CompiledModel:
     """Compile a PyTorch module for `target`.
 
     `example_inputs` fix dtypes and non-batch dims; dim 0 of every input is a symbolic batch, so one
@@ -106,7 +108,7 @@ def compile(module: torch.nn.Module, example_inputs: Sequence[Any], target: str 
     say(f"captured {len(graph.nodes)} nodes in {capture_s:.1f} s")
     validate = [t.numpy() for t in tensors] if verify else None
     return compile_graph(graph, name or type(module).__name__, target, pipeline, disable_passes, validate, dump_ir,
-                         threads, progress, {"capture_s": capture_s})
+                         threads, progress, {"capture_s": capture_s}, source)
 
 
 __all__ = ["compile", "compile_graph", "optimize", "load", "CompiledModel"]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ...compiler.ir import Graph, TensorType, Value
-from ...compiler.ir.types import Dim, dim_mul, is_float
+from ...compiler.ir.types import Dim, dim_mul, is_float, numel
 
 
 class ConversionError(ValueError):
@@ -387,6 +387,11 @@ def _constant(ctx: Ctx, node: torch.fx.Node, *args: Any, **kw: Any) -> Value:
 @converts("sym_size.int")
 def _sym_size(ctx: Ctx, node: torch.fx.Node, x: Any, dim: int) -> Dim:
     return ctx.value(x).type.shape[dim]
+
+
+@converts("sym_numel.default")
+def _sym_numel(ctx: Ctx, node: torch.fx.Node, x: Any) -> Dim:
+    return numel(ctx.value(x).type.shape)
 
 
 @converts("mul", "floordiv", "add", "sub")

@@ -153,7 +153,7 @@ def _convert_node(ctx: Ctx, node: torch.fx.Node) -> None:
     key = getattr(target, "__name__", str(target))
     if isinstance(target, torch._ops.OpOverload):
         key = f"{target._schema.name.split('::')[-1]}.{target._overloadname}"
-    converter = CONVERTERS.get(key) or CONVERTERS.get(key.split(".")[0])
+    converter = CONVERTERS.get(key)
     where = source_line(node)
     if converter is None:
         raise UnsupportedOpError(f"unsupported op {key} (from {where}); recc's torch frontend does not "

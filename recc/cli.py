@@ -1,0 +1,178 @@
+"""The `recc` command line: models, passes, compile, run, report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def _say(msg: str) -> None:
+    print(f"[recc] {msg}", file=sys.stderr, flush=True)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import create, names
+
+    header = ("model", "tables", "rows/table", "dim", "pooling", "params", "bytes")
+    rows = [header]
+    for name in names():
+        info = create(name, scale=args.scale).info()
+        table_rows = sorted({t.rows for t in info.tables})
+        rows.append((name, str(len(info.tables)), ",".join(f"{r:,}" for r in table_rows[:3]) + ("..." if len(table_rows) > 3 else ""),
+                     ",".join(str(d) for d in sorted({t.dim for t in info.tables})),
+                     ",".join(str(p) for p in sorted({t.pooling for t in info.tables})),
+                     f"{info.param_count:,}", _bytes(info.param_bytes)))
+    _table(rows)
+    print(f"(scale {args.scale}: table rows divided accordingly; --scale 1 for the DeepRecSys sizes)")
+    return 0
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    return str(n)
+
+
+def _table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for i, r in enumerate(rows):
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def cmd_passes(args: argparse.Namespace) -> int:
+    from .compiler.pipeline import DEFAULT_PIPELINE
+    from .passes import PASSES
+
+    for i, name in enumerate(DEFAULT_PIPELINE, 1):
+        print(f"{i:2d}. {name:28s} {PASSES[name].summary}")
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from . import api
+    from .compiler.report import format_report
+    from .sources import resolve
+
+    source = resolve(args.model, scale=args.scale, seed=args.seed)
+    example = source.make_inputs(args.example_batch, 0)
+    _say(f"compiling {source.name} for {args.target} (scale {args.scale})")
+    start = time.perf_counter()
+    compiled = api.compile(source.module, example, target=args.target, name=source.name,
+                           disable_passes=args.disable_pass, verify=args.verify, dump_ir=args.dump_ir,
+                           progress=_say, source=source.record)
+    out = compiled.save(args.output)
+    print(format_report(compiled.report))
+    _say(f"wrote {out} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .compiler.artifact import read_manifest
+    from .compiler.report import format_report
+
+    read_manifest(Path(args.artifact))
+    report = json.loads((Path(args.artifact) / "report.json").read_text())
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def _median_us(fn: Any, inputs: Any, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn(*inputs)
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return times[len(times) // 2] * 1e6
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import torch
+
+    from .runtime import load
+    from .sources import rebuild
+
+    compiled = load(args.artifact, threads=args.threads)
+    torch.set_num_threads(args.threads)
+    source = rebuild(compiled.manifest["source"])
+    inputs = source.make_inputs(args.batch, args.seed)
+    with torch.inference_mode():
+        expected = source.module(*inputs)
+        got = compiled(*inputs)
+        error = float((got - expected).abs().max())
+        eager_times, recc_times = [], []
+        for _ in range(args.warmup):
+            source.module(*inputs), compiled(*inputs)
+        for _ in range(args.rounds):  # interleaved rounds: both systems see the same machine noise
+            eager_times.append(_median_us(source.module, inputs, args.repeat))
+            recc_times.append(_median_us(compiled, inputs, args.repeat))
+    eager_us, recc_us = sorted(eager_times)[len(eager_times) // 2], sorted(recc_times)[len(recc_times) // 2]
+    print(f"model {compiled.manifest['model']}  batch {args.batch}  threads {args.threads}")
+    print(f"max abs error vs eager: {error:.3g}  ({'OK' if error <= args.tolerance else 'MISMATCH'} at tolerance {args.tolerance:g})")
+    print(f"median latency: eager {eager_us:.1f} us   recc {recc_us:.1f} us   speedup {eager_us / recc_us:.2f}x")
+    return 0 if error <= args.tolerance else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="recc", description="a graph-optimizing compiler for recommendation inference")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("models", help="list the built-in models with parameter counts and bytes")
+    m.add_argument("--scale", type=float, default=0.01, help="divide table rows by 1/scale (default 0.01)")
+    m.set_defaults(fn=cmd_models)
+
+    ps = sub.add_parser("passes", help="list the optimization pipeline's passes")
+    ps.set_defaults(fn=cmd_passes)
+
+    c = sub.add_parser("compile", help="compile a built-in model or module:factory into an artifact")
+    c.add_argument("model", help="built-in model name (see `recc models`) or package.module:factory")
+    c.add_argument("-o", "--output", required=True, help="artifact directory to write (NAME.recc)")
+    c.add_argument("--scale", type=float, default=0.01, help="table-row scale for built-in models (default 0.01)")
+    c.add_argument("--seed", type=int, default=0, help="weight seed for built-in models")
+    c.add_argument("--target", default="cpu", help="cpu (host CPU, detected) or cpu:<llvm cpu name>")
+    c.add_argument("--disable-pass", action="append", default=[], metavar="NAME", help="skip a pass (repeatable)")
+    c.add_argument("--verify", action="store_true", help="check every pass with the reference interpreter")
+    c.add_argument("--dump-ir", metavar="DIR", help="write the IR before/after each pass (text and SVG)")
+    c.add_argument("--example-batch", type=int, default=4, help=argparse.SUPPRESS)
+    c.set_defaults(fn=cmd_compile)
+
+    r = sub.add_parser("run", help="run an artifact on synthetic inputs and compare with eager PyTorch")
+    r.add_argument("artifact")
+    r.add_argument("--batch", type=int, default=64)
+    r.add_argument("--seed", type=int, default=1)
+    r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--repeat", type=int, default=20, help="calls per timing round")
+    r.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+    r.add_argument("--warmup", type=int, default=3)
+    r.add_argument("--tolerance", type=float, default=1e-5, help="max abs error accepted (default 1e-5)")
+    r.set_defaults(fn=cmd_run)
+
+    rep = sub.add_parser("report", help="print an artifact's pass report")
+    rep.add_argument("artifact")
+    rep.add_argument("--json", action="store_true")
+    rep.set_defaults(fn=cmd_report)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .compiler.artifact import ArtifactError
+    from .frontends.torch_export import UnsupportedOpError
+
+    try:
+        return int(args.fn(args))
+    except (ArtifactError, UnsupportedOpError, ValueError, FileExistsError) as e:
+        print(f"recc: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
