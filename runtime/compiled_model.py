@@ -99,12 +99,12 @@ class CompiledModel:
         import tvm
 
         if isinstance(array, torch.Tensor):
-            if array.data_ptr() % 64 == 0:
-                return tvm.runtime.from_dlpack(array)
-            return tvm.runtime.tensor(array.numpy())
+            if array.data_ptr() % 64:  # TVM needs 64-byte alignment; torch's allocator gives it
+                array = torch.empty_like(array, memory_format=torch.contiguous_format).copy_(array)
+            return tvm.runtime.from_dlpack(array)
         if array.ctypes.data % 64 == 0 and array.flags.writeable and array.flags.c_contiguous:
             return tvm.runtime.from_dlpack(array)
-        return tvm.runtime.tensor(np.ascontiguousarray(array))
+        return CompiledModel._to_tvm(torch.from_numpy(np.ascontiguousarray(array)))
 
     # -- calling --------------------------------------------------------------------------------------
     def _coerce(self, index: int, x: Any, env: dict[str, int]) -> torch.Tensor:
