@@ -168,7 +168,7 @@ def _lower_embedding_bag(lw: _Lowering, node: Node) -> relax.Expr:
 
 def _lower_embedding(lw: _Lowering, node: Node) -> relax.Expr:
     table, ids = lw.args(node)
-    return lw.emit(relax.op.take(table, ids, axis=0))
+    return lw.emit(relax.op.take(table, ids, axis=0, mode="clip"))  # ids were range-checked
 
 
 # -- everything else: Relax operators --------------------------------------------------------------------
@@ -223,7 +223,7 @@ def _lower_generic(lw: _Lowering, node: Node) -> relax.Expr:
         return lw.emit(relax.op.strided_slice(args[0], [a["axis"]], [a["start"]], [lw.dim(end) if not isinstance(end, int) else end],
                                               [a.get("step", 1)]))
     if op == "take":
-        return lw.emit(relax.op.take(args[0], args[1], axis=a["axis"]))
+        return lw.emit(relax.op.take(args[0], args[1], axis=a["axis"], mode="clip"))
     if op == "expand":
         return lw.emit(relax.op.broadcast_to(args[0], out_shape))
     if op in ("sum", "mean", "max", "min"):
