@@ -37,6 +37,14 @@ def _parse_dim(d: Any) -> Any:
     return (coef, tuple(names))
 
 
+def _compact_strides(shape: torch.Size) -> tuple[int, ...]:
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
+
+
 def _configure_threads(threads: int | None) -> None:
     import tvm
 
@@ -99,8 +107,10 @@ class CompiledModel:
         import tvm
 
         if isinstance(array, torch.Tensor):
-            if array.data_ptr() % 64:  # TVM needs 64-byte alignment; torch's allocator gives it
-                array = torch.empty_like(array, memory_format=torch.contiguous_format).copy_(array)
+            # TVM needs 64-byte alignment (torch's allocator gives it) and textbook compact strides
+            # (torch may report any stride for a dim of size 0 or 1)
+            if array.data_ptr() % 64 or array.stride() != _compact_strides(array.shape):
+                array = torch.empty(array.shape, dtype=array.dtype).copy_(array)
             return tvm.runtime.from_dlpack(array)
         if array.ctypes.data % 64 == 0 and array.flags.writeable and array.flags.c_contiguous:
             return tvm.runtime.from_dlpack(array)
