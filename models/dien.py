@@ -70,7 +70,10 @@ def _tables(scale: float, sequence_length: int) -> tuple[TableInfo, ...]:
 
 class DIEN(RecModel):
     """forward(profile_ids [B, 1] i64, behaviour_ids [B, S] i64, behaviour_mask [B, S] f32,
-    candidate_ids [B, 1] i64, context_ids [B, 1] i64) -> [B, 2] softmax; S = sequence_length (40)."""
+    candidate_ids [B, 1] i64, context_ids [B, 1] i64) -> [B, 2] softmax.
+
+    S is `sequence_length` (40).
+    """
 
     input_names = ("profile_ids", "behaviour_ids", "behaviour_mask", "candidate_ids", "context_ids")
 

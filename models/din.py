@@ -49,9 +49,25 @@ VARIANTS = ("paper", "deeprecsys")
 MASKED_SCORE = 1e9
 
 
+def _tables(scale: float, sequence_length: int) -> tuple[TableInfo, ...]:
+    def table(role: str, rows: int, pooling: int, is_pooled: bool = True) -> TableInfo:
+        rows = scaled_rows(rows, scale)
+        return TableInfo(f"{role}.weight", rows, DIM, pooling, f"{role}_ids", None, is_pooled)
+
+    return (
+        table("profile", PROFILE_ROWS, CONTEXT_POOLING),
+        table("behaviour", BEHAVIOUR_ROWS, sequence_length, is_pooled=False),
+        table("candidate", CANDIDATE_ROWS, 1),
+        table("context", CONTEXT_ROWS, CONTEXT_POOLING),
+    )
+
+
 class DIN(RecModel):
     """forward(profile_ids [B, 3] i64, behaviour_ids [B, S] i64, behaviour_mask [B, S] f32,
-    candidate_ids [B, 1] i64, context_ids [B, 3] i64) -> [B, 2] softmax; S = sequence_length (50)."""
+    candidate_ids [B, 1] i64, context_ids [B, 3] i64) -> [B, 2] softmax.
+
+    S is `sequence_length` (50).
+    """
 
     input_names = ("profile_ids", "behaviour_ids", "behaviour_mask", "candidate_ids", "context_ids")
 
@@ -67,19 +83,7 @@ class DIN(RecModel):
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         if not isinstance(sequence_length, int) or sequence_length < 1:
             raise ValueError(f"sequence_length must be an int >= 1, got {sequence_length!r}")
-        tables = (
-            TableInfo("profile.weight", scaled_rows(PROFILE_ROWS, scale), DIM, CONTEXT_POOLING, "profile_ids"),
-            TableInfo(
-                "behaviour.weight",
-                scaled_rows(BEHAVIOUR_ROWS, scale),
-                DIM,
-                sequence_length,
-                "behaviour_ids",
-                is_pooled=False,
-            ),
-            TableInfo("candidate.weight", scaled_rows(CANDIDATE_ROWS, scale), DIM, 1, "candidate_ids"),
-            TableInfo("context.weight", scaled_rows(CONTEXT_ROWS, scale), DIM, CONTEXT_POOLING, "context_ids"),
-        )
+        tables = _tables(scale, sequence_length)
         notes = (
             "DIN paper: attention unit on [k, q, k-q, k*q], masked softmax, weighted sum"
             if variant == "paper"

@@ -67,9 +67,7 @@ class DLRM(RecModel):
             if interaction == "dot"
             else "DeepRecSys as shipped: concatenation interaction"
         )
-        super().__init__(
-            name=config.name, scale=scale, dense_in=config.bottom[0], tables=tables, notes=notes
-        )
+        super().__init__(name=config.name, scale=scale, dense_in=config.bottom[0], tables=tables, notes=notes)
         self.config = config
         self.interaction = interaction
         self.bottom = mlp(config.bottom, last="relu")

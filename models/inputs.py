@@ -65,17 +65,13 @@ def dense_features(batch: int, width: int, *, seed: int, stream: str = "dense") 
     return torch.from_numpy(values)
 
 
-def bag_ids(
-    batch: int, rows: int, pooling: int, *, seed: int, stream: str, index: int = 0
-) -> torch.Tensor:
+def bag_ids(batch: int, rows: int, pooling: int, *, seed: int, stream: str, index: int = 0) -> torch.Tensor:
     """One table's multi-hot bags: `[batch, pooling]` int64 ids in [0, rows)."""
     ranks = power_law_ranks(stream_rng(seed, stream, index), rows, (batch, pooling))
     return torch.from_numpy(scatter_hot_rows(ranks, rows, f"{stream}/{index}"))
 
 
-def stacked_bag_ids(
-    batch: int, rows: Sequence[int], pooling: int, *, seed: int, stream: str
-) -> torch.Tensor:
+def stacked_bag_ids(batch: int, rows: Sequence[int], pooling: int, *, seed: int, stream: str) -> torch.Tensor:
     """Bags of several tables stacked as `[batch, tables, pooling]`; column t indexes table t."""
     bags = [
         bag_ids(batch, table_rows, pooling, seed=seed, stream=stream, index=index)
@@ -87,7 +83,10 @@ def stacked_bag_ids(
 def behaviour_sequences(
     batch: int, rows: int, length: int, *, seed: int, stream: str = "behaviour"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Behaviour ids `[batch, length]` int64 and their float32 0/1 mask; valid lengths in [1, length]."""
+    """Behaviour ids `[batch, length]` int64 and their float32 0/1 mask `[batch, length]`.
+
+    Valid lengths are uniform in [1, length]; ids after a sample's valid length are 0.
+    """
     rng = stream_rng(seed, stream)
     lengths = rng.integers(1, length + 1, size=batch)
     ids = scatter_hot_rows(power_law_ranks(rng, rows, (batch, length)), rows, f"{stream}/0")

@@ -53,10 +53,8 @@ def activation_module(activation: Activation) -> nn.Module | None:
     raise ValueError(f"unknown activation {activation!r}")
 
 
-def mlp(
-    widths: Sequence[int], *, hidden: Activation = "relu", last: Activation = "none"
-) -> nn.Sequential:
-    """Linear layers `widths[0] -> widths[1] -> ...`, `hidden` after each but the last, `last` after it."""
+def mlp(widths: Sequence[int], *, hidden: Activation = "relu", last: Activation = "none") -> nn.Sequential:
+    """Linear layers `widths[0] -> widths[1] -> ...`; `hidden` after all but the last, `last` after it."""
     layers: list[nn.Module] = []
     for index, (width_in, width_out) in enumerate(pairwise(widths)):
         layers.append(nn.Linear(width_in, width_out))

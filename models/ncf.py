@@ -36,7 +36,7 @@ VARIANTS = ("paper", "deeprecsys")
 
 
 class NCF(RecModel):
-    """forward(sparse_ids [B, 4, 1] i64) -> [B, 1] probability (paper) or [B, 64] ReLU (deeprecsys)."""
+    """forward(sparse_ids [B, 4, 1] i64) -> [B, 1] probability, or [B, 64] ReLU for deeprecsys."""
 
     input_names = ("sparse_ids",)
 
@@ -78,4 +78,3 @@ class NCF(RecModel):
         check_batch(batch)
         rows = [table.rows for table in self.tables_info]
         return (stacked_bag_ids(batch, rows, 1, seed=seed, stream="sparse_ids"),)
-

@@ -109,7 +109,7 @@ class RecModel(nn.Module):
         )
 
     def batch_dynamic_shapes(self, max_batch: int = 4096) -> tuple[dict[int, torch.export.Dim], ...]:
-        """`dynamic_shapes` for `torch.export.export`: one symbolic batch on dim 0 of every input."""
+        """`dynamic_shapes` for `torch.export.export`: one symbolic batch, dim 0 of every input."""
         batch = torch.export.Dim("batch", min=1, max=max_batch)
         return tuple({0: batch} for _ in self.input_names)
 

@@ -39,7 +39,7 @@ def _draw_gate_parameters(
 
 
 class GatedCells(nn.Module):
-    """Holds `input_gates` (in -> gates*H) and `hidden_gates` (H -> gates*H) and their seeded init."""
+    """`input_gates` (in -> gates*H) and `hidden_gates` (H -> gates*H), with their seeded init."""
 
     def __init__(self, input_size: int, hidden_size: int, gates: int) -> None:
         super().__init__()
@@ -79,9 +79,7 @@ class GRU(nn.Module):
         if self.impl == "cells":
             self.cells.reset_parameters_seeded(generator)
             return
-        w_ih, b_ih, w_hh, b_hh = _draw_gate_parameters(
-            self.input_size, self.hidden_size, 3, generator
-        )
+        w_ih, b_ih, w_hh, b_hh = _draw_gate_parameters(self.input_size, self.hidden_size, 3, generator)
         with torch.no_grad():
             self.gru.weight_ih_l0.copy_(w_ih)
             self.gru.bias_ih_l0.copy_(b_ih)
@@ -95,7 +93,7 @@ class GRU(nn.Module):
         x_rz, x_n = self.cells.input_gates(inputs).split([2 * hidden, hidden], dim=2)
         state = inputs.new_zeros(inputs.shape[0], hidden)
         states = []
-        for x_rz_t, x_n_t in zip(x_rz.unbind(1), x_n.unbind(1)):
+        for x_rz_t, x_n_t in zip(x_rz.unbind(1), x_n.unbind(1), strict=True):
             h_rz, h_n = self.cells.hidden_gates(state).split([2 * hidden, hidden], dim=1)
             reset, keep = torch.sigmoid(x_rz_t + h_rz).chunk(2, dim=1)
             candidate = torch.tanh(x_n_t + reset * h_n)
@@ -105,7 +103,7 @@ class GRU(nn.Module):
 
 
 class AUGRU(nn.Module):
-    """GRU with attentional update gate (DIEN): `([B, L, in], scores [B, L]) -> final state [B, H]`."""
+    """GRU with attentional update gate (DIEN): `([B, L, in], scores [B, L]) -> state [B, H]`."""
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
@@ -115,7 +113,7 @@ class AUGRU(nn.Module):
     def forward(self, inputs: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         hidden = self.hidden_size
         x_ru, x_n = self.cells.input_gates(inputs).split([2 * hidden, hidden], dim=2)
-        steps = zip(x_ru.unbind(1), x_n.unbind(1), scores.unsqueeze(2).unbind(1))
+        steps = zip(x_ru.unbind(1), x_n.unbind(1), scores.unsqueeze(2).unbind(1), strict=True)
         state = inputs.new_zeros(inputs.shape[0], hidden)
         for x_ru_t, x_n_t, score_t in steps:
             h_ru, h_n = self.cells.hidden_gates(state).split([2 * hidden, hidden], dim=1)
@@ -141,7 +139,7 @@ class TanhRNN(nn.Module):
         projected = self.cells.input_gates(inputs)
         state = inputs.new_zeros(inputs.shape[0], self.hidden_size)
         states = []
-        for projected_t, mask_t in zip(projected.unbind(1), mask.unsqueeze(2).unbind(1)):
+        for projected_t, mask_t in zip(projected.unbind(1), mask.unsqueeze(2).unbind(1), strict=True):
             stepped = torch.tanh(projected_t + self.cells.hidden_gates(state))
             state = state + mask_t * (stepped - state)
             states.append(state)

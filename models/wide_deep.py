@@ -83,10 +83,10 @@ class WideAndDeep(RecModel):
 
     def forward(self, dense: torch.Tensor, sparse_ids: torch.Tensor) -> torch.Tensor:
         ids = [sparse_ids[:, t] for t in range(len(self.tables))]
-        embedded = [table(table_ids) for table, table_ids in zip(self.tables, ids)]
+        embedded = [table(table_ids) for table, table_ids in zip(self.tables, ids, strict=True)]
         logit = self.deep(torch.cat([dense, *embedded], dim=1))
         if self.has_wide:
-            id_weights = [table(table_ids) for table, table_ids in zip(self.wide_tables, ids)]
+            id_weights = [table(table_ids) for table, table_ids in zip(self.wide_tables, ids, strict=True)]
             wide = torch.cat(id_weights, dim=1).sum(dim=1, keepdim=True)
             logit = logit + self.wide_dense(dense) + wide
         return torch.sigmoid(logit)
@@ -101,7 +101,7 @@ class WideAndDeep(RecModel):
 
 
 class MultiTaskWideAndDeep(RecModel):
-    """forward(dense [B, 512] f32, sparse_ids [B, 43, 1] i64) -> one probability per task [B, heads]."""
+    """forward(dense [B, 512] f32, sparse_ids [B, 43, 1] i64) -> per-task probability [B, heads]."""
 
     input_names = ("dense", "sparse_ids")
 

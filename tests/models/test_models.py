@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from recc.models import inputs
 
 from recc import models
-from recc.models import inputs
 
 SCALE = 0.001
 EXPORT_BATCH = 4
@@ -64,6 +64,14 @@ VARIANTS = [
     Case("dien", (("gru_impl", "nn"), ("sequence_length", 6))),
 ]
 ALL_CASES = DEFAULTS + VARIANTS
+# Export tracing is pure Python, ~10 ms per op: export each distinct forward path once. RMC2/RMC3
+# with interaction="cat" run RMC1's "cat" code, heads=1 runs the heads=3 loop, and DIN's
+# sequence_length only changes a static length; their eager outputs are still tested.
+EXPORT_CASES = DEFAULTS + [
+    case
+    for case in VARIANTS
+    if case.name not in ("dlrm-rmc2", "dlrm-rmc3", "mt-wnd") and case.options != (("sequence_length", 7),)
+]
 
 # (rows, dim) of every table at scale 1.0, in info() order, from models.md.
 FULL_TABLES: dict[str, list[tuple[int, int]]] = {
@@ -129,7 +137,9 @@ def output_contract(case: Case) -> tuple[int, str]:
     return 1, "probability"
 
 
-def ids_of_table(model: models.RecModel, example: tuple[torch.Tensor, ...], table: models.TableInfo) -> torch.Tensor:
+def ids_of_table(
+    model: models.RecModel, example: tuple[torch.Tensor, ...], table: models.TableInfo
+) -> torch.Tensor:
     ids = example[model.input_names.index(table.input_name)]
     return ids if table.input_column is None else ids[:, table.input_column]
 
@@ -155,7 +165,7 @@ def test_example_inputs_have_documented_shapes(name: str, batch: int) -> None:
     example = model.example_inputs(batch)
     assert len(example) == len(model.input_names)
     assert [tuple(x.shape) for x in example] == [(batch, *shape) for shape in INPUT_SHAPES[name]]
-    for input_name, tensor in zip(model.input_names, example):
+    for input_name, tensor in zip(model.input_names, example, strict=True):
         is_float = input_name in ("dense", "behaviour_mask")
         assert tensor.dtype == (torch.float32 if is_float else torch.int64), input_name
 
@@ -180,7 +190,7 @@ def test_output_shape_and_range(case: Case, batch: int) -> None:
         assert output.std(dim=0).max() > 0, "every sample scored the same"
 
 
-@pytest.mark.parametrize("case", ALL_CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("case", EXPORT_CASES, ids=lambda c: c.id)
 def test_export_with_dynamic_batch_matches_eager(case: Case) -> None:
     model = build(case)
     program = torch.export.export(
@@ -217,22 +227,22 @@ def test_ids_lie_within_their_tables(case: Case) -> None:
     for table in model.info().tables:
         ids = ids_of_table(model, example, table)
         assert (ids.shape[1] if ids.dim() == 2 else 1) == table.pooling, table.name
-        assert 0 <= int(ids.min()) and int(ids.max()) < table.rows, table.name
+        assert int(ids.min()) >= 0 and int(ids.max()) < table.rows, table.name
 
 
 @pytest.mark.parametrize("name", models.names())
 def test_inputs_reproducible_per_seed_and_different_across_seeds(name: str) -> None:
     model = build(Case(name))
     first, again, other = (model.example_inputs(16, seed=s) for s in (11, 11, 12))
-    assert all(torch.equal(a, b) for a, b in zip(first, again))
-    for input_name, a, b in zip(model.input_names, first, other):
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    for input_name, a, b in zip(model.input_names, first, other, strict=True):
         assert not torch.equal(a, b), input_name
 
 
 @pytest.mark.parametrize("name", ["din", "dien"])
 def test_behaviour_sequences_are_padded_after_their_valid_length(name: str) -> None:
     model = build(Case(name))
-    example = dict(zip(model.input_names, model.example_inputs(256, seed=2)))
+    example = dict(zip(model.input_names, model.example_inputs(256, seed=2), strict=True))
     ids, mask = example["behaviour_ids"], example["behaviour_mask"]
     lengths = mask.sum(dim=1)
     assert set(mask.unique().tolist()) <= {0.0, 1.0}
@@ -290,7 +300,12 @@ def test_dense_features_are_uniform_unit_interval() -> None:
 @pytest.mark.parametrize("name", models.names())
 def test_weights_reproducible_per_seed(name: str) -> None:
     first, again, other = (models.create(name, scale=SCALE, seed=s) for s in (5, 5, 6))
-    for (key, a), b, c in zip(first.state_dict().items(), again.state_dict().values(), other.state_dict().values()):
+    for (key, a), b, c in zip(
+        first.state_dict().items(),
+        again.state_dict().values(),
+        other.state_dict().values(),
+        strict=True,
+    ):
         assert torch.equal(a, b), key
         assert not torch.equal(a, c), key
 
@@ -315,7 +330,7 @@ def test_gru_impls_compute_the_same_function() -> None:
 
 def test_dot_interaction_keeps_the_strict_lower_triangle() -> None:
     model = build(Case("dlrm-rmc1"))
-    pairs = list(zip(model.li.tolist(), model.lj.tolist()))
+    pairs = list(zip(model.li.tolist(), model.lj.tolist(), strict=True))
     assert pairs == [(i, j) for i in range(9) for j in range(i)]
 
 
