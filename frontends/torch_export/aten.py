@@ -461,3 +461,66 @@ def _embedding_bag(ctx: Ctx, node: torch.fx.Node, weight: Any, ids: Any, offsets
                        layout="offsets", include_last_offset=bool(include_last_offset), has_weights=bool(weights))
     unused = Lazy("an embedding_bag auxiliary output", ("nothing (it is for training only)",))
     return (out, unused, unused, unused)
+
+
+# -- splits and fresh tensors ----------------------------------------------------------------------------
+def _pieces(ctx: Ctx, xv: Value, axis: int, sizes: list[int]) -> tuple[Value, ...]:
+    out, start = [], 0
+    for size in sizes:
+        out.append(ctx.emit("slice", [xv], axis=axis, start=start, end=start + size, step=1))
+        start += size
+    return tuple(out)
+
+
+def _static_dim(xv: Value, axis: int) -> int:
+    size = xv.type.shape[axis]
+    if not isinstance(size, int):
+        raise ConversionError("splitting a symbolic dim is not supported")
+    return size
+
+
+@converts("split_with_sizes.default")
+def _split_with_sizes(ctx: Ctx, node: torch.fx.Node, x: Any, sizes: Any, dim: int = 0) -> tuple[Value, ...]:
+    xv = ctx.value(x)
+    return _pieces(ctx, xv, dim % xv.type.rank, [int(s) for s in sizes])
+
+
+@converts("split.Tensor")
+def _split(ctx: Ctx, node: torch.fx.Node, x: Any, size: int, dim: int = 0) -> tuple[Value, ...]:
+    xv = ctx.value(x)
+    axis = dim % xv.type.rank
+    total = _static_dim(xv, axis)
+    return _pieces(ctx, xv, axis, [min(size, total - s) for s in range(0, total, size)])
+
+
+@converts("chunk.default")
+def _chunk(ctx: Ctx, node: torch.fx.Node, x: Any, chunks: int, dim: int = 0) -> tuple[Value, ...]:
+    xv = ctx.value(x)
+    axis = dim % xv.type.rank
+    total = _static_dim(xv, axis)
+    size = -(-total // chunks)
+    return _pieces(ctx, xv, axis, [min(size, total - s) for s in range(0, total, size)])
+
+
+@converts("unbind.int")
+def _unbind(ctx: Ctx, node: torch.fx.Node, x: Any, dim: int = 0) -> tuple[Value, ...]:
+    xv = ctx.value(x)
+    axis = dim % xv.type.rank
+    rest = xv.type.shape[:axis] + xv.type.shape[axis + 1:]
+    return tuple(ctx.emit("reshape", [piece], shape=rest) for piece in _pieces(ctx, xv, axis, [1] * _static_dim(xv, axis)))
+
+
+@converts("expand_as.default")
+def _expand_as(ctx: Ctx, node: torch.fx.Node, x: Any, other: Any) -> Value:
+    return _expand(ctx, node, x, None)
+
+
+@converts("new_zeros.default", "new_ones.default", "new_full.default", "zeros_like.default", "ones_like.default",
+          "full_like.default")
+def _new_filled(ctx: Ctx, node: torch.fx.Node, x: Any, *args: Any, **kw: Any) -> Value:
+    """A constant-filled tensor whose shape may hold the batch: a one-element constant broadcast to it."""
+    name = node.target._schema.name.split("::")[-1]
+    fill = 1 if "ones" in name else args[1] if name == "new_full" else args[0] if name == "full_like" else 0
+    shape = ctx.out_shape(node)
+    scalar = ctx.const(np.full((1,) * len(shape), fill), ctx.out_dtype(node))
+    return ctx.emit("expand", [scalar], shape=shape) if any(d != 1 for d in shape) else scalar

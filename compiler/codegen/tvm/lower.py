@@ -44,6 +44,7 @@ class _Lowering:
         self.exprs: dict[int, relax.Expr] = {}
         self.weight_vars: list[relax.Var] = []
         self.weights: dict[str, np.ndarray] = {}
+        self.weight_by_name: dict[str, relax.Var] = {}
         self.kernel_cache: dict[tuple[Any, ...], Any] = {}
         self.kernels: dict[str, int] = {}
 
@@ -62,11 +63,16 @@ class _Lowering:
         return relax.TensorType([self.dim(d) for d in value.type.shape], value.type.dtype)
 
     # -- weights ------------------------------------------------------------------------------------
-    def weight(self, name: str, array: np.ndarray) -> relax.Var:
-        var = relax.Var(name, relax.TensorType(list(array.shape), str(array.dtype)))
-        self.weight_vars.append(var)
-        self.weights[name] = array
-        return var
+    def weight(self, name: str, make: Callable[[], np.ndarray]) -> relax.Var:
+        """The runtime argument `name`, created once: a weight shared by several nodes (an RNN cell
+        unrolled over time steps) is packed and passed once."""
+        if name not in self.weight_by_name:
+            array = make()
+            var = relax.Var(name, relax.TensorType(list(array.shape), str(array.dtype)))
+            self.weight_vars.append(var)
+            self.weights[name] = array
+            self.weight_by_name[name] = var
+        return self.weight_by_name[name]
 
     def expr(self, value: Value) -> relax.Expr:
         key = id(value)
@@ -76,7 +82,7 @@ class _Lowering:
             if array.size <= INLINE_CONSTANT_LIMIT:
                 self.exprs[key] = relax.const(np.asarray(array), str(array.dtype))
             else:
-                self.exprs[key] = self.weight(value.name, array)
+                self.exprs[key] = self.weight(value.name, lambda: array)
         return self.exprs[key]
 
     def kernel(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
@@ -125,8 +131,9 @@ def _lower_dense(lw: _Lowering, node: Node) -> relax.Expr:
     activation = node.attrs.get("activation", "none")
     fn = lw.kernel(("dense", k, n, activation, node.attrs.get("alpha", 0.01)),
                    lambda: dense_kernels.dense_kernel(k, n, activation, node.attrs.get("alpha", 0.01)))
-    packed = lw.weight(f"{w.name}__packed{k}x{n}", dense_kernels.pack_weight(np.asarray(w_array)))
-    bias = lw.weight(f"{node.output.name}__bias", np.ascontiguousarray(b_array, dtype=np.float32))
+    packed = lw.weight(f"{w.name}__packed", lambda: dense_kernels.pack_weight(np.asarray(w_array)))
+    bias_name = f"{node.inputs[2].name}__bias" if len(node.inputs) == 3 else f"zeros{n}__bias"
+    bias = lw.weight(bias_name, lambda: np.ascontiguousarray(b_array, dtype=np.float32))
     xe = lw.exprs[id(x)] if x.kind != "param" else lw.expr(x)
     lead = x.type.shape[:-1]
     if len(lead) != 1:
