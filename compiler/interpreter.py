@@ -13,7 +13,6 @@ from typing import Any, Callable
 import numpy as np
 
 from .ir import Graph, Node
-from .ir.types import bind_dim
 
 Kernel = Callable[[list[np.ndarray], dict[str, Any]], np.ndarray]
 _erf = np.vectorize(math.erf, otypes=[np.float64])

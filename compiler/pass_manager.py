@@ -15,7 +15,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from .interpreter import interpret
-from .ir import Graph, print_graph, verify
+from .ir import Graph, Node, print_graph, verify
 from .rewrite import Match, Reject, Rule
 
 
@@ -125,7 +125,7 @@ class RewritePass:
         for node in graph.nodes:
             if id(node) not in before:
                 node.origin = f"rule {rule.name}" + (f" <- {root.origin}" if root.origin else "")
-        # The builder appends new nodes at the end; move them before the root's first user.
+        # The builder appends new nodes at the end; topo_sort moves them before their users.
         graph.replace_all_uses(root.output, new_value)
         graph.remove_dead()
         graph.topo_sort()

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ...compiler.ir import Graph, TensorType, Value
+from ...compiler.ir import Graph, Value
 from ...compiler.ir.types import Dim, dim_mul, is_float, numel
 
 
