@@ -176,9 +176,11 @@ class CompiledModel:
         for check in self._offset_checks:
             offsets = tensors[check["offsets"]].numpy()
             nnz = tensors[check["ids"]].shape[0]
-            if offsets.size and (offsets[0] != 0 or np.any(np.diff(offsets) < 0) or offsets[-1] > nnz):
+            bad_last = offsets[-1] != nnz if check["include_last_offset"] else offsets[-1] > nnz
+            if offsets.size and (offsets[0] != 0 or np.any(np.diff(offsets) < 0) or bad_last):
                 raise ValueError(f"input {check['offsets']!r}: offsets must start at 0, never decrease and stay "
-                                 f"<= len({check['ids']}) = {nnz}")
+                                 f"<= len({check['ids']}) = {nnz}"
+                                 + (" and end exactly there (include_last_offset)" if check["include_last_offset"] else ""))
 
     def __call__(self, *inputs: Any) -> Any:
         if len(inputs) != len(self.inputs):

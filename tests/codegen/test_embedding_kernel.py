@@ -244,3 +244,8 @@ def test_offsets_layout_with_empty_bags(mode: str, include_last: bool, weighted:
     bad[2] = ids.numel() + 5
     with pytest.raises(ValueError, match="offsets must start at 0"):
         compiled(ids, bad, weights)
+    if include_last:  # trailing ids past the last offset: torch's sum and mean disagree, so refuse
+        short = offsets.clone()
+        short[-1] = ids.numel() - 1
+        with pytest.raises(ValueError, match="end exactly there"):
+            compiled(ids, short, weights)
