@@ -1,4 +1,4 @@
-"""recc's stacked embedding-bag kernel vs torch's `embedding_bag` per table, side by side in one run.
+"""recc's table-batched embedding-bag kernel vs torch's `embedding_bag` per table, side by side, one run.
 
     python bench/embedding_kernel.py --threads 1 --scale 0.01 [--model dlrm-rmc1] [--batches 1,64,1024]
 
@@ -7,7 +7,7 @@ ids are the models' Zipf-like ids (`recc.models.inputs.stacked_bag_ids`). Three 
 same [B, T, D] sums:
 - `torch-2d`: `F.embedding_bag(ids_t [B, L], table_t, mode="sum")` for each table t,
 - `torch-offsets`: `F.embedding_bag(flat_ids_t [B*L], table_t, offsets [B], mode="sum")` for each table,
-- `recc`: one call of the `embedding_bags_stacked` kernel (ids [B, T, L] -> out [B, T, D]).
+- `recc`: one call of the `batched_embedding_bag` kernel (ids [B, T*L] -> out [B, T*D], flat tables).
 The tables are one torch allocation (torch gets row-slice views, the kernel the whole buffer through
 DLPack), so both read the same memory. Torch gets its per-table ids pre-split and contiguous (the copy
 is not timed: torch's best case). recc writes into a preallocated output, as in the Relax VM, whose
@@ -63,9 +63,9 @@ def _systems(batch: int, rows: list[int], pooling: int, big, tables, kernel) -> 
     per_table = [ids[:, t].contiguous() for t in range(len(rows))]
     flat = [x.reshape(-1) for x in per_table]
     offsets = torch.arange(batch, dtype=torch.int64) * pooling
-    table_tvm = tvm.runtime.from_dlpack(big)
-    ids_tvm = tvm.runtime.tensor(ids.numpy())
-    out = tvm.runtime.tensor(np.zeros((batch, len(rows), big.shape[1]), np.float32))
+    table_tvm = tvm.runtime.from_dlpack(big.reshape(-1))
+    ids_tvm = tvm.runtime.tensor(ids.reshape(batch, -1).numpy())
+    out = tvm.runtime.tensor(np.zeros((batch, len(rows) * big.shape[1]), np.float32))
 
     def recc() -> Any:
         kernel(table_tvm, ids_tvm, out)
@@ -76,7 +76,7 @@ def _systems(batch: int, rows: list[int], pooling: int, big, tables, kernel) -> 
            "recc": recc}
     want = torch.stack(fns["torch-2d"](), dim=1).numpy()
     error = max(float(np.abs(torch.stack(fns["torch-offsets"](), dim=1).numpy() - want).max()),
-                float(np.abs(recc().numpy() - want).max()))
+                float(np.abs(recc().numpy().reshape(want.shape) - want).max()))
     if error > 1e-4:
         raise AssertionError(f"batch {batch}: systems disagree (max abs error {error:.3g})")
     return fns, error
@@ -86,7 +86,7 @@ def run(model: str, scale: float, batches: list[int], threads: int, rounds: int)
     os.environ["TVM_NUM_THREADS"] = str(threads)  # before TVM starts its thread pool
     import torch
     import tvm
-    from recc.compiler.codegen.tvm.kernels.embedding import embedding_bags_stacked
+    from recc.compiler.codegen.tvm.kernels.embedding import Segment, batched_embedding_bag
     from recc.compiler.codegen.tvm.target import resolve_target
     from recc.models.dlrm import RMC1, RMC2, RMC3
     from recc.models.rec_model import scaled_rows
@@ -100,7 +100,8 @@ def run(model: str, scale: float, batches: list[int], threads: int, rounds: int)
     big = torch.randn(sum(rows), dim)
     starts = np.cumsum([0] + rows)
     tables = [big[starts[t]:starts[t + 1]] for t in range(len(rows))]
-    func = embedding_bags_stacked(tuple(rows), dim, pooling, "sum")
+    segment = Segment(tuple(rows), dim, pooling, tuple(t * pooling for t in range(len(rows))), 0, 0)
+    func = batched_embedding_bag((segment,), len(rows) * pooling, "sum")
     lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
                       target=resolve_target("cpu").to_tvm())
     results = []

@@ -3,8 +3,8 @@ at several batch sizes from that one build), then through the whole pipeline (re
 
 Kernel level: fixed bags (sum/mean, per_sample_weights, bag sizes below/above the prefetch distance, dims
 that need two passes), offsets bags (empty bags, all bags empty, include_last_offset both ways, trailing
-ids after the last offset), the stacked multi-table kernel with different row counts per table, plain
-lookups; batch 1, 7, 64 and one large enough for the parallel branch; the largest valid id of every
+ids after the last offset), the batched multi-table kernel (tables of different rows and dims in flat
+weights, shared id columns, several segments), plain lookups; batch 1, 7, 64 and one large enough for the parallel branch; the largest valid id of every
 table. fp32 max abs error <= 1e-5 on outputs of magnitude ~1.
 """
 
@@ -17,10 +17,12 @@ import pytest
 import torch
 import tvm
 from recc.compiler.codegen.tvm.kernels.embedding import (
+    DEFAULT_SCHEDULE,
     GatherSchedule,
+    Segment,
+    batched_embedding_bag,
     embedding_bag_fixed,
     embedding_bag_offsets,
-    embedding_bags_stacked,
     embedding_lookup,
 )
 from recc.compiler.codegen.tvm.target import resolve_target
@@ -32,9 +34,16 @@ F = torch.nn.functional
 BATCHES = (1, 7, 64, 500)  # 500 x bag takes the parallel branch for every bag size used here
 
 
+def _batched(table_rows: tuple[int, ...], dim: int, bag: int, mode: str, weighted: bool,
+             schedule: GatherSchedule = DEFAULT_SCHEDULE):
+    """One segment of equal-dim tables with consecutive id columns (the DLRM layout)."""
+    seg = Segment(table_rows, dim, bag, tuple(t * bag for t in range(len(table_rows))), 0, 0)
+    return batched_embedding_bag((seg,), len(table_rows) * bag, mode, weighted, schedule)
+
+
 @functools.cache
 def _compiled(kind: str, *args) -> tvm.runtime.Module:
-    builders = {"fixed": embedding_bag_fixed, "offsets": embedding_bag_offsets, "stacked": embedding_bags_stacked,
+    builders = {"fixed": embedding_bag_fixed, "offsets": embedding_bag_offsets, "batched": _batched,
                 "lookup": embedding_lookup}
     func = builders[kind](*args)
     return tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
@@ -120,21 +129,45 @@ SHORT_PREFETCH_ALWAYS_PARALLEL = GatherSchedule(prefetch_distance=3, serial_belo
     ((11, 64, 300), 100, 9, "sum", True, GatherSchedule()),  # two passes of 50
     ((100,) * 8, 32, 80, "sum", False, GatherSchedule()),  # RMC1-like: equal rows (row base t * rows)
 ], ids=["uneven-sum", "uneven-mean-short-prefetch-always-parallel", "weighted-two-pass", "rmc1-like"])
-def test_stacked_tables_match_torch_per_table(table_rows: tuple[int, ...], dim: int, bag: int, mode: str,
+def test_batched_tables_match_torch_per_table(table_rows: tuple[int, ...], dim: int, bag: int, mode: str,
                                               weighted: bool, schedule: GatherSchedule) -> None:
-    lib = _compiled("stacked", table_rows, dim, bag, mode, weighted, schedule)
+    lib = _compiled("batched", table_rows, dim, bag, mode, weighted, schedule)
     rng = np.random.default_rng(len(table_rows) * 100 + dim)
     tables = [_table(rng, rows, dim, bag) for rows in table_rows]
-    stacked = np.concatenate(tables)
+    flat = np.concatenate([t.ravel() for t in tables])
     for batch in BATCHES:
-        ids = np.stack([rng.integers(0, rows, (batch, bag)) for rows in table_rows], axis=1)
-        ids[0, :, 0] = ids[-1, :, -1] = np.array(table_rows) - 1  # every table's largest valid id
+        ids = np.concatenate([rng.integers(0, rows, (batch, bag)) for rows in table_rows], axis=1)
+        ids[0, ::bag] = ids[-1, bag - 1::bag] = np.array(table_rows) - 1  # every table's largest valid id
         weights = rng.random(ids.shape, dtype=np.float32)
-        got = _run(lib, [stacked, ids] + ([weights] if weighted else []), (batch, len(table_rows), dim))
+        got = _run(lib, [flat, ids] + ([weights] if weighted else []), (batch, len(table_rows) * dim))
         for t, table in enumerate(tables):
-            want = F.embedding_bag(torch.from_numpy(ids[:, t]), torch.from_numpy(table), mode=mode,
-                                   per_sample_weights=torch.from_numpy(weights[:, t]) if weighted else None)
-            assert max_abs_error(got[:, t], want) <= FP32_ATOL, f"batch {batch}, table {t}"
+            cols = slice(t * bag, (t + 1) * bag)
+            want = F.embedding_bag(torch.from_numpy(ids[:, cols]), torch.from_numpy(table), mode=mode,
+                                   per_sample_weights=torch.from_numpy(weights[:, cols]) if weighted else None)
+            assert max_abs_error(got[:, t * dim:(t + 1) * dim], want) <= FP32_ATOL, f"batch {batch}, table {t}"
+
+
+@pytest.mark.parametrize("mode,weighted", [("sum", False), ("sum", True), ("mean", False)])
+def test_batched_segments_of_different_dims_share_id_columns(mode: str, weighted: bool) -> None:
+    """Wide&Deep's layout: deep tables (dim 16) and wide tables (dim 1) read the same id columns; the
+    wide segment's rows follow the deep ones in the flat weights and its results follow in `out`."""
+    deep_rows, wide_rows, bag = (50, 300, 7), (50, 300), 4
+    deep = Segment(deep_rows, 16, bag, (0, 4, 8), out_col=0, weight_offset=0)
+    wide = Segment(wide_rows, 1, bag, (0, 4), out_col=48, weight_offset=sum(r * 16 for r in deep_rows))
+    lib = tvm.compile(tvm.IRModule({"main": batched_embedding_bag((deep, wide), 3 * bag, mode, weighted)
+                                    .with_attr("global_symbol", "main")}), target=resolve_target("cpu").to_tvm())
+    rng = np.random.default_rng(3)
+    tables = [_table(rng, r, 16, bag) for r in deep_rows] + [_table(rng, r, 1, bag) for r in wide_rows]
+    flat = np.concatenate([t.ravel() for t in tables])
+    for batch in BATCHES:
+        ids = np.concatenate([rng.integers(0, r, (batch, bag)) for r in deep_rows], axis=1)
+        weights = rng.random(ids.shape, dtype=np.float32)
+        got = _run(lib, [flat, ids] + ([weights] if weighted else []), (batch, 50))
+        want = np.concatenate([F.embedding_bag(
+            torch.from_numpy(ids[:, c:c + bag]), torch.from_numpy(table), mode=mode,
+            per_sample_weights=torch.from_numpy(weights[:, c:c + bag]) if weighted else None).numpy()
+            for c, table in zip((0, 4, 8, 0, 4), tables)], axis=1)
+        assert max_abs_error(got, want) <= FP32_ATOL, f"batch {batch}"
 
 
 @pytest.mark.parametrize("dim", [130])
@@ -151,8 +184,8 @@ def test_lookup_matches_torch(dim: int) -> None:
 
 
 def test_rows_are_prefetched_unless_disabled() -> None:
-    with_prefetch = _compiled("stacked", (100,) * 8, 32, 80, "sum", False, GatherSchedule())
-    without = _compiled("stacked", (100,) * 8, 32, 80, "sum", False, GatherSchedule(prefetch_distance=0))
+    with_prefetch = _compiled("batched", (100,) * 8, 32, 80, "sum", False, GatherSchedule())
+    without = _compiled("batched", (100,) * 8, 32, 80, "sum", False, GatherSchedule(prefetch_distance=0))
     assert "prefetcht0" in with_prefetch.mod.inspect_source("asm")
     assert "prefetcht0" not in without.mod.inspect_source("asm")
 
@@ -161,7 +194,8 @@ def test_rows_are_prefetched_unless_disabled() -> None:
     (lambda: embedding_bag_fixed(10, 4, 3, "max", False), "mode must be one of"),
     (lambda: embedding_bag_fixed(10, 4, 3, "mean", True), "per_sample_weights need mode='sum'"),
     (lambda: embedding_bag_offsets(10, 0, "sum", False, False), "dim must be >= 1"),
-    (lambda: embedding_bags_stacked((10, 0), 4, 3, "sum"), "at least one table"),
+    (lambda: Segment((10, 0), 4, 3, (0, 3)), "at least one table"),
+    (lambda: batched_embedding_bag((Segment((10,), 4, 3, (0,)),), 3, "sum"), "flat weights"),
 ])
 def test_unsupported_configurations_are_rejected(build, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
