@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .ir import Graph, Node
+from .ir.fused_ops import batched_table_layout
 
 Kernel = Callable[[list[np.ndarray], dict[str, Any]], np.ndarray]
 _erf = np.vectorize(math.erf, otypes=[np.float64])
@@ -60,6 +61,23 @@ def _embedding_bag(xs: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
         if e > s:
             out[b] = rows.sum(axis=0) / (e - s if attrs["mode"] == "mean" else 1)
     return out
+
+
+def _batched_embedding_bag(xs: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
+    weights, ids = xs[0], xs[1]
+    outs = []
+    for rows, dim, bag, col, offset, _ in batched_table_layout(attrs):
+        table = weights[offset:offset + rows * dim].reshape(rows, dim)
+        extra = [xs[2][:, col:col + bag]] if attrs.get("has_weights") else []
+        outs.append(_embedding_bag([table, ids[:, col:col + bag]] + extra, dict(attrs, layout="fixed")))
+    return np.concatenate(outs, axis=1)
+
+
+def _dot_interaction(xs: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
+    x, features = xs
+    z = np.concatenate([x[:, None, :], features.reshape(len(x), -1, x.shape[1])], axis=1)
+    li, lj = np.tril_indices(z.shape[1], -1)
+    return np.concatenate([x, np.matmul(z, z.transpose(0, 2, 1))[:, li, lj]], axis=1).astype(x.dtype)
 
 
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
@@ -122,6 +140,8 @@ KERNELS: dict[str, Kernel] = {
     "cast": lambda x, a: x[0].astype(a["dtype"]),
     "embedding": lambda x, a: x[0][x[1]],
     "embedding_bag": _embedding_bag,
+    "batched_embedding_bag": _batched_embedding_bag,
+    "dot_interaction": _dot_interaction,
 }
 
 

@@ -7,6 +7,10 @@ from typing import Sequence
 DEFAULT_PIPELINE: tuple[str, ...] = (
     "simplify-reshapes",
     "fuse-dense-activation",
+    "batch-embedding-bags",
+    "fuse-dot-interaction",
+    "simplify-slices",
+    "simplify-reshapes",
     "eliminate-dead-nodes",
 )
 

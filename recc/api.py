@@ -53,6 +53,7 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
     say = progress or (lambda msg: None)
     timings = dict(timings or {})
     spec = resolve_target(target)
+    checks = id_checks(graph)  # on the graph as captured: the function's domain, whatever the passes fuse
     start = time.perf_counter()
     reports = optimize(graph, pipeline, disable_passes, validate_inputs, dump_ir, progress)
     timings["passes_s"] = time.perf_counter() - start
@@ -65,7 +66,6 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
     timings["build_s"] = time.perf_counter() - start
     say(f"built in {timings['build_s']:.1f} s; writing weights ...")
     weights_index = write_weights(root / "weights", lowered.weights)
-    checks = id_checks(graph)
     (root / "graph.txt").write_text(print_graph(graph, origins=True))
     report = {"model": name, "passes": [r.to_json() for r in reports], "final_ops": final_compute_ops(graph),
               "kernels": lowered.kernels, "timings_s": {k: round(v, 3) for k, v in timings.items()},

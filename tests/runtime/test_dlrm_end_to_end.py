@@ -46,7 +46,8 @@ def test_report_shows_fused_dense_layers(compiled) -> None:
     fuse = next(p for p in report["passes"] if p["name"] == "fuse-dense-activation")
     assert fuse["rewrites"]["activation-into-dense"] == 5
     assert "relu" not in report["final_ops"] and "sigmoid" not in report["final_ops"]
-    assert report["kernels"]["dense"] == 5 and report["kernels"]["embedding_bag_fixed"] == 8
+    assert report["kernels"] == {"dense": 5, "batched_embedding_bag": 1, "dot_interaction": 1}
+    assert report["final_ops"]["batched_embedding_bag"] == 1 and "embedding_bag" not in report["final_ops"]
 
 
 def test_save_load_roundtrip_and_numpy_inputs(model, compiled, tmp_path: Path) -> None:

@@ -173,6 +173,43 @@ def _lower_embedding_bag(lw: _Lowering, node: Node) -> relax.Expr:
     return lw.emit(relax.call_tir(fn, lw.args(node), lw.struct(node.output)))
 
 
+def _segments(attrs: dict[str, Any]) -> tuple[Any, ...]:
+    """The batched lookup's tables as kernel segments: maximal runs of consecutive tables with the same
+    dim and bag size (DLRM: one; Wide&Deep: deep tables, then wide tables)."""
+    from ....compiler.ir.fused_ops import batched_table_layout
+    from .kernels.embedding import Segment
+
+    runs: list[list[tuple[int, ...]]] = []
+    for table in batched_table_layout(attrs):
+        if runs and runs[-1][0][1:3] == table[1:3]:
+            runs[-1].append(table)
+        else:
+            runs.append([table])
+    return tuple(Segment(tuple(t[0] for t in run), run[0][1], run[0][2], tuple(t[3] for t in run),
+                         out_col=run[0][5], weight_offset=run[0][4]) for run in runs)
+
+
+def _lower_batched_embedding_bag(lw: _Lowering, node: Node) -> relax.Expr:
+    from .kernels import embedding as embedding_kernels
+
+    attrs = node.attrs
+    segments = _segments(attrs)
+    ids_width = node.inputs[1].type.shape[1]
+    key = ("batched_embedding_bag", segments, ids_width, attrs["mode"], bool(attrs.get("has_weights")))
+    fn = lw.kernel(key, lambda: embedding_kernels.batched_embedding_bag(
+        segments, ids_width, attrs["mode"], bool(attrs.get("has_weights"))))
+    return lw.emit(relax.call_tir(fn, lw.args(node), lw.struct(node.output)))
+
+
+def _lower_dot_interaction(lw: _Lowering, node: Node) -> relax.Expr:
+    from .kernels.interaction import dot_interaction
+
+    dim = node.inputs[0].type.shape[1]
+    features = node.inputs[1].type.shape[1] // dim
+    fn = lw.kernel(("dot_interaction", dim, features), lambda: dot_interaction(dim, features))
+    return lw.emit(relax.call_tir(fn, lw.args(node), lw.struct(node.output)))
+
+
 def _lower_embedding(lw: _Lowering, node: Node) -> relax.Expr:
     table, ids = lw.args(node)
     return lw.emit(relax.op.take(table, ids, axis=0, mode="clip"))  # ids were range-checked
@@ -245,6 +282,8 @@ LOWERINGS: dict[str, Callable[[_Lowering, Node], relax.Expr]] = {
     "dense": _lower_dense,
     "embedding_bag": _lower_embedding_bag,
     "embedding": _lower_embedding,
+    "batched_embedding_bag": _lower_batched_embedding_bag,
+    "dot_interaction": _lower_dot_interaction,
 }
 
 

@@ -1,0 +1,66 @@
+"""Type rules of the fused recommendation ops that passes create (reference semantics: interpreter.py).
+
+    batched_embedding_bag(weights [total], ids [B, C] [, per_sample_weights [B, C]]) -> [B, sum(dims)]
+        T tables side by side in one flat weights buffer (table t: `table_rows[t] x table_dims[t]`
+        floats, in order); table t pools ids columns [id_cols[t], id_cols[t] + bag_sizes[t]) (ids local
+        to the table) and writes output columns [sum(dims[:t]), sum(dims[:t + 1])): the concatenation
+        of the T lookups. `mode` (sum | mean) is shared.
+    dot_interaction(x [B, D], features [B, T*D]) -> [B, D + n(n-1)/2]  (n = T + 1)
+        DLRM's interaction: Z = [x; f_1; ...; f_T] ([B, n, D]), the strict lower triangle of Z Z^T in
+        row-major order (torch.tril_indices(n, n, -1)), concatenated after x.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .ops import _fail, _register
+from .types import TensorType, is_int
+
+
+def batched_table_layout(attrs: dict[str, Any]) -> list[tuple[int, int, int, int, int, int]]:
+    """Per table: (rows, dim, bag_size, id_col, weight_offset, out_col), from the op's attributes."""
+    layout, weight_offset, out_col = [], 0, 0
+    for rows, dim, bag, col in zip(attrs["table_rows"], attrs["table_dims"], attrs["bag_sizes"], attrs["id_cols"]):
+        layout.append((rows, dim, bag, col, weight_offset, out_col))
+        weight_offset += rows * dim
+        out_col += dim
+    return layout
+
+
+@_register("batched_embedding_bag", (2, 3),
+           "many embedding bags (tables of any rows and dims in one flat buffer) in one op; output = their concat")
+def _batched_embedding_bag(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    op = "batched_embedding_bag"
+    weights, ids = ts[0], ts[1]
+    keys = ("table_rows", "table_dims", "bag_sizes", "id_cols")
+    if len({len(attrs[k]) for k in keys}) != 1 or not attrs["table_rows"]:
+        raise _fail(op, f"{', '.join(keys)} must be non-empty and of equal length")
+    if attrs["mode"] not in ("sum", "mean"):
+        raise _fail(op, f"unsupported mode {attrs['mode']}")
+    if len(ts) != 2 + bool(attrs.get("has_weights")):
+        raise _fail(op, f"has_weights={attrs.get('has_weights')} but {len(ts)} inputs")
+    layout = batched_table_layout(attrs)
+    total = sum(rows * dim for rows, dim, *_ in layout)
+    if weights.shape != (total,) or weights.dtype != "float32":
+        raise _fail(op, f"weights must be float32[{total}] (the tables' elements), got {weights}")
+    if ids.rank != 2 or ids.dtype != "int64" or not isinstance(ids.shape[1], int):
+        raise _fail(op, f"ids must be int64 [B, C], got {ids}")
+    for t, (_, _, bag, col, _, _) in enumerate(layout):
+        if col < 0 or col + bag > ids.shape[1]:
+            raise _fail(op, f"table {t} reads ids columns {col}..{col + bag} of {ids}")
+    if attrs.get("has_weights") and ts[2] != TensorType(ids.shape, "float32"):
+        raise _fail(op, f"per_sample_weights must be float32 like ids {ids}, got {ts[2]}")
+    return [TensorType((ids.shape[0], sum(attrs["table_dims"])), "float32")]
+
+
+@_register("dot_interaction", (2, 2), "DLRM pairwise dot interaction: [x, strict lower triangle of Z Z^T]")
+def _dot_interaction(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    x, features = ts
+    if x.rank != 2 or features.rank != 2 or x.shape[0] != features.shape[0] or is_int(x.dtype):
+        raise _fail("dot_interaction", f"expects x [B, D] and features [B, T*D], got {x} and {features}")
+    dim, width = x.shape[1], features.shape[1]
+    if not isinstance(dim, int) or not isinstance(width, int) or width % dim or features.dtype != x.dtype:
+        raise _fail("dot_interaction", f"features {features} is not a whole number of {x}-wide vectors")
+    n = width // dim + 1
+    return [TensorType((x.shape[0], dim + n * (n - 1) // 2), x.dtype)]
