@@ -80,6 +80,18 @@ def _dot_interaction(xs: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
     return np.concatenate([x, np.matmul(z, z.transpose(0, 2, 1))[:, li, lj]], axis=1).astype(x.dtype)
 
 
+def _target_attention(xs: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
+    keys, query = xs[0], xs[1]
+    bias = xs[2] if attrs.get("has_score_bias") else 0.0
+    layers = xs[2 + bool(attrs.get("has_score_bias")):]
+    q = np.broadcast_to(query[:, None, :], keys.shape)
+    h = np.concatenate([keys, q, keys * q], axis=2)
+    for i, act in enumerate(list(attrs["activations"]) + ["none"]):
+        h = _activation(h @ layers[2 * i].T + layers[2 * i + 1], act, {})
+    weights = _softmax(h[..., 0] + bias, 1)
+    return (weights[..., None] * keys).sum(axis=1).astype(keys.dtype)
+
+
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
@@ -142,6 +154,7 @@ KERNELS: dict[str, Kernel] = {
     "embedding_bag": _embedding_bag,
     "batched_embedding_bag": _batched_embedding_bag,
     "dot_interaction": _dot_interaction,
+    "target_attention": _target_attention,
 }
 
 

@@ -9,6 +9,7 @@ DEFAULT_PIPELINE: tuple[str, ...] = (
     "fuse-dense-activation",
     "batch-embedding-bags",
     "fuse-dot-interaction",
+    "fuse-attention",
     "simplify-slices",
     "simplify-reshapes",
     "eliminate-dead-nodes",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from .batch_embedding_bags import BatchEmbeddingBags
 from .eliminate_dead_nodes import EliminateDeadNodes
+from .fuse_attention import FuseAttention
 from .fuse_dense_activation import FuseDenseActivation
 from .fuse_dot_interaction import FuseDotInteraction
 from .simplify_reshapes import SimplifyReshapes
 from .simplify_slices import SimplifySlices
 
 PASSES = {cls.name: cls for cls in (SimplifyReshapes, FuseDenseActivation, BatchEmbeddingBags,
-                                         FuseDotInteraction, SimplifySlices, EliminateDeadNodes)}
+                                         FuseDotInteraction, FuseAttention, SimplifySlices, EliminateDeadNodes)}
 
 __all__ = ["PASSES"]

@@ -64,3 +64,31 @@ def _dot_interaction(ts: list[TensorType], attrs: dict[str, Any]) -> list[Tensor
         raise _fail("dot_interaction", f"features {features} is not a whole number of {x}-wide vectors")
     n = width // dim + 1
     return [TensorType((x.shape[0], dim + n * (n - 1) // 2), x.dtype)]
+
+
+@_register("target_attention", (6, 16),
+           "DIN's attention unit: MLP scores of [k, q, k-q, k*q] per position, masked softmax, weighted sum of k")
+def _target_attention(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """target_attention(keys [B, S, D], query [B, D], [score_bias [B, S]], w_1 [N1, 3D], b_1 [N1], ...,
+    w_L [1, N], b_L [1]) -> [B, D]. Layer 1 reads [k, q, k*q] (the k-q block folded into the other two:
+    W [k, q, k-q, k*q] = (W_k + W_d) k + (W_q - W_d) q + W_kq (k*q)); `activations` name the hidden layers'
+    activations; the last layer (one output) has none. score_bias is added to the scores (DIN's mask)."""
+    op = "target_attention"
+    keys, query = ts[0], ts[1]
+    has_bias = bool(attrs.get("has_score_bias"))
+    layers = ts[2 + has_bias:]
+    if keys.rank != 3 or query.shape != (keys.shape[0], keys.shape[2]) or keys.dtype != "float32":
+        raise _fail(op, f"expects keys [B, S, D] and query [B, D] float32, got {keys} and {query}")
+    if has_bias and ts[2] != TensorType(keys.shape[:2], "float32"):
+        raise _fail(op, f"score_bias must be float32 {keys.shape[:2]}, got {ts[2]}")
+    if len(layers) % 2 or len(layers) // 2 != len(attrs["activations"]) + 1:
+        raise _fail(op, f"{len(layers)} layer inputs for {len(attrs['activations'])} hidden activations")
+    width = 3 * keys.shape[2]
+    for i in range(0, len(layers), 2):
+        w, b = layers[i], layers[i + 1]
+        if w.rank != 2 or w.shape[1] != width or b.shape != (w.shape[0],):
+            raise _fail(op, f"layer {i // 2}: weight {w} and bias {b} do not take {width} inputs")
+        width = w.shape[0]
+    if width != 1:
+        raise _fail(op, f"the last layer must produce one score, got {width}")
+    return [TensorType((keys.shape[0], keys.shape[2]), "float32")]

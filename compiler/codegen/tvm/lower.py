@@ -210,6 +210,28 @@ def _lower_dot_interaction(lw: _Lowering, node: Node) -> relax.Expr:
     return lw.emit(relax.call_tir(fn, lw.args(node), lw.struct(node.output)))
 
 
+def _lower_target_attention(lw: _Lowering, node: Node) -> relax.Expr:
+    from .kernels import attention
+
+    keys = node.inputs[0]
+    has_bias = bool(node.attrs.get("has_score_bias"))
+    params = [np.asarray(lw.graph.param_array(v), np.float32) for v in node.inputs[2 + has_bias:]]
+    _, seq, dim = keys.type.shape
+    widths = tuple(int(w.shape[0]) for w in params[0::2])
+    activations = tuple(node.attrs["activations"])
+    fn = lw.kernel(("target_attention", seq, dim, widths, activations, has_bias),
+                   lambda: attention.target_attention(seq, dim, widths, activations, has_bias))
+    w1q, w1u = attention.pack_first_layer(params[0], dim)
+    w_all, b_all = attention.pack_hidden_layers(w1u, list(zip(params[2:-2:2], params[3:-2:2])))
+    name = node.output.name
+    packed = [lw.weight(f"{name}__w1q", lambda: w1q), lw.weight(f"{name}__b1", lambda: attention.pad_vector(params[1])),
+              lw.weight(f"{name}__w_all", lambda: w_all), lw.weight(f"{name}__b_all", lambda: b_all),
+              lw.weight(f"{name}__w_last", lambda: params[-2].reshape(-1).copy()),
+              lw.weight(f"{name}__b_last", lambda: params[-1].reshape(-1).copy())]
+    data = [lw.expr(v) if v.kind == "param" else lw.exprs[id(v)] for v in node.inputs[:2 + has_bias]]
+    return lw.emit(relax.call_tir(fn, data + packed, lw.struct(node.output)))
+
+
 def _lower_embedding(lw: _Lowering, node: Node) -> relax.Expr:
     table, ids = lw.args(node)
     return lw.emit(relax.op.take(table, ids, axis=0, mode="clip"))  # ids were range-checked
@@ -284,6 +306,7 @@ LOWERINGS: dict[str, Callable[[_Lowering, Node], relax.Expr]] = {
     "embedding": _lower_embedding,
     "batched_embedding_bag": _lower_batched_embedding_bag,
     "dot_interaction": _lower_dot_interaction,
+    "target_attention": _lower_target_attention,
 }
 
 
