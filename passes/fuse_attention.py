@@ -59,7 +59,8 @@ def _weights_and_scores(graph: Graph, root: Node) -> tuple[Value, Node, Value | 
     last = producer_op(producer_op(scores, "reshape").inputs[0], "dense") if producer_op(scores, "reshape") else None
     if last is None:
         return Reject("scores are not a reshaped dense output")
-    if not all(single_user(v, graph) for v in (weighted.output, spread, softmax.output, scores, last.output)):
+    intermediates = (weighted.output, spread, softmax.output, softmax.inputs[0], scores, last.output)
+    if not all(single_user(v, graph) for v in intermediates):
         return Reject("an attention intermediate has another user")
     return keys, softmax, bias, last
 
