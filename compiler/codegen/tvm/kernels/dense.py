@@ -23,6 +23,7 @@ from tvm.script import tirx as T
 
 VECTOR = 16  # outputs per column tile (two AVX2 registers)
 ROWS = 4  # rows per register tile
+SERIAL_BELOW_MACS = 200_000  # work per call below which the kernel does not use the thread pool
 
 
 def activation_expr(name: str, x, alpha: float = 0.01):
@@ -66,6 +67,30 @@ def dense_kernel(k: int, n: int, activation: str = "none", alpha: float = 0.01, 
     def act(x):
         return activation_expr(activation, x, alpha)
 
+    # below this many multiply-adds the rows run on the calling thread: waking the pool costs more
+    serial_max_m = max(0, (SERIAL_BELOW_MACS - 1) // (K * N))
+
+    @T.macro
+    def tile(X, Wp, B, Y, m, f, t):
+        row = T.meta_var((f // NT * RB + t) * MR)
+        if f // NT * RB + t < m // MR:
+            acc = T.alloc_buffer((MR, NV), "float32")
+            for r in T.unroll(MR):
+                for v in T.vectorized(NV):
+                    acc[r, v] = T.float32(0)
+            for kk in range(K):
+                for r in T.unroll(MR):
+                    for v in T.vectorized(NV):
+                        acc[r, v] = acc[r, v] + X[row + r, kk] * Wp[f % NT, kk, v]
+            for r in T.unroll(MR):
+                if full:
+                    for v in T.vectorized(NV):
+                        Y[row + r, f % NT * NV + v] = act(acc[r, v] + B[f % NT * NV + v])
+                else:
+                    for v in range(NV):
+                        if f % NT * NV + v < N:
+                            Y[row + r, f % NT * NV + v] = act(acc[r, v] + B[f % NT * NV + v])
+
     @T.prim_func(private=True)
     def dense(var_x: T.handle, Wp: T.Buffer((NT, K, NV), "float32"), B: T.Buffer((N,), "float32"),
               var_y: T.handle):
@@ -73,25 +98,14 @@ def dense_kernel(k: int, n: int, activation: str = "none", alpha: float = 0.01, 
         m = T.int64()
         X = T.match_buffer(var_x, (m, K), "float32")
         Y = T.match_buffer(var_y, (m, N), "float32")
-        for f in T.parallel(((m // MR + RB - 1) // RB) * NT):
-            for t in range(RB):
-                if f // NT * RB + t < m // MR:
-                    acc = T.alloc_buffer((MR, NV), "float32")
-                    for r in T.unroll(MR):
-                        for v in T.vectorized(NV):
-                            acc[r, v] = T.float32(0)
-                    for kk in range(K):
-                        for r in T.unroll(MR):
-                            for v in T.vectorized(NV):
-                                acc[r, v] = acc[r, v] + X[(f // NT * RB + t) * MR + r, kk] * Wp[f % NT, kk, v]
-                    for r in T.unroll(MR):
-                        if full:
-                            for v in T.vectorized(NV):
-                                Y[(f // NT * RB + t) * MR + r, f % NT * NV + v] = act(acc[r, v] + B[f % NT * NV + v])
-                        else:
-                            for v in range(NV):
-                                if f % NT * NV + v < N:
-                                    Y[(f // NT * RB + t) * MR + r, f % NT * NV + v] = act(acc[r, v] + B[f % NT * NV + v])
+        if m <= serial_max_m:
+            for f in range(((m // MR + RB - 1) // RB) * NT):
+                for t in range(RB):
+                    tile(X, Wp, B, Y, m, f, t)
+        else:
+            for f in T.parallel(((m // MR + RB - 1) // RB) * NT):
+                for t in range(RB):
+                    tile(X, Wp, B, Y, m, f, t)
         for i in range(m // MR * MR, m):
             for jt in range(NT):
                 acc1 = T.alloc_buffer((NV,), "float32")
