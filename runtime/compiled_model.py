@@ -75,7 +75,13 @@ class CompiledModel:
         self._weights = [self._to_tvm(load_weight(self.path, w)) for w in m["weights"]]
         self.inputs = [(i["name"], i["dtype"], [_parse_dim(d) for d in i["shape"]]) for i in m["inputs"]]
         self.input_names = [i[0] for i in self.inputs]
+        # per input: (torch dtype, rank, static dims, symbolic dims) for the fast path of _coerce
+        self._fast_specs = [(_TORCH_DTYPES.get(dtype), len(shape), [(a, d) for a, d in enumerate(shape) if isinstance(d, int)],
+                             [(a, d[0], d[1][0]) for a, d in enumerate(shape) if not isinstance(d, int) and len(d[1]) == 1])
+                            for _, dtype, shape in self.inputs]
         self._id_limits = {name: self._prepare_limits(lims) for name, lims in m["id_checks"]["ids"].items()}
+        shapes = {name: shape for name, _, shape in self.inputs}
+        self._id_bounds = {name: self._bound_array(lims, shapes[name]) for name, lims in self._id_limits.items()}
         self._offset_checks = m["id_checks"]["offsets"]
         self._single_output = len(m["outputs"]) == 1
 
@@ -116,8 +122,40 @@ class CompiledModel:
             return tvm.runtime.from_dlpack(array)
         return CompiledModel._to_tvm(torch.from_numpy(np.ascontiguousarray(array)))
 
+    @staticmethod
+    def _bound_array(limits: list[tuple[Any, Any, Any, int]], shape: list[Any]) -> np.ndarray:
+        """Per-element upper bounds (as uint64, broadcastable to the input) for a one-comparison check:
+        viewed as uint64, a negative id is huge, so `ids >= bound` catches both ends at once."""
+        if len(limits) == 1 and limits[0][0] is None:
+            return np.array(limits[0][3], np.uint64)
+        axes = {lim[0] for lim in limits}
+        if len(axes) != 1 or None in axes:
+            return np.array(min(lim[3] for lim in limits), np.uint64)  # conservative; the slow path explains
+        axis = axes.pop()
+        size = shape[axis]  # an axis that is sliced into tables has a static size
+        bound = np.full(size, np.iinfo(np.uint64).max, np.uint64)
+        for _, start, end, rows in limits:
+            bound[start:end] = np.minimum(bound[start:end], rows)
+        return bound.reshape((size,) + (1,) * (len(shape) - axis - 1))
+
     # -- calling --------------------------------------------------------------------------------------
     def _coerce(self, index: int, x: Any, env: dict[str, int]) -> torch.Tensor:
+        """The input as a contiguous CPU torch tensor of the declared dtype, or a ValueError saying why not.
+        The common case (a tensor that already fits) takes a short path; anything else the careful one."""
+        want, rank, static, symbolic = self._fast_specs[index]
+        if type(x) is torch.Tensor and x.dtype is want and x.dim() == rank and x.device.type == "cpu":
+            shape = x.shape
+            fits = all(shape[a] == d for a, d in static)
+            for axis, coef, sym_name in symbolic if fits else ():
+                n = shape[axis]
+                if n % coef or env.setdefault(sym_name, n // coef) != n // coef:
+                    fits = False
+                    break
+            if fits and (len(symbolic) + len(static) == rank):
+                return x if x.is_contiguous() else x.contiguous()
+        return self._coerce_carefully(index, x, env)
+
+    def _coerce_carefully(self, index: int, x: Any, env: dict[str, int]) -> torch.Tensor:
         name, dtype, shape = self.inputs[index]
         if isinstance(x, np.ndarray):
             if x.dtype == object:
@@ -158,6 +196,15 @@ class CompiledModel:
         return "[" + ", ".join(parts) + "]"
 
     def _check_ids(self, tensors: dict[str, torch.Tensor]) -> None:
+        for name, bound in self._id_bounds.items():
+            array = tensors[name].numpy()
+            if array.size and (array.view(np.uint64) >= bound).any():
+                self._explain_bad_ids(tensors)
+        if self._offset_checks:
+            self._check_offsets(tensors)
+
+    def _explain_bad_ids(self, tensors: dict[str, torch.Tensor]) -> None:
+        """The slow path: find the offending id and table and raise a ValueError naming them."""
         for name, limits in self._id_limits.items():
             ids = tensors[name]
             if ids.numel() == 0:
@@ -173,6 +220,9 @@ class CompiledModel:
                     where = "" if axis is None else f" (indices {start}:{end} of dim {axis})"
                     raise ValueError(f"input {name!r}{where}: embedding id {high} is out of range for a table "
                                      f"of {rows} rows (valid ids are 0..{rows - 1})")
+        raise AssertionError("an id failed the range check but no table explains it")  # a recc bug
+
+    def _check_offsets(self, tensors: dict[str, torch.Tensor]) -> None:
         for check in self._offset_checks:
             offsets = tensors[check["offsets"]].numpy()
             nnz = tensors[check["ids"]].shape[0]
@@ -188,10 +238,19 @@ class CompiledModel:
         env: dict[str, int] = {}
         tensors = [self._coerce(i, x, env) for i, x in enumerate(inputs)]
         self._check_ids(dict(zip(self.input_names, tensors)))
-        result = self._main(*[self._to_tvm(t) for t in tensors], *self._weights)
+        # tvm-ffi takes torch tensors as they are and returns torch tensors (no DLPack round trips)
+        result = self._main(*[self._aligned(t) for t in tensors], *self._weights)
         if self._single_output:
-            return torch.from_dlpack(result)
-        return tuple(torch.from_dlpack(r) for r in result)
+            return result if isinstance(result, torch.Tensor) else torch.from_dlpack(result)
+        return tuple(r if isinstance(r, torch.Tensor) else torch.from_dlpack(r) for r in result)
+
+    @staticmethod
+    def _aligned(array: torch.Tensor) -> torch.Tensor:
+        """TVM's kernels assume 64-byte aligned, compactly strided buffers (torch may report any stride for
+        a dim of size 0 or 1); copy the rare tensor that is not."""
+        if array.data_ptr() % 64 or array.stride() != _compact_strides(array.shape):
+            return array.clone(memory_format=torch.contiguous_format)  # torch's CPU allocator aligns to 64
+        return array
 
     # -- artifact -------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
