@@ -233,8 +233,22 @@ def _lower_target_attention(lw: _Lowering, node: Node) -> relax.Expr:
 
 
 def _lower_embedding(lw: _Lowering, node: Node) -> relax.Expr:
-    table, ids = lw.args(node)
-    return lw.emit(relax.op.take(table, ids, axis=0, mode="clip"))  # ids were range-checked
+    """Plain lookups (DIN's behaviour sequence) through recc's prefetching gather kernel on flat ids."""
+    from .kernels import embedding as embedding_kernels
+
+    table, ids = node.inputs
+    rows, dim = table.type.shape
+    if table.type.dtype != "float32" or ids.type.dtype != "int64":
+        table_e, ids_e = lw.args(node)
+        return lw.emit(relax.op.take(table_e, ids_e, axis=0, mode="clip"))  # ids were range-checked
+    fn = lw.kernel(("embedding_lookup", rows, dim), lambda: embedding_kernels.embedding_lookup(rows, dim))
+    table_e, ids_e = lw.args(node)
+    count = lw.dim(ids.type.shape[0])
+    for d in ids.type.shape[1:]:
+        count = count * lw.dim(d)
+    flat = lw.emit(relax.op.reshape(ids_e, [count])) if ids.type.rank != 1 else ids_e
+    out = lw.emit(relax.call_tir(fn, [table_e, flat], relax.TensorType([count, lw.dim(dim)], "float32")))
+    return lw.emit(relax.op.reshape(out, [lw.dim(d) for d in node.output.type.shape]))
 
 
 # -- everything else: Relax operators --------------------------------------------------------------------
