@@ -92,6 +92,14 @@ def _target_attention(xs: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray
     return (weights[..., None] * keys).sum(axis=1).astype(keys.dtype)
 
 
+def _attention(xs: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
+    q, k, v = xs[:3]
+    scores = np.matmul(q, np.swapaxes(k, -1, -2)) * np.float32(attrs["scale"])
+    if len(xs) == 4:
+        scores = scores + xs[3]
+    return np.matmul(_softmax(scores, -1), v).astype(q.dtype)
+
+
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
@@ -155,6 +163,7 @@ KERNELS: dict[str, Kernel] = {
     "batched_embedding_bag": _batched_embedding_bag,
     "dot_interaction": _dot_interaction,
     "target_attention": _target_attention,
+    "attention": _attention,
 }
 
 

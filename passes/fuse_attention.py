@@ -1,5 +1,9 @@
-"""sum(softmax(score(concat(k, q, k - q, k * q)) [+ bias]) * k, over positions)
-    -> target_attention(k, q, [bias], W_1', b_1, ..., W_L, b_L)
+"""Two attention patterns, each to one op:
+
+sum(softmax(score(concat(k, q, k - q, k * q)) [+ bias]) * k, over positions)
+    -> target_attention(k, q, [bias], W_1', b_1, ..., W_L, b_L)                       (rule target-attention)
+matmul(softmax(matmul(q, k^T) * scale [+ bias]), v)  (the scale may also be a division, or applied to q)
+    -> attention(q, k, v, [bias], scale)                                    (rule scaled-dot-product-attention)
 
 with q = expand(q[:, None]) over the S positions of the keys k [B, S, D], and score = an MLP of dense
 layers ending in one output (DIN's local activation unit).
@@ -10,7 +14,12 @@ passes over [B, S] and [B, S, D]. Layer 1 is linear, so W [k, q, k-q, k*q] = (W_
 (W_q - W_d) q + W_kq (k*q): the q part is computed once per sample instead of once per position, and
 layer 1 reads 2D inputs per position instead of 4D (DIN: half of layer 1's FLOPs). The fused op's kernel
 keeps each sample's hidden activations in scratch and never writes the [B, S, 4D] unit input.
-Legal when: the concat is exactly [k, q, k - q, k * q] along the feature axis with q a broadcast of one
+For scaled-dot-product attention (torch's F.scaled_dot_product_attention arrives spelled out), the fused
+kernel computes each query row's scores, softmax and weighted sum in registers and scratch: the [.., Lq, Lk]
+score and probability tensors are never written. Legal when k^T is a transpose of the last two axes,
+the scale is a scalar constant, the softmax runs over the keys, and no intermediate has another user.
+
+Target attention is legal when: the concat is exactly [k, q, k - q, k * q] along the feature axis with q a broadcast of one
 vector per sample, the MLP layers are dense with parameter weights, the hidden activations carry no
 parameters, the last layer has one output and no activation, the softmax runs over the positions, the
 weighted sum multiplies by the same k, and no intermediate has another user.
@@ -134,7 +143,58 @@ def _rewrite(graph: Graph, root: Node, match: Match) -> Value:
     return graph.add_node("target_attention", inputs, attrs, name=root.output.name).output
 
 
+def _scalar(graph: Graph, value: Value) -> float | None:
+    array = graph.param_array(value)
+    return float(np.asarray(array).reshape(-1)[0]) if array is not None and array.size == 1 else None
+
+
+def _scaled(graph: Graph, value: Value) -> tuple[Value, float]:
+    """(x, s) with value = x * s for a scalar constant s (mul either side, or div), else (value, 1)."""
+    node = value.producer
+    if node is not None and node.op in ("mul", "div"):
+        for x, c in ((node.inputs[0], node.inputs[1]), (node.inputs[1], node.inputs[0])):
+            s = _scalar(graph, c)
+            if s is not None and x.type == value.type and (node.op == "mul" or c is node.inputs[1]):
+                return x, (s if node.op == "mul" else 1.0 / s)
+    return value, 1.0
+
+
+def _match_sdpa(graph: Graph, root: Node) -> Match | Reject | None:
+    softmax = producer_op(root.inputs[0], "softmax")
+    if softmax is None:
+        return None
+    scores, bias = softmax.inputs[0], None
+    rank = scores.type.rank
+    if rank < 3 or softmax.attrs["axis"] % rank != rank - 1:
+        return Reject("softmax is not over the keys")
+    add = producer_op(scores, "add")
+    if add is not None:
+        scores, bias = (add.inputs[0], add.inputs[1]) if add.inputs[0].type == scores.type else (add.inputs[1], add.inputs[0])
+    product, scale = _scaled(graph, scores)
+    qk = producer_op(product, "matmul")
+    if qk is None:
+        return Reject("scores are not a matmul of q and k^T")
+    q, q_scale = _scaled(graph, qk.inputs[0])
+    transposed = producer_op(qk.inputs[1], "permute")
+    perm = tuple(range(rank - 2)) + (rank - 1, rank - 2)
+    if transposed is None or tuple(transposed.attrs["perm"]) != perm:
+        return Reject("k is not transposed over its last two axes")
+    k, v = transposed.inputs[0], root.inputs[1]
+    if q.type.shape[:-2] != k.type.shape[:-2] or v.type.shape[:-2] != k.type.shape[:-2]:
+        return Reject("q, k and v leading dims differ (broadcast attention is not fused)")
+    chain = (root.inputs[0], softmax.inputs[0], scores, product, qk.inputs[1]) + ((qk.inputs[0],) if q is not qk.inputs[0] else ())
+    if not all(single_user(x, graph) for x in chain):
+        return Reject("an attention intermediate has another user")
+    return Match([root], {"qkv": [q, k, v], "bias": bias, "scale": scale * q_scale})
+
+
+def _rewrite_sdpa(graph: Graph, root: Node, match: Match) -> Value:
+    inputs = match.data["qkv"] + ([match.data["bias"]] if match.data["bias"] is not None else [])
+    return graph.add_node("attention", inputs, {"scale": match.data["scale"]}, name=root.output.name).output
+
+
 class FuseAttention(RewritePass):
     name = "fuse-attention"
-    summary = "DIN's attention unit (MLP scores of [k, q, k-q, k*q], softmax, weighted sum) -> one op"
-    rules = (Rule("target-attention", "sum", _match, _rewrite),)
+    summary = "DIN's attention unit, and scaled-dot-product attention, each -> one op"
+    rules = (Rule("target-attention", "sum", _match, _rewrite),
+             Rule("scaled-dot-product-attention", "matmul", _match_sdpa, _rewrite_sdpa))

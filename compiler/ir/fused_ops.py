@@ -92,3 +92,22 @@ def _target_attention(ts: list[TensorType], attrs: dict[str, Any]) -> list[Tenso
     if width != 1:
         raise _fail(op, f"the last layer must produce one score, got {width}")
     return [TensorType((keys.shape[0], keys.shape[2]), "float32")]
+
+
+@_register("attention", (3, 4), "scaled dot-product attention: softmax(q k^T * scale [+ bias]) v over the last two axes")
+def _attention(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """attention(q [..., Lq, d], k [..., Lk, d], v [..., Lk, dv] [, bias broadcastable to [..., Lq, Lk]])
+    -> [..., Lq, dv]; q, k and v share their leading dims (batch, heads); `scale` multiplies q k^T."""
+    q, k, v = ts[:3]
+    if q.rank < 3 or k.rank != q.rank or v.rank != q.rank or len({q.dtype, k.dtype, v.dtype}) != 1:
+        raise _fail("attention", f"expects q, k, v of one rank >= 3 and dtype, got {q}, {k}, {v}")
+    if q.shape[:-2] != k.shape[:-2] or k.shape[:-2] != v.shape[:-2] or q.shape[-1] != k.shape[-1] \
+            or k.shape[-2] != v.shape[-2]:
+        raise _fail("attention", f"q {q}, k {k}, v {v} do not line up")
+    if len(ts) == 4:
+        from .ops import broadcast_shapes
+
+        scores = q.shape[:-1] + (k.shape[-2],)
+        if broadcast_shapes("attention", scores, ts[3].shape) != scores or ts[3].dtype != q.dtype:
+            raise _fail("attention", f"bias {ts[3]} does not broadcast to the scores {scores}")
+    return [TensorType(q.shape[:-1] + (v.shape[-1],), q.dtype)]

@@ -7,6 +7,7 @@ legal as an operand of a specific op (e.g. the `arange` offsets torch builds for
 
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -208,9 +209,33 @@ def _matmul(ctx: Ctx, node: torch.fx.Node, a: Any, b: Any) -> Value:
     return ctx.emit("matmul", [av, bv])
 
 
+@converts("scaled_dot_product_attention.default")
+def _scaled_dot_product_attention(ctx: Ctx, node: torch.fx.Node, q: Any, k: Any, v: Any, attn_mask: Any = None,
+                                  dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
+                                  enable_gqa: bool = False) -> Value:
+    """Spelled out as softmax(q k^T * scale [+ mask]) v; the fuse-attention pass makes it one op again
+    (so the same rule serves models that write the math by hand)."""
+    if dropout_p or is_causal or enable_gqa:
+        raise ConversionError("scaled_dot_product_attention with dropout, is_causal or enable_gqa is not supported")
+    qv, kv, vv = ctx.value(q), ctx.value(k), ctx.value(v)
+    rank = kv.type.rank
+    transposed = ctx.emit("permute", [kv], perm=tuple(range(rank - 2)) + (rank - 1, rank - 2))
+    head_dim = qv.type.shape[-1]
+    factor = scale if scale is not None else 1.0 / math.sqrt(head_dim)
+    scores = ctx.emit("mul", [ctx.emit("matmul", [qv, transposed]), ctx.const(factor, qv.type.dtype)])
+    if attn_mask is not None:
+        mask = ctx.value(attn_mask)
+        if mask.type.dtype == "bool":
+            scores = ctx.emit("where", [mask, scores, ctx.const(-np.inf, qv.type.dtype)])
+        else:
+            scores = ctx.emit("add", [scores, mask])
+    weights = ctx.emit("softmax", [scores], axis=scores.type.rank - 1)
+    return ctx.emit("matmul", [weights, vv])
+
+
 # -- shapes ------------------------------------------------------------------------------------------
 @converts("reshape.default", "view.default", "_unsafe_view.default", "flatten.using_ints",
-          "squeeze.dim", "squeeze.dims", "squeeze.default", "unsqueeze.default")
+          "squeeze.dim", "squeeze.dims", "squeeze.default", "unsqueeze.default", "unflatten.int")
 def _reshape(ctx: Ctx, node: torch.fx.Node, x: Any, *rest: Any) -> Value:
     xv = ctx.value(x)
     shape = list(ctx.out_shape(node))

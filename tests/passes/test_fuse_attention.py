@@ -97,3 +97,89 @@ def test_compiled_kernel_matches_eager(widths: tuple[int, ...], act: str) -> Non
     for batch in (1, 7, 300):
         inputs = _inputs(batch, 50 + batch)
         assert max_abs_error(compiled(*inputs), module(*inputs)) <= FP32_ATOL, f"batch {batch}"
+
+
+# -- scaled-dot-product attention ----------------------------------------------------------------------------
+
+class SDPA(nn.Module):
+    """The same math in the spellings models use: F.scaled_dot_product_attention (with an additive mask or
+    none), and by hand with the scale as a division or applied to q first."""
+
+    def __init__(self, spelling: str = "functional", masked: bool = True, expose_scores: bool = False) -> None:
+        super().__init__()
+        self.spelling, self.masked, self.expose_scores = spelling, masked, expose_scores
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor):
+        if self.spelling == "functional":
+            return nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask if self.masked else None)
+        if self.spelling == "untransposed-k":
+            scores = q @ k[..., :q.shape[-1]]  # k used as [.., d, Lk] directly: not q k^T
+        elif self.spelling == "scaled-q":
+            scores = (q * 0.125) @ k.transpose(-1, -2)
+        else:
+            scores = (q @ k.transpose(-1, -2)) / 8.0
+        out = torch.softmax(scores + mask if self.masked else scores, dim=-1) @ v
+        return (out, scores) if self.expose_scores else out
+
+
+def _sdpa_inputs(batch: int, seed: int, lq: int = 5, lk: int = 8, dim: int = 8, dv: int = 12):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(batch, 4, lq, dim, generator=g), torch.randn(batch, 4, lk, dim, generator=g),
+            torch.randn(batch, 4, lk, dv, generator=g), torch.randn(batch, 1, lq, lk, generator=g))
+
+
+@pytest.mark.parametrize("spelling,masked", [("functional", True), ("functional", False), ("divided", True),
+                                             ("scaled-q", False)])
+def test_scaled_dot_product_spellings_fuse(spelling: str, masked: bool) -> None:
+    module = SDPA(spelling, masked)
+    graph = capture(module, _sdpa_inputs(2, 0))
+    stats = FuseAttention().run(graph, PassContext())
+    verify(graph)
+    assert stats.rewrites == {"scaled-dot-product-attention": 1}
+    assert graph.op_histogram() == {"attention": 1}
+    assert FuseAttention().run(graph, PassContext()).rewrites == {}
+    for batch in (1, 3):
+        inputs = _sdpa_inputs(batch, batch)
+        assert max_abs_error(interpret(graph, [x.numpy() for x in inputs])[0], module(*inputs)) <= FP32_ATOL
+
+
+@pytest.mark.parametrize("variant,reason", [
+    ({"spelling": "untransposed-k"}, "k is not transposed over its last two axes"),
+    ({"spelling": "divided", "expose_scores": True}, "an attention intermediate has another user"),
+])
+def test_scaled_dot_product_declines_with_reason(variant: dict, reason: str) -> None:
+    inputs = _sdpa_inputs(2, 0, lk=8, dim=8)
+    graph = capture(SDPA(**variant), inputs)
+    stats = FuseAttention().run(graph, PassContext())
+    assert stats.rewrites == {}
+    assert stats.rejects == {f"scaled-dot-product-attention: {reason}": 1}
+
+
+@pytest.mark.parametrize("masked,dims", [(True, (5, 8, 8, 12)), (False, (1, 33, 6, 5))])
+def test_compiled_scaled_dot_product_kernel_matches_eager(masked: bool, dims: tuple[int, ...]) -> None:
+    module = SDPA("functional", masked)
+    compiled = recc.compile(module, _sdpa_inputs(2, 0, *dims))
+    assert compiled.report["kernels"] == {"attention": 1}
+    for batch in (1, 7, 300):
+        inputs = _sdpa_inputs(batch, 200 + batch, *dims)
+        assert max_abs_error(compiled(*inputs), module(*inputs)) <= FP32_ATOL, f"batch {batch}"
+
+
+def test_multihead_attention_module_compiles_to_one_attention_op() -> None:
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(16, 4, batch_first=True).eval()
+
+    class SelfAttention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mha = mha
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.mha(x, x, x, need_weights=False)[0]
+
+    module = SelfAttention().eval()
+    compiled = recc.compile(module, (torch.randn(2, 7, 16),))
+    assert compiled.report["final_ops"]["attention"] == 1 and "softmax" not in compiled.report["final_ops"]
+    for batch in (1, 5):
+        x = torch.randn(batch, 7, 16)
+        assert max_abs_error(compiled(x), module(x)) <= FP32_ATOL

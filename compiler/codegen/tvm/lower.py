@@ -232,6 +232,31 @@ def _lower_target_attention(lw: _Lowering, node: Node) -> relax.Expr:
     return lw.emit(relax.call_tir(fn, data + packed, lw.struct(node.output)))
 
 
+def _lower_attention(lw: _Lowering, node: Node) -> relax.Expr:
+    """[..., L, d] operands viewed as [g, L, d] (g = the leading dims' product; any bias broadcast first)."""
+    from .kernels import attention
+
+    q, k, v = node.inputs[:3]
+    if q.type.dtype != "float32" or any(not isinstance(d, int) for t in (q, k, v) for d in t.type.shape[-2:]):
+        raise NotImplementedError("codegen: attention needs float32 and static sequence/head dims")
+    lead = q.type.shape[:-2]
+    groups = lw.dim(lead[0])
+    for d in lead[1:]:
+        groups = groups * lw.dim(d)
+    (lq, dim), (lk, dv) = q.type.shape[-2:], v.type.shape[-2:]
+    args = lw.args(node)
+    views = [lw.emit(relax.op.reshape(a, [groups, lw.dim(t.type.shape[-2]), lw.dim(t.type.shape[-1])]))
+             for a, t in zip(args[:3], (q, k, v))]
+    if len(args) == 4:
+        full = [lw.dim(d) for d in q.type.shape[:-1]] + [lw.dim(lk)]
+        views.append(lw.emit(relax.op.reshape(relax.op.broadcast_to(args[3], full), [groups, lw.dim(lq), lw.dim(lk)])))
+    scale = float(node.attrs["scale"])
+    fn = lw.kernel(("attention", lq, lk, dim, dv, scale, len(args) == 4),
+                   lambda: attention.scaled_dot_product_attention(lq, lk, dim, dv, scale, len(args) == 4))
+    out = lw.emit(relax.call_tir(fn, views, relax.TensorType([groups, lw.dim(lq), lw.dim(dv)], "float32")))
+    return lw.emit(relax.op.reshape(out, [lw.dim(d) for d in node.output.type.shape]))
+
+
 def _lower_embedding(lw: _Lowering, node: Node) -> relax.Expr:
     """Plain lookups (DIN's behaviour sequence) through recc's prefetching gather kernel on flat ids."""
     from .kernels import embedding as embedding_kernels
@@ -321,6 +346,7 @@ LOWERINGS: dict[str, Callable[[_Lowering, Node], relax.Expr]] = {
     "batched_embedding_bag": _lower_batched_embedding_bag,
     "dot_interaction": _lower_dot_interaction,
     "target_attention": _lower_target_attention,
+    "attention": _lower_attention,
 }
 
 

@@ -218,3 +218,89 @@ def target_attention(seq: int, dim: int, widths: tuple[int, ...], activations: t
         walk(keys, query, query, w1q, b1, w_all, b_all, w_last, b_last, out, m)
 
     return attention
+
+
+def _lanes(n: int) -> int:
+    return next(v for v in (8, 4, 2, 1) if n % v == 0)
+
+
+def scaled_dot_product_attention(q_len: int, k_len: int, dim: int, v_dim: int, scale: float,
+                                 has_bias: bool) -> tirx.PrimFunc:
+    """PrimFunc (q[g, Lq, D], k[g, Lk, D], v[g, Lk, DV], [bias[g, Lq, Lk]], out[g, Lq, DV]) for any g (batch
+    x heads): per query row, the Lk scores (vector dot products), softmax (fast_exp) and the weighted sum
+    of v rows, all in registers and a row of scratch; rows run in parallel when the work is large."""
+    LQ, LK, D, DV = q_len, k_len, dim, v_dim
+    V = _lanes(D)
+    flops = 2 * LQ * LK * (D + DV)
+    serial_max_g = max(0, (SERIAL_BELOW_FLOPS - 1) // flops)
+
+    def lane_sum(acc):
+        total = acc[0]
+        for lane in range(1, V):
+            total = total + acc[lane]
+        return total
+
+    @T.macro
+    def one_row(q, k, v, bias, out, g, i):
+        score = T.alloc_buffer((LK,), "float32")
+        stats = T.alloc_buffer((2,), "float32")
+        stats[0] = T.float32(-3.4e38)
+        for j in range(LK):
+            acc = T.alloc_buffer((V,), "float32")
+            for lane in T.vectorized(V):
+                acc[lane] = T.float32(0)
+            for c in range(D // V):
+                for lane in T.vectorized(V):
+                    acc[lane] = acc[lane] + q[g, i, c * V + lane] * k[g, j, c * V + lane]
+            if has_bias:
+                score[j] = lane_sum(acc) * T.float32(scale) + bias[g, i, j]
+            else:
+                score[j] = lane_sum(acc) * T.float32(scale)
+            stats[0] = T.max(stats[0], score[j])
+        stats[1] = T.float32(0)
+        for j in range(LK):
+            score[j] = fast_exp(score[j] - stats[0])
+            stats[1] = stats[1] + score[j]
+        total = T.alloc_buffer((DV,), "float32")
+        for d in T.vectorized(DV):
+            total[d] = T.float32(0)
+        for j in range(LK):
+            for d in T.vectorized(DV):
+                total[d] = total[d] + score[j] * v[g, j, d]
+        for d in T.vectorized(DV):
+            out[g, i, d] = total[d] / stats[1]
+
+    @T.macro
+    def walk(q, k, v, bias, out, m):
+        if m <= serial_max_g:
+            for f in range(m * LQ):
+                one_row(q, k, v, bias, out, f // LQ, f % LQ)
+        else:
+            for f in T.parallel(m * LQ):
+                one_row(q, k, v, bias, out, f // LQ, f % LQ)
+
+    if has_bias:
+        @T.prim_func(private=True)
+        def sdpa_bias(var_q: T.handle, var_k: T.handle, var_v: T.handle, var_bias: T.handle, var_out: T.handle):
+            T.func_attr({"tir.noalias": True})
+            m = T.int64()
+            q = T.match_buffer(var_q, (m, LQ, D), "float32")
+            k = T.match_buffer(var_k, (m, LK, D), "float32")
+            v = T.match_buffer(var_v, (m, LK, DV), "float32")
+            bias = T.match_buffer(var_bias, (m, LQ, LK), "float32")
+            out = T.match_buffer(var_out, (m, LQ, DV), "float32")
+            walk(q, k, v, bias, out, m)
+
+        return sdpa_bias
+
+    @T.prim_func(private=True)
+    def sdpa(var_q: T.handle, var_k: T.handle, var_v: T.handle, var_out: T.handle):
+        T.func_attr({"tir.noalias": True})
+        m = T.int64()
+        q = T.match_buffer(var_q, (m, LQ, D), "float32")
+        k = T.match_buffer(var_k, (m, LK, D), "float32")
+        v = T.match_buffer(var_v, (m, LK, DV), "float32")
+        out = T.match_buffer(var_out, (m, LQ, DV), "float32")
+        walk(q, k, v, q, out, m)
+
+    return sdpa
