@@ -14,12 +14,16 @@ import torch
 
 from .compiler.artifact import finalize_manifest, write_weights
 from .compiler.codegen.tvm import build_library, resolve_target
+from .compiler.codegen.tvm.tuning import Tuner, TuningDatabase, default_database_path
 from .compiler.input_checks import id_checks
 from .compiler.ir import Graph, print_graph
 from .compiler.pass_manager import PassContext, final_compute_ops, run_pipeline
 from .compiler.pipeline import DEFAULT_PIPELINE, build_passes
 from .frontends.torch_export import capture
 from .runtime.compiled_model import CompiledModel, load
+
+
+DEFAULT_TUNING_DB = default_database_path()
 
 
 def _versions() -> dict[str, str]:
@@ -48,8 +52,13 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
                   disable_passes: Sequence[str] = (), validate_inputs: list[np.ndarray] | None = None,
                   dump_ir: str | Path | None = None, threads: int | None = None,
                   progress: Callable[[str], None] | None = None, timings: dict[str, float] | None = None,
-                  source: dict[str, Any] | None = None) -> CompiledModel:
-    """Optimize and build an IR graph into a CompiledModel (backed by a temporary artifact)."""
+                  source: dict[str, Any] | None = None, tune_budget_s: float | None = None,
+                  tuning_db: str | Path | None = DEFAULT_TUNING_DB) -> CompiledModel:
+    """Optimize and build an IR graph into a CompiledModel (backed by a temporary artifact).
+
+    Kernel schedules come from the tuning database `tuning_db` (None: no database) where it has them;
+    with `tune_budget_s`, kernels it lacks are tuned now on this machine, within that many seconds, and
+    remembered there."""
     say = progress or (lambda msg: None)
     timings = dict(timings or {})
     spec = resolve_target(target)
@@ -62,13 +71,17 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
     root.mkdir()
     say(f"building for {spec.kind} (mcpu={spec.mcpu}) ...")
     start = time.perf_counter()
-    lowered = build_library(graph, spec, root / "lib.so")
+    tuner = Tuner(TuningDatabase.load(Path(tuning_db) if tuning_db else None), spec.mcpu, tune_budget_s,
+                  log=say)
+    lowered = build_library(graph, spec, root / "lib.so", tuner)
     timings["build_s"] = time.perf_counter() - start
     say(f"built in {timings['build_s']:.1f} s; writing weights ...")
     weights_index = write_weights(root / "weights", lowered.weights)
     (root / "graph.txt").write_text(print_graph(graph, origins=True))
     report = {"model": name, "passes": [r.to_json() for r in reports], "final_ops": final_compute_ops(graph),
               "kernels": lowered.kernels, "timings_s": {k: round(v, 3) for k, v in timings.items()},
+              "tuning": {"database": str(tuning_db) if tuning_db else None, "budget_s": tune_budget_s,
+                         "reused": tuner.reused, "tuned": tuner.tuned},
               "unchecked_ids": checks["unchecked"]}
     (root / "report.json").write_text(json.dumps(report, indent=2))
     finalize_manifest(root, {
@@ -91,12 +104,14 @@ def compile(module: torch.nn.Module, example_inputs: Sequence[Any], target: str 
             name: str | None = None, input_names: Sequence[str] | None = None,
             pipeline: Sequence[str] = DEFAULT_PIPELINE, disable_passes: Sequence[str] = (), verify: bool = False,
             dump_ir: str | Path | None = None, threads: int | None = None,
-            progress: Callable[[str], None] | None = None, source: dict[str, Any] | None = None) -> CompiledModel:
+            progress: Callable[[str], None] | None = None, source: dict[str, Any] | None = None,
+            tune_budget_s: float | None = None, tuning_db: str | Path | None = DEFAULT_TUNING_DB) -> CompiledModel:
     """Compile a PyTorch module for `target`.
 
     `example_inputs` fix dtypes and non-batch dims; dim 0 of every input is a symbolic batch, so one
     compiled model serves every batch size. `verify=True` runs the reference interpreter after every pass
-    on the example inputs and stops at the first pass that changes the function.
+    on the example inputs and stops at the first pass that changes the function. `tune_budget_s` tunes
+    kernel schedules on this machine within that many seconds (see compile_graph; `tuning_db`).
     """
     say = progress or (lambda msg: None)
     tensors = [torch.as_tensor(x) for x in example_inputs]
@@ -108,7 +123,7 @@ def compile(module: torch.nn.Module, example_inputs: Sequence[Any], target: str 
     say(f"captured {len(graph.nodes)} nodes in {capture_s:.1f} s")
     validate = [t.numpy() for t in tensors] if verify else None
     return compile_graph(graph, name or type(module).__name__, target, pipeline, disable_passes, validate, dump_ir,
-                         threads, progress, {"capture_s": capture_s}, source)
+                         threads, progress, {"capture_s": capture_s}, source, tune_budget_s, tuning_db)
 
 
 __all__ = ["compile", "compile_graph", "optimize", "load", "CompiledModel"]

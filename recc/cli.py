@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
+from .compiler.codegen.tvm.tuning import default_database_path
 
 
 def _say(msg: str) -> None:
@@ -65,11 +66,19 @@ def cmd_compile(args: argparse.Namespace) -> int:
     example = source.make_inputs(args.example_batch, 0)
     _say(f"compiling {source.name} for {args.target} (scale {args.scale})")
     start = time.perf_counter()
+    budget = args.budget * 60 if args.tune else None
     compiled = api.compile(source.module, example, target=args.target, name=source.name,
                            disable_passes=args.disable_pass, verify=args.verify, dump_ir=args.dump_ir,
-                           progress=_say, source=source.record)
+                           progress=_say, source=source.record, tune_budget_s=budget,
+                           tuning_db=None if args.tuning_db == "none" else Path(args.tuning_db))
     out = compiled.save(args.output)
     print(format_report(compiled.report))
+    tuning = compiled.report["tuning"]
+    for entry in tuning["tuned"]:
+        _say(f"tuned {entry['kernel']} {entry['shape']}: {entry['params'] or 'defaults'} "
+             f"({entry['default_us']:.1f} -> {entry['us']:.1f} us)")
+    if tuning["reused"]:
+        _say(f"{tuning['reused']} kernel schedule(s) reused from {tuning['database']}")
     _say(f"wrote {out} in {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -141,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--disable-pass", action="append", default=[], metavar="NAME", help="skip a pass (repeatable)")
     c.add_argument("--verify", action="store_true", help="check every pass with the reference interpreter")
     c.add_argument("--dump-ir", metavar="DIR", help="write the IR before/after each pass (text and SVG)")
+    c.add_argument("--tune", action="store_true",
+                   help="tune kernel schedules on this machine (remembered in the tuning database)")
+    c.add_argument("--budget", type=float, default=5.0, metavar="MIN", help="tuning time budget in minutes (default 5)")
+    c.add_argument("--tuning-db", default=str(default_database_path()), metavar="PATH",
+                   help="tuning database to read and extend ('none': no database; default %(default)s)")
     c.add_argument("--example-batch", type=int, default=4, help=argparse.SUPPRESS)
     c.set_defaults(fn=cmd_compile)
 

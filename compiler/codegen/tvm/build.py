@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import tvm
 from tvm import relax
@@ -12,9 +13,13 @@ from .lower import Lowered, lower
 from .target import TargetSpec
 
 
-def build_library(graph: Graph, target: TargetSpec, out_path: Path) -> Lowered:
-    """Lower `graph`, compile it for `target` and write the library to `out_path` (a .so)."""
-    lowered = lower(graph)
+def build_library(graph: Graph, target: TargetSpec, out_path: Path, tuner: Any = None) -> Lowered:
+    """Lower `graph` (kernel schedules from `tuner`, a tuning.Tuner, if given), compile it for `target`
+    and write the library to `out_path` (a .so)."""
+    if tuner is not None:
+        tuner.target = target.to_tvm()
+        tuner.start()
+    lowered = lower(graph, tuner)
     with tvm.transform.PassContext(opt_level=3):
         executable = relax.build(lowered.module, target=target.to_tvm())
     executable.export_library(str(out_path))

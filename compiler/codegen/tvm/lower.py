@@ -21,6 +21,7 @@ from tvm import relax
 from tvm import tirx as tir
 
 from ....compiler.ir import Graph, Node, Value
+from ....compiler.ir.fused_ops import batched_table_layout
 from ....compiler.ir.types import Dim
 from .kernels import dense as dense_kernels
 
@@ -37,8 +38,9 @@ class Lowered:
 
 
 class _Lowering:
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, tuner: Any = None) -> None:
         self.graph = graph
+        self.tuner = tuner
         self.bb = relax.BlockBuilder()
         self.symbols: dict[str, tir.Var] = {}
         self.exprs: dict[int, relax.Expr] = {}
@@ -128,9 +130,10 @@ def _lower_dense(lw: _Lowering, node: Node) -> relax.Expr:
     b_array = lw.graph.param_array(node.inputs[2]) if len(node.inputs) == 3 else np.zeros(n, np.float32)
     if b_array is None:
         return _lower_dense_generic(lw, node)
-    activation = node.attrs.get("activation", "none")
-    fn = lw.kernel(("dense", k, n, activation, node.attrs.get("alpha", 0.01)),
-                   lambda: dense_kernels.dense_kernel(k, n, activation, node.attrs.get("alpha", 0.01)))
+    activation, alpha = node.attrs.get("activation", "none"), node.attrs.get("alpha", 0.01)
+    params = _tuned_dense(lw, k, n, activation, alpha)
+    fn = lw.kernel(("dense", k, n, activation, alpha, tuple(sorted(params.items()))),
+                   lambda: dense_kernels.dense_kernel(k, n, activation, alpha, **params))
     packed = lw.weight(f"{w.name}__packed", lambda: dense_kernels.pack_weight(np.asarray(w_array)))
     bias_name = f"{node.inputs[2].name}__bias" if len(node.inputs) == 3 else f"zeros{n}__bias"
     bias = lw.weight(bias_name, lambda: np.ascontiguousarray(b_array, dtype=np.float32))
@@ -144,6 +147,22 @@ def _lower_dense(lw: _Lowering, node: Node) -> relax.Expr:
         out = lw.emit(relax.call_tir(fn, [xe, packed, bias], relax.TensorType([flat_m, lw.dim(n)], "float32")))
         return lw.emit(relax.op.reshape(out, [lw.dim(d) for d in node.output.type.shape]))
     return lw.emit(relax.call_tir(fn, [xe, packed, bias], lw.struct(node.output)))
+
+
+def _tuned_dense(lw: _Lowering, k: int, n: int, activation: str, alpha: float) -> dict[str, Any]:
+    if lw.tuner is None:
+        return {}
+    from .tuning import DENSE_ROW_BLOCKS, time_kernel
+
+    rng = np.random.default_rng(0)
+
+    def measure(params: dict[str, Any]) -> float:
+        return time_kernel(dense_kernels.dense_kernel(k, n, activation, alpha, **params), lw.tuner.target, lambda: [
+            rng.random((256, k), dtype=np.float32), dense_kernels.pack_weight(rng.random((n, k), dtype=np.float32)),
+            rng.random(n, dtype=np.float32), np.zeros((256, n), np.float32)])
+
+    grid = [{"row_block": rb} for rb in DENSE_ROW_BLOCKS if rb != dense_kernels.default_row_block(k, n)]
+    return lw.tuner.params("dense", f"{k}x{n}:{activation}", {"grid": grid}, measure)
 
 
 def _lower_dense_generic(lw: _Lowering, node: Node) -> relax.Expr:
@@ -176,7 +195,6 @@ def _lower_embedding_bag(lw: _Lowering, node: Node) -> relax.Expr:
 def _segments(attrs: dict[str, Any]) -> tuple[Any, ...]:
     """The batched lookup's tables as kernel segments: maximal runs of consecutive tables with the same
     dim and bag size (DLRM: one; Wide&Deep: deep tables, then wide tables)."""
-    from ....compiler.ir.fused_ops import batched_table_layout
     from .kernels.embedding import Segment
 
     runs: list[list[tuple[int, ...]]] = []
@@ -195,10 +213,47 @@ def _lower_batched_embedding_bag(lw: _Lowering, node: Node) -> relax.Expr:
     attrs = node.attrs
     segments = _segments(attrs)
     ids_width = node.inputs[1].type.shape[1]
-    key = ("batched_embedding_bag", segments, ids_width, attrs["mode"], bool(attrs.get("has_weights")))
+    has_weights = bool(attrs.get("has_weights"))
+    schedule = _tuned_gather(lw, node, segments, ids_width)
+    key = ("batched_embedding_bag", segments, ids_width, attrs["mode"], has_weights, schedule)
     fn = lw.kernel(key, lambda: embedding_kernels.batched_embedding_bag(
-        segments, ids_width, attrs["mode"], bool(attrs.get("has_weights"))))
+        segments, ids_width, attrs["mode"], has_weights, schedule))
     return lw.emit(relax.call_tir(fn, lw.args(node), lw.struct(node.output)))
+
+
+TUNE_GATHER_MAX_ELEMENTS = 64 << 20  # larger flat tables are not copied for a tuning run
+
+
+def _tuned_gather(lw: _Lowering, node: Node, segments: tuple[Any, ...], ids_width: int) -> Any:
+    from .kernels.embedding import DEFAULT_SCHEDULE, GatherSchedule, batched_embedding_bag
+
+    attrs, weights = node.attrs, node.inputs[0]
+    if lw.tuner is None:
+        return DEFAULT_SCHEDULE
+    from .tuning import PREFETCH_DISTANCES, time_kernel
+
+    total = weights.type.shape[0]
+    rng = np.random.default_rng(0)
+
+    def arguments() -> list[np.ndarray]:
+        ids = np.zeros((256, ids_width), np.int64)
+        for rows, _, bag, col, _, _ in batched_table_layout(attrs):
+            ids[:, col:col + bag] = rng.integers(0, rows, (256, bag))
+        out = np.zeros((256, sum(attrs["table_dims"])), np.float32)
+        extra = [rng.random((256, ids_width), dtype=np.float32)] if attrs.get("has_weights") else []
+        return [rng.random(total, dtype=np.float32), ids, *extra, out]
+
+    def measure(params: dict[str, Any]) -> float:
+        schedule = GatherSchedule(**params) if params else DEFAULT_SCHEDULE
+        func = batched_embedding_bag(segments, ids_width, attrs["mode"], bool(attrs.get("has_weights")), schedule)
+        return time_kernel(func, lw.tuner.target, arguments)
+
+    if total > TUNE_GATHER_MAX_ELEMENTS:
+        return DEFAULT_SCHEDULE
+    shape = f"{len(attrs['table_rows'])}t:{sum(attrs['table_rows'])}r:{ids_width}i:{attrs['mode']}"
+    params = lw.tuner.params("batched_embedding_bag", shape,
+                             {"grid": [{"prefetch_distance": d} for d in PREFETCH_DISTANCES]}, measure)
+    return GatherSchedule(**params) if params else DEFAULT_SCHEDULE
 
 
 def _lower_dot_interaction(lw: _Lowering, node: Node) -> relax.Expr:
@@ -350,5 +405,6 @@ LOWERINGS: dict[str, Callable[[_Lowering, Node], relax.Expr]] = {
 }
 
 
-def lower(graph: Graph) -> Lowered:
-    return _Lowering(graph).run()
+def lower(graph: Graph, tuner: Any = None) -> Lowered:
+    """`tuner` (tuning.Tuner): schedule parameters remembered in a tuning database, or searched now."""
+    return _Lowering(graph, tuner).run()

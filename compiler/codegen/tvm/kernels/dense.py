@@ -4,7 +4,8 @@ Schedule (measured on this machine class; see shared/docs/toolchain-notes.md):
 - W is pre-packed at compile time as Wp[N/16, K, 16] so the inner loop streams 16 contiguous outputs.
 - A 4-row x 16-column register tile accumulates over the whole K (8 AVX2 accumulators), then the bias
   and activation are applied on the tile in registers (epilogue) and the tile is stored once.
-- The parallel loop runs over (row block, column tile) pairs, a row block being `row_block` (16) register
+- The parallel loop runs over (row block, column tile) pairs, a row block being `row_block` (16 for
+  weights beyond 256 KiB, else 1) register
   tiles of 4 rows that reuse one column tile's packed weights [K, 16] from L2. With a block of one tile,
   a layer whose weights exceed L2 re-streams them from memory every 4 rows: 2560x1024 at batch 64 ran at
   19 GFLOP/s (1 thread), 26 with blocks of 4 tiles, 36 with 16 (torch: 32; this core's FMA peak is ~40).
@@ -63,6 +64,13 @@ def activation_expr(name: str, x, alpha: float = 0.01):
     raise ValueError(f"dense kernel has no epilogue for activation {name!r}")
 
 
+def default_row_block(k: int, n: int) -> int:
+    """16 tiles per block when the weights outgrow L2 (they are re-read per row block), else 1: small
+    layers need the parallelism more than the reuse (128x64 at batch 256, 2 threads: 116 us with 16, 58
+    with 1). `recc compile --tune` measures instead."""
+    return 16 if 4 * k * n >= 256 * 1024 else 1
+
+
 def pack_weight(weight: np.ndarray) -> np.ndarray:
     """[N, K] -> [ceil(N/16), K, 16], zero-padded: the layout the kernel's inner loop streams."""
     n, k = weight.shape
@@ -72,11 +80,11 @@ def pack_weight(weight: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(padded.reshape(tiles, VECTOR, k).transpose(0, 2, 1))
 
 
-def dense_kernel(k: int, n: int, activation: str = "none", alpha: float = 0.01, row_block: int = 16):
+def dense_kernel(k: int, n: int, activation: str = "none", alpha: float = 0.01, row_block: int | None = None):
     """PrimFunc (X[m, k], Wp[ceil(n/16), k, 16], B[n]) -> Y[m, n] for any m."""
     NT = -(-n // VECTOR)
     NV, MR, K, N = VECTOR, ROWS, k, n
-    RB = row_block
+    RB = row_block if row_block is not None else default_row_block(k, n)
     full = n % VECTOR == 0
 
     def act(x):
