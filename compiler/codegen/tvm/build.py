@@ -12,6 +12,8 @@ from ....compiler.ir import Graph
 from .lower import Lowered, lower
 from .target import TargetSpec
 
+EXEC_MODE = "compiled"
+
 
 def build_library(graph: Graph, target: TargetSpec, out_path: Path, tuner: Any = None) -> Lowered:
     """Lower `graph` (kernel schedules from `tuner`, a tuning.Tuner, if given), compile it for `target`
@@ -21,6 +23,6 @@ def build_library(graph: Graph, target: TargetSpec, out_path: Path, tuner: Any =
         tuner.start()
     lowered = lower(graph, tuner)
     with tvm.transform.PassContext(opt_level=3):
-        executable = relax.build(lowered.module, target=target.to_tvm())
+        executable = relax.build(lowered.module, target=target.to_tvm(), exec_mode=EXEC_MODE)
     executable.export_library(str(out_path))
     return lowered
