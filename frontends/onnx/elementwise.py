@@ -10,7 +10,7 @@ import numpy as np
 
 from ...compiler.ir import Value
 from ...compiler.ir.types import Sym, dim_div, dim_mul, is_float
-from .context import ConversionError, Ctx, Lazy, OnnxNode, ir_dtype, is_static
+from .context import ConversionError, Ctx, Lazy, OnnxNode, ir_dtype, is_static, is_symbolic
 
 
 def _dim_op(name: str) -> Callable[[Any, Any], Any]:
@@ -31,6 +31,7 @@ def _dim_op(name: str) -> Callable[[Any, Any], Any]:
 
 
 def _static_binary(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = (x.astype(np.int64) if x.dtype == object and not is_symbolic(x) else x for x in (a, b))
     if a.dtype != object and b.dtype != object:
         numpy_op = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "pow": np.power,
                     "maximum": np.maximum, "minimum": np.minimum, "eq": np.equal, "lt": np.less,

@@ -35,6 +35,7 @@ def import_onnx(model: onnx.ModelProto | str | os.PathLike[str] | bytes, batch_d
                 name: str | None = None) -> Graph:
     """Convert an ONNX model (path, bytes or ModelProto) into a verified recc IR graph."""
     proto = read_model(model)
+    CONVERTERS.setdefault("If", _if)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     graph = Graph(name or proto.graph.name or "onnx_model")
     ctx = Ctx(graph, opset)
@@ -65,8 +66,9 @@ def convert_nodes(ctx: Ctx, nodes: Any) -> None:
         ctx.origin = f"onnx {node.describe()}"
         lazy = next((v for v in map(ctx.env.get, node.inputs) if isinstance(v, Lazy)), None)
         if lazy is not None and node.op_type not in LAZY_CONSUMERS:  # fails only if something uses it as data
+            root = lazy.data if isinstance(lazy.data, Lazy) else lazy
             for out in node.outputs:
-                ctx.env[out] = Lazy(f"computed by {node.describe()} from {lazy.what.split(' computed by ')[0]}")
+                ctx.env[out] = Lazy(f"computed (by {node.describe()}, ...) from {root.what}", root)
             continue
         try:
             result = converter(ctx, node)
@@ -78,6 +80,17 @@ def convert_nodes(ctx: Ctx, nodes: Any) -> None:
         for out, value in zip(node.outputs, results):
             if out:
                 ctx.env[out] = value
+
+
+def _if(ctx: Ctx, node: OnnxNode) -> list[Any]:
+    """If with a condition known at import time (the legacy exporter's `squeeze(dim)` on a dynamic-rank
+    check): convert the branch taken in place."""
+    cond = ctx.input(node, 0)
+    if not isinstance(cond, np.ndarray) or cond.dtype == object or cond.size != 1:
+        raise ConversionError("only an If whose condition is known at import time is supported")
+    branch = node.attr("then_branch") if bool(np.ravel(cond)[0]) else node.attr("else_branch")
+    convert_nodes(ctx, branch.node)
+    return [ctx.get(o.name) for o in branch.output]
 
 
 def _batch_dim_name(graph: onnx.GraphProto, initializers: set[str], batch_dim: str | None) -> str | None:
