@@ -100,6 +100,23 @@ def _attention(xs: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
     return np.matmul(_softmax(scores, -1), v).astype(q.dtype)
 
 
+def _recurrent(xs: list[np.ndarray], attrs: dict[str, Any], has_scores: bool) -> np.ndarray:
+    """gru / augru: PyTorch's GRU step from projected inputs x [B, L, 3H]; AUGRU scales z by the score."""
+    x, (w_hh, b_hh) = xs[0], xs[1 + has_scores:]
+    hidden = w_hh.shape[1]
+    h = np.zeros((x.shape[0], hidden), x.dtype)
+    out = np.empty((x.shape[0], x.shape[1], hidden), x.dtype)
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))
+    for t in range(x.shape[1]):
+        g = h @ w_hh.T + b_hh
+        r = sigmoid(x[:, t, :hidden] + g[:, :hidden])
+        z = sigmoid(x[:, t, hidden:2 * hidden] + g[:, hidden:2 * hidden])
+        n = np.tanh(x[:, t, 2 * hidden:] + r * g[:, 2 * hidden:])
+        h = (h + z * xs[1][:, t, None] * (n - h)) if has_scores else (n + z * (h - n))
+        out[:, t] = h
+    return out
+
+
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
@@ -164,6 +181,8 @@ KERNELS: dict[str, Kernel] = {
     "dot_interaction": _dot_interaction,
     "target_attention": _target_attention,
     "attention": _attention,
+    "gru": lambda x, a: _recurrent(x, a, has_scores=False),
+    "augru": lambda x, a: _recurrent(x, a, has_scores=True),
 }
 
 

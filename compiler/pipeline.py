@@ -10,6 +10,7 @@ DEFAULT_PIPELINE: tuple[str, ...] = (
     "batch-embedding-bags",
     "fuse-dot-interaction",
     "fuse-attention",
+    "fuse-recurrent",
     "simplify-slices",
     "simplify-reshapes",
     "eliminate-dead-nodes",

@@ -111,3 +111,36 @@ def _attention(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
         if broadcast_shapes("attention", scores, ts[3].shape) != scores or ts[3].dtype != q.dtype:
             raise _fail("attention", f"bias {ts[3]} does not broadcast to the scores {scores}")
     return [TensorType(q.shape[:-1] + (v.shape[-1],), q.dtype)]
+
+
+RECURRENT_CELLS = ("gru", "augru")
+
+
+def _recurrent(op: str, ts: list[TensorType], has_scores: bool) -> list[TensorType]:
+    x = ts[0]
+    w_hh, b_hh = ts[1 + has_scores], ts[2 + has_scores]
+    if x.rank != 3 or x.dtype != "float32" or w_hh.rank != 2 or w_hh.dtype != "float32":
+        raise _fail(op, f"expects x [B, L, 3H] and w_hh [3H, H] float32, got {x} and {w_hh}")
+    hidden = w_hh.shape[1]
+    if not isinstance(hidden, int) or w_hh.shape[0] != 3 * hidden or x.shape[2] != 3 * hidden:
+        raise _fail(op, f"gate widths differ: x {x}, w_hh {w_hh} (both need 3H gate columns r, z, n)")
+    if b_hh != TensorType((3 * hidden,), "float32"):
+        raise _fail(op, f"b_hh must be float32 [{3 * hidden}], got {b_hh}")
+    if has_scores and ts[1] != TensorType(x.shape[:2], "float32"):
+        raise _fail(op, f"scores must be float32 {x.shape[:2]}, got {ts[1]}")
+    return [TensorType((x.shape[0], x.shape[1], hidden), "float32")]
+
+
+@_register("gru", (3, 3), "GRU over a sequence from projected inputs: every step's state, zero initial state")
+def _gru(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """gru(x [B, L, 3H], w_hh [3H, H], b_hh [3H]) -> h [B, L, H]. x holds the input projections of all steps
+    (W_ih x_t + b_ih, gates r, z, n in PyTorch's order, computed before as one GEMM); per step
+    r, z = sigmoid(x_rz + W_hr,hz h + b), n = tanh(x_n + r * (W_hn h + b_hn)), h' = n + z * (h - n)."""
+    return _recurrent("gru", ts, has_scores=False)
+
+
+@_register("augru", (4, 4), "DIEN's AUGRU: a GRU whose update gate is scaled by an attention score per step")
+def _augru(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """augru(x [B, L, 3H], scores [B, L], w_hh [3H, H], b_hh [3H]) -> h [B, L, H]: as gru, with
+    u = z * score_t and h' = h + u * (n - h) (a zero score carries the state through the step)."""
+    return _recurrent("augru", ts, has_scores=True)

@@ -312,6 +312,22 @@ def _lower_attention(lw: _Lowering, node: Node) -> relax.Expr:
     return lw.emit(relax.op.reshape(out, [lw.dim(d) for d in node.output.type.shape]))
 
 
+def _lower_recurrent(lw: _Lowering, node: Node) -> relax.Expr:
+    """gru / augru: the hidden weights packed [3H/16, H, 16] as for dense, the bias padded to match."""
+    from .kernels import attention, recurrent
+
+    w_hh, b_hh = node.inputs[-2], node.inputs[-1]
+    w_array, b_array = lw.graph.param_array(w_hh), lw.graph.param_array(b_hh)
+    if w_array is None or b_array is None:
+        raise NotImplementedError(f"codegen: {node.op} needs its hidden weights and bias as parameters")
+    length, hidden = node.inputs[0].type.shape[1], w_hh.type.shape[1]
+    fn = lw.kernel((f"{node.op}_sequence", length, hidden), lambda: recurrent.gru_sequence(length, hidden, node.op))
+    packed = lw.weight(f"{w_hh.name}__packed", lambda: dense_kernels.pack_weight(np.asarray(w_array, np.float32)))
+    bias = lw.weight(f"{b_hh.name}__padded", lambda: attention.pad_vector(np.asarray(b_array, np.float32)))
+    data = [lw.expr(v) if v.kind == "param" else lw.exprs[id(v)] for v in node.inputs[:-2]]
+    return lw.emit(relax.call_tir(fn, data + [packed, bias], lw.struct(node.output)))
+
+
 def _lower_embedding(lw: _Lowering, node: Node) -> relax.Expr:
     """Plain lookups (DIN's behaviour sequence) through recc's prefetching gather kernel on flat ids."""
     from .kernels import embedding as embedding_kernels
@@ -402,6 +418,8 @@ LOWERINGS: dict[str, Callable[[_Lowering, Node], relax.Expr]] = {
     "dot_interaction": _lower_dot_interaction,
     "target_attention": _lower_target_attention,
     "attention": _lower_attention,
+    "gru": _lower_recurrent,
+    "augru": _lower_recurrent,
 }
 
 
