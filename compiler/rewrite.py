@@ -53,3 +53,12 @@ def constant_scalar(graph: Graph, value: Value) -> float | None:
     if array is None or array.size != 1:
         return None
     return float(array.reshape(-1)[0])
+
+
+def is_zero(graph: Graph, value: Value) -> bool:
+    """True if `value` is all zeros: a zero constant, or a zero constant broadcast or reshaped."""
+    array = graph.param_array(value)
+    if array is not None:
+        return not array.any()
+    node = value.producer
+    return node is not None and node.op in ("expand", "reshape") and is_zero(graph, node.inputs[0])

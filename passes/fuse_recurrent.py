@@ -26,6 +26,7 @@ import numpy as np
 from ..compiler.interpreter import KERNELS
 from ..compiler.ir import Graph, Node, Value
 from ..compiler.pass_manager import PassContext, PassStats
+from ..compiler.rewrite import is_zero
 
 BODY_OPS = ("add", "sub", "mul", "div", "neg", "sigmoid", "tanh", "slice", "reciprocal", "exp")
 RULES = {"gru": "gru-sequence", "augru": "augru-sequence"}
@@ -105,7 +106,7 @@ class _Leaves:
     def __init__(self, graph: Graph, h: Value, hidden: int) -> None:
         self.graph, self.h, self.hidden = graph, h, hidden
         self.views: dict[int, TimeView] = {}
-        self.projections: dict[int, tuple[TimeView, Node]] = {}
+        self.projections: dict[int, tuple[TimeView, Node, int, int]] = {}  # source, dense, offset, width
         self.t: int | None = None
         self.problem: str | None = None
 
@@ -118,13 +119,16 @@ class _Leaves:
         if view is not None and self._same_step(view.t):
             self.views[id(value)] = view
             return True
-        node = value.producer
+        node, offset = value.producer, 0
+        if node is not None and node.op == "slice" and node.attrs["axis"] % 2 == 1 and node.attrs.get("step", 1) == 1:
+            node, offset = node.inputs[0].producer, node.attrs["start"]
         if node is not None and node.op == "dense" and node.attrs.get("activation", "none") == "none" \
-                and value.type.shape[-1] == 3 * self.hidden and self.graph.param_array(node.inputs[1]) is not None:
+                and node.output.type.shape[-1] == 3 * self.hidden and node.output.type.rank == 2 \
+                and self.graph.param_array(node.inputs[1]) is not None:
             source = time_view(node.inputs[0])
             if source is not None and source.offset == 0 and source.width == source.base.type.shape[2] \
                     and self._same_step(source.t):
-                self.projections[id(value)] = (source, node)
+                self.projections[id(value)] = (source, node, offset, value.type.shape[-1])
                 return True
         return False
 
@@ -235,9 +239,9 @@ def match_cell(graph: Graph, hidden: Node) -> Cell | str | None:
         else:
             return f"step reads a [B, L, {view.base.type.shape[2]}] input that is not the 3H={3 * H} gate projections"
     projection = None
-    for key, (source, node) in leaves.projections.items():
+    for key, (source, node, offset, width) in leaves.projections.items():
         if key in used:
-            x_leaf[key] = (0, 3 * H)
+            x_leaf[key] = (offset, width)
             projections.add((id(source.base), id(node.inputs[1]), id(node.inputs[2]) if len(node.inputs) == 3 else None))
             projection = (source.base, node.inputs[1], node.inputs[2] if len(node.inputs) == 3 else None)
     if len(x_bases) + len(projections) != 1:
@@ -248,19 +252,11 @@ def match_cell(graph: Graph, hidden: Node) -> Cell | str | None:
     return Cell(hidden, h, h_out, leaves.t, x_base if x_bases else None, projection, scores, body, kind)
 
 
-def _is_zero(graph: Graph, value: Value) -> bool:
-    array = graph.param_array(value)
-    if array is not None:
-        return not np.any(array)
-    node = value.producer
-    return node is not None and node.op in ("expand", "reshape") and _is_zero(graph, node.inputs[0])
-
-
 def _chains(graph: Graph, cells: list[Cell], stats: PassStats) -> list[list[Cell]]:
     by_state = {id(c.h_in): c for c in cells}
     chains = []
     for start in cells:
-        if not _is_zero(graph, start.h_in):
+        if not is_zero(graph, start.h_in):
             continue
         chain, rule = [start], RULES[start.kind]
         while id(chain[-1].h_out) in by_state:
@@ -275,7 +271,7 @@ def _chains(graph: Graph, cells: list[Cell], stats: PassStats) -> list[list[Cell
         chains.append(chain)
     chained = {id(c) for chain in chains for c in chain}
     for cell in cells:
-        if id(cell) not in chained and _is_zero(graph, cell.h_in) is False and id(cell.h_in) not in \
+        if id(cell) not in chained and is_zero(graph, cell.h_in) is False and id(cell.h_in) not in \
                 {id(c.h_out) for c in cells}:
             stats.rejected(RULES[cell.kind], "initial state is not zero")
     return chains

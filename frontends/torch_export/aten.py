@@ -209,6 +209,38 @@ def _matmul(ctx: Ctx, node: torch.fx.Node, a: Any, b: Any) -> Value:
     return ctx.emit("matmul", [av, bv])
 
 
+@converts("gru.input")
+def _gru(ctx: Ctx, node: torch.fx.Node, x: Any, hx: Any, params: Any, has_biases: bool, num_layers: int,
+         dropout: float, train: bool, bidirectional: bool, batch_first: bool) -> tuple[Value, Value]:
+    """nn.GRU (eval, unidirectional, zero initial state): per layer, the input projection of all steps as
+    one dense, then a `gru` op over the sequence. Returns (every step's output, final state per layer)."""
+    from ...compiler.rewrite import is_zero
+
+    if bidirectional:
+        raise ConversionError("bidirectional GRU is not supported")
+    if not is_zero(ctx.graph, ctx.value(hx)):
+        raise ConversionError("GRU with a non-zero initial state hx is not supported")
+    seq = ctx.value(x)
+    if seq.type.rank != 3:
+        raise ConversionError(f"GRU input must be batched [B, L, I] or [L, B, I], got {seq.type}")
+    if not batch_first:
+        seq = ctx.emit("permute", [seq], perm=(1, 0, 2))
+    weights = [ctx.value(p) for p in params]
+    per_layer = 4 if has_biases else 2
+    finals = []
+    for layer in range(num_layers):
+        w_ih, w_hh, *biases = weights[layer * per_layer:(layer + 1) * per_layer]
+        hidden = w_hh.type.shape[1]
+        b_ih, b_hh = biases if biases else (None, ctx.const(np.zeros(3 * hidden), "float32"))
+        projected = ctx.emit("dense", [seq, w_ih] + ([b_ih] if b_ih is not None else []), activation="none")
+        seq = ctx.emit("gru", [projected, w_hh, b_hh])
+        last = ctx.emit("slice", [seq], axis=1, start=seq.type.shape[1] - 1, end=seq.type.shape[1], step=1)
+        finals.append(ctx.emit("reshape", [last], shape=(1, seq.type.shape[0], hidden)))
+    out = seq if batch_first else ctx.emit("permute", [seq], perm=(1, 0, 2))
+    h_n = finals[0] if len(finals) == 1 else ctx.emit("concat", finals, axis=0)
+    return out, h_n
+
+
 @converts("scaled_dot_product_attention.default")
 def _scaled_dot_product_attention(ctx: Ctx, node: torch.fx.Node, q: Any, k: Any, v: Any, attn_mask: Any = None,
                                   dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
@@ -399,12 +431,14 @@ def _ignore(ctx: Ctx, node: torch.fx.Node, *args: Any, **kw: Any) -> None:
 def _constant(ctx: Ctx, node: torch.fx.Node, *args: Any, **kw: Any) -> Value:
     val = node.meta["val"]
     shape = ctx.out_shape(node)
-    if not all(isinstance(d, int) for d in shape):
-        raise ConversionError("tensor creation with a symbolic shape")
     name = node.target._schema.name.split("::")[-1]
     fill = {"zeros": 0, "ones": 1}.get(name, args[-1] if name == "full" else args[0] if args else 0)
     if name == "full":
         fill = args[1]
+    if not all(isinstance(d, int) for d in shape):
+        if name not in ("zeros", "ones", "full"):
+            raise ConversionError("tensor creation with a symbolic shape")
+        return ctx.emit("expand", [ctx.const(np.full((1,) * len(shape), fill), ctx.out_dtype(node))], shape=shape)
     return ctx.const(np.full(shape, fill), ctx.out_dtype(node)) if val is not None else ctx.const(fill, "float32")
 
 

@@ -21,7 +21,7 @@ FUSED = {
     "wnd": {"batched_embedding_bag": 1},
     "mt-wnd": {"batched_embedding_bag": 1},
     "din": {"batched_embedding_bag": 1, "target_attention": 1},
-    "dien": {"batched_embedding_bag": 1},
+    "dien": {"batched_embedding_bag": 1, "gru": 1, "augru": 1},
 }
 UNFUSED = ("embedding_bag", "matmul", "take")
 
