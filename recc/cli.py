@@ -169,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tolerance", type=float, default=1e-5, help="max abs error accepted (default 1e-5)")
     r.set_defaults(fn=cmd_run)
 
+    from .bench.harness import add_arguments as add_bench_arguments
+    from .bench.harness import cmd_bench
+
+    b = sub.add_parser("bench", help="benchmark eager, torch.compile, ONNX Runtime and recc side by side")
+    add_bench_arguments(b)
+    b.set_defaults(fn=cmd_bench)
+
     rep = sub.add_parser("report", help="print an artifact's pass report")
     rep.add_argument("artifact")
     rep.add_argument("--json", action="store_true")
