@@ -11,6 +11,7 @@ DEFAULT_PIPELINE: tuple[str, ...] = (
     "fuse-dot-interaction",
     "fuse-attention",
     "fuse-recurrent",
+    "simplify-reshapes",
     "simplify-slices",
     "simplify-reshapes",
     "eliminate-dead-nodes",

@@ -1,4 +1,5 @@
 """concat(slice(x, s:e), slice(x, e:f), ...) -> slice(x, s:f);  slice(x, 0:size) -> x
+stack(slice(x, s:s+D), slice(x, s+D:s+2D), ...) -> reshape(slice(x, s:s+kD), [B, k, D])
 
 Why: batching lookups (and other fusions) replace T results by T slices of one buffer; their consumers
 then concatenate those slices back in order. Merging adjacent slices turns that copy into a view, and a
@@ -60,6 +61,52 @@ def _rewrite_concat(graph: Graph, node: Node, match: Match) -> Value:
     return graph.add_node("concat", parts, {"axis": axis}, name=node.output.name).output
 
 
+def _stacked_piece(value: Value, axis: int) -> tuple[Value, int, int] | None:
+    """value = reshape(slice(x [B, N], last axis, s:e), [B, 1, e - s]) stacked on axis 1: (x, s, e)."""
+    node = value.producer
+    if axis != 1 or node is None or node.op != "reshape" or value.type.rank != 3 or value.type.shape[1] != 1:
+        return None
+    inner = node.inputs[0]
+    if inner.type.rank != 2 or inner.type.shape != (value.type.shape[0], value.type.shape[2]):
+        return None
+    return _unit_slice(inner, 1)
+
+
+def _stack_runs(node: Node) -> list[list[Value]]:
+    runs: list[list[Value]] = []
+    previous = None
+    for v in node.inputs:
+        this = _stacked_piece(v, node.attrs["axis"])
+        if runs and this is not None and previous is not None and this[0] is previous[0] and this[1] == previous[2] \
+                and this[2] - this[1] == previous[2] - previous[1]:
+            runs[-1].append(v)
+        else:
+            runs.append([v])
+        previous = this
+    return runs
+
+
+def _match_stack(graph: Graph, node: Node) -> Match | None:
+    runs = _stack_runs(node)
+    return Match([node], {"runs": runs}) if len(runs) < len(node.inputs) else None
+
+
+def _rewrite_stack(graph: Graph, node: Node, match: Match) -> Value:
+    parts = []
+    for run in match.data["runs"]:
+        if len(run) == 1:
+            parts.append(run[0])
+            continue
+        source, start, end = _stacked_piece(run[0], 1)
+        width = end - start
+        piece = graph.add_node("slice", [source], {"axis": 1, "start": start, "end": start + len(run) * width,
+                                                   "step": 1}).output
+        parts.append(graph.add_node("reshape", [piece], {"shape": (source.type.shape[0], len(run), width)}).output)
+    if len(parts) == 1:
+        return parts[0]
+    return graph.add_node("concat", parts, {"axis": 1}, name=node.output.name).output
+
+
 def _match_whole(graph: Graph, node: Node) -> Match | None:
     source = node.inputs[0]
     if node.attrs.get("step", 1) == 1 and source.type.shape == node.output.type.shape and node.output not in graph.outputs:
@@ -69,6 +116,7 @@ def _match_whole(graph: Graph, node: Node) -> Match | None:
 
 class SimplifySlices(RewritePass):
     name = "simplify-slices"
-    summary = "merge a concat of adjacent slices of one value into one slice; drop whole-axis slices"
+    summary = "merge a concat (or stack) of adjacent slices of one value into one slice; drop whole-axis slices"
     rules = (Rule("concat-of-adjacent-slices", "concat", _match_concat, _rewrite_concat),
+             Rule("stack-of-adjacent-slices", "concat", _match_stack, _rewrite_stack),
              Rule("whole-slice", "slice", _match_whole, lambda g, n, m: n.inputs[0]))

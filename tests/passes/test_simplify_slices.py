@@ -50,3 +50,33 @@ def test_declines_reordered_slices_and_other_sources() -> None:
         g, _ = _graph(bounds, second_source=second)
         stats = SimplifySlices().run(g, PassContext())
         assert stats.rewrites == {} and g.op_histogram() == {"slice": 2, "concat": 1, "relu": 1}
+
+
+def _stack(bounds: list[tuple[int, int]]) -> Graph:
+    g = Graph()
+    x = g.add_input("x", TensorType((sym("batch"), 12), "float32"))
+    g.add_input("y", TensorType((sym("batch"), 12), "float32"))
+    parts = []
+    for s, e in bounds:
+        piece = g.add_node("slice", [x], {"axis": 1, "start": s, "end": e, "step": 1}).output
+        parts.append(g.add_node("reshape", [piece], {"shape": (sym("batch"), 1, e - s)}).output)
+    g.outputs = [g.add_node("relu", [g.add_node("concat", parts, {"axis": 1}).output]).output]
+    return g
+
+
+def test_stack_of_adjacent_equal_slices_becomes_one_reshaped_slice() -> None:
+    g = _stack([(2, 5), (5, 8), (8, 11)])  # DIEN's behaviour embeddings: torch.stack of per-table lookups
+    want = _numbers(g)
+    stats = SimplifySlices().run(g, PassContext())
+    verify(g)
+    assert stats.rewrites == {"stack-of-adjacent-slices": 1}
+    assert g.op_histogram() == {"slice": 1, "reshape": 1, "relu": 1}
+    np.testing.assert_array_equal(_numbers(g), want)
+    assert SimplifySlices().run(g, PassContext()).rewrites == {}
+
+
+def test_stack_declines_gaps_and_reordered_slices() -> None:
+    for bounds in ([(0, 3), (4, 7)], [(3, 6), (0, 3)]):
+        g = _stack(bounds)
+        assert SimplifySlices().run(g, PassContext()).rewrites == {}
+        assert g.op_histogram() == {"slice": 2, "reshape": 2, "concat": 1, "relu": 1}
