@@ -152,6 +152,7 @@ class Bench:
 
     def run(self) -> dict[str, Any]:
         from .machine import describe_machine
+        from .report import write_outputs
         from .roofline import measure_limits
 
         config = self.config
@@ -165,12 +166,19 @@ class Bench:
                             + ", ".join(f"{t} thread(s) copy {v['copy_gbps']} GB/s GEMM {v['gemm_gflops']} GFLOP/s"
                                         for t, v in limits.items()))
         started = time.time()
+        machine = describe_machine()
+
+        def results() -> dict[str, Any]:
+            return {"config": config.to_json(), "machine": machine, "roofline_limits": limits,
+                    "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+                    "wall_s": round(time.time() - started, 1), "setups": self.setups, "cells": self.cells}
+
         for model in config.models:
             self.run_model(model)
+            if model != config.models[-1]:  # a long run leaves usable files behind after every model
+                write_outputs({**results(), "partial": True}, config.out)
         self.progress.close()
-        return {"config": config.to_json(), "machine": describe_machine(), "roofline_limits": limits,
-                "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
-                "wall_s": round(time.time() - started, 1), "setups": self.setups, "cells": self.cells}
+        return results()
 
     def run_model(self, model_name: str) -> None:
         from recc.models import create
