@@ -158,9 +158,9 @@ class Bench:
         config = self.config
         config.out.mkdir(parents=True, exist_ok=True)
         sizes = {"copy_mib": 64, "gemm_size": 1024} if config.quick else {}
-        limits = {"1": measure_limits(1, **sizes).to_json()}
-        if config.threads != 1:
-            limits[str(config.threads)] = measure_limits(config.threads, **sizes).to_json()
+        # at 1 thread, at the run's thread count, and at every core (for reference)
+        counts = sorted({1, config.threads, os.cpu_count() or 1})
+        limits = {str(count): measure_limits(count, **sizes).to_json() for count in counts}
         self.limits = limits[str(config.threads)]
         self.progress.write(f"threads {config.threads} in every system; machine limits: "
                             + ", ".join(f"{t} thread(s) copy {v['copy_gbps']} GB/s GEMM {v['gemm_gflops']} GFLOP/s"

@@ -46,7 +46,9 @@ def geomean(values: list[float]) -> float | None:
 
 
 def speedup_text(cell: dict[str, Any] | None) -> str:
-    if cell is None or cell.get("status") == "failed":
+    if cell is None:
+        return "not run"
+    if cell.get("status") == "failed":
         return "failed"
     if cell.get("status") == "MISMATCH":
         return f"MISMATCH ({cell['max_abs_error']:.1g})"
