@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .ir import Graph, Node
+from .ir import Graph, Node, Value
 from .ir.fused_ops import batched_table_layout
 
 Kernel = Callable[[list[np.ndarray], dict[str, Any]], np.ndarray]
@@ -219,3 +219,29 @@ def interpret(graph: Graph, inputs: list[np.ndarray]) -> list[np.ndarray]:
         for v, a in zip(node.outputs, outs):
             values[id(v)] = a
     return [values[id(v)] for v in graph.outputs]
+
+
+def constant_value(graph: Graph, value: Value, max_elements: int = 1 << 16, max_nodes: int = 64) -> np.ndarray | None:
+    """The array `value` holds whatever the inputs are, if it is computed from parameters alone (a
+    parameter, or an expression of them with a static shape, every step at most `max_elements` and at most
+    `max_nodes` nodes); else None. Passes read constants through it that frontends spell as small
+    expressions (BatchNorm's 1 / sqrt(var + eps), addmm's beta * bias)."""
+    memo: dict[int, np.ndarray | None] = {}
+
+    def evaluate(v: Value) -> np.ndarray | None:
+        if id(v) in memo:
+            return memo[id(v)]
+        result: np.ndarray | None = None
+        if v.kind == "param":
+            result = np.asarray(graph.params[v.name])
+        elif v.producer is not None and len(memo) < max_nodes and all(isinstance(d, int) for d in v.type.shape) \
+                and int(np.prod(v.type.shape, dtype=np.int64)) <= max_elements and v.producer.op in KERNELS:
+            memo[id(v)] = None  # guards against revisiting while evaluating
+            args = [evaluate(a) for a in v.producer.inputs]
+            if all(a is not None for a in args):
+                result = run_node(v.producer, args, {})[v.producer.outputs.index(v)]  # type: ignore[arg-type]
+        memo[id(v)] = result
+        return result
+
+    return evaluate(value)
+

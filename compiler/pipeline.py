@@ -6,6 +6,10 @@ from typing import Sequence
 
 DEFAULT_PIPELINE: tuple[str, ...] = (
     "simplify-reshapes",
+    "cse",
+    "canonicalize-dense",
+    "fold-constants",
+    "canonicalize-activations",
     "fuse-dense-activation",
     "batch-embedding-bags",
     "fuse-dot-interaction",

@@ -165,6 +165,45 @@ def _clamp(ctx: Ctx, node: torch.fx.Node, x: Any, lo: Any = None, hi: Any = None
     return ctx.emit("clamp", [ctx.value(x)], min=lo, max=hi)
 
 
+@converts("threshold.default")
+def _threshold(ctx: Ctx, node: torch.fx.Node, x: Any, threshold: Any, value: Any) -> Value:
+    """threshold(x, t, v) = x if x > t else v, spelled as where(x > t, x, v) (canonicalize-activations
+    recognizes relu in it)."""
+    xv = ctx.value(x)
+    dtype = xv.type.dtype
+    above = ctx.emit("gt", [xv, ctx.operand(threshold, dtype)])
+    return ctx.emit("where", [above, xv, ctx.operand(value, dtype)])
+
+
+@converts("batch_norm.default", "_native_batch_norm_legit_no_training.default")
+def _batch_norm(ctx: Ctx, node: torch.fx.Node, x: Any, weight: Any, bias: Any, running_mean: Any,
+                running_var: Any, *rest: Any) -> Any:
+    """Eval-mode batch norm, spelled out: (x - mean) / sqrt(var + eps) * weight + bias, statistics broadcast
+    on axis 1 (canonicalize-dense folds it into a dense layer that precedes it)."""
+    decomposed = node.target._schema.name.endswith("no_training")
+    training, eps = (False, rest[1]) if decomposed else (rest[0], rest[2])
+    if training or running_mean is None or running_var is None:
+        raise ConversionError("batch_norm in training mode (or without running statistics) is not supported")
+    xv = ctx.value(x)
+    rank = xv.type.rank
+
+    def per_channel(a: Any) -> Value:
+        v = ctx.value(a)
+        return v if rank <= 2 else ctx.emit("reshape", [v], shape=v.type.shape + (1,) * (rank - 2))
+
+    centered = ctx.emit("sub", [xv, per_channel(running_mean)])
+    std = ctx.emit("sqrt", [ctx.emit("add", [per_channel(running_var), ctx.const(eps, xv.type.dtype)])])
+    out = ctx.emit("div", [centered, std])
+    if weight is not None:
+        out = ctx.emit("mul", [out, per_channel(weight)])
+    if bias is not None:
+        out = ctx.emit("add", [out, per_channel(bias)])
+    if decomposed:
+        unused = Lazy("a batch_norm auxiliary output", ("nothing (it is for training only)",))
+        return (out, unused, unused)
+    return out
+
+
 @converts("where.self", "where.ScalarOther", "where.ScalarSelf", "where.Scalar")
 def _where(ctx: Ctx, node: torch.fx.Node, cond: Any, a: Any, b: Any) -> Value:
     dtype = ctx.out_dtype(node)
@@ -439,7 +478,11 @@ def _constant(ctx: Ctx, node: torch.fx.Node, *args: Any, **kw: Any) -> Value:
         if name not in ("zeros", "ones", "full"):
             raise ConversionError("tensor creation with a symbolic shape")
         return ctx.emit("expand", [ctx.const(np.full((1,) * len(shape), fill), ctx.out_dtype(node))], shape=shape)
-    return ctx.const(np.full(shape, fill), ctx.out_dtype(node)) if val is not None else ctx.const(fill, "float32")
+    if val is None:
+        return ctx.const(fill, "float32")
+    constant = ctx.const(np.full(shape, fill), ctx.out_dtype(node))
+    # Graph.add_param stores a 0-d array as [1]; a reshape restores the 0-d type torch gave it.
+    return constant if constant.type.shape == shape else ctx.emit("reshape", [constant], shape=shape)
 
 
 # -- symbolic ints -----------------------------------------------------------------------------------------
