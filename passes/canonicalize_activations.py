@@ -14,8 +14,9 @@ threshold and fill must be zero, the leaky slope below 1, so max(x, a x) is the 
 The smooth forms are matched semantically, which no syntactic matcher can do for the many orderings of
 the same arithmetic: the expression (at most MAX_REGION nodes, one non-constant leaf, every other leaf
 a scalar constant, at least one transcendental op) is evaluated in float64 on 401 points in [-8, 8]
-and must agree with the named activation within 1e-5 relative (a mistyped constant such as 0.0447 for
-0.044715 fails; the erf and tanh gelus differ by ~1e-3, so they are told apart). Values outside the
+and must agree with the named activation within 1e-6 relative (constants rounded to fp32 move it by
+~1e-9; a mistyped 0.0447 for 0.044715 moves it by 8e-6 and fails; the erf and tanh gelus differ by
+~1e-3, so they are told apart). Values outside the
 probes could in principle differ (an expression crafted to differ only beyond |x| = 8); analytic
 compositions of these ops with scalar constants that agree at 401 points do not.
 """
@@ -32,7 +33,7 @@ from ..compiler.interpreter import constant_value, run_node
 from ..compiler.ir import Graph, Node, Value
 from ..compiler.ir.types import is_float
 from ..compiler.pass_manager import RewritePass
-from ..compiler.rewrite import Match, Reject, Rule, producer_op
+from ..compiler.rewrite import Match, Reject, Rule, is_zero, producer_op
 
 MAX_REGION = 16
 SMOOTH_OPS = ("add", "sub", "mul", "div", "neg", "reciprocal", "exp", "erf", "tanh", "sigmoid", "pow", "sqrt")
@@ -52,6 +53,8 @@ SMOOTH_TARGETS: dict[str, tuple[str, dict[str, Any], Callable[[np.ndarray], np.n
 
 
 def _scalar(graph: Graph, value: Value) -> float | None:
+    if value.kind == "input" or any(d != 1 for d in value.type.shape):  # the type says it is no scalar
+        return None
     array = constant_value(graph, value, max_elements=1)
     return float(array.reshape(-1)[0]) if array is not None and array.size == 1 else None
 
@@ -91,7 +94,7 @@ def _match_maximum(graph: Graph, node: Node) -> Match | Reject | None:
         if not _same_shape(node, x):
             continue
         zero = constant_value(graph, other, max_elements=1 << 16)
-        if zero is not None and zero.size and not zero.any():
+        if (zero is not None and zero.size and not zero.any()) or is_zero(graph, other):
             return _relu(graph, node, x)
         leaky = _leaky(graph, node, x, other)
         if leaky is not None:
@@ -132,24 +135,24 @@ def _match_where(graph: Graph, node: Node) -> Match | Reject | None:
 def _region(graph: Graph, root: Node, x: Value) -> list[Node] | None:
     """The smooth nodes between `x` and `root` (topological order) if every other leaf is a scalar
     constant, else None."""
-    nodes: dict[int, Node] = {}
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if id(node) in nodes:
-            continue
-        if node.op not in SMOOTH_OPS or len(nodes) >= MAX_REGION:
-            return None
-        nodes[id(node)] = node
+    order: list[Node] = []
+    visited: set[int] = set()
+
+    def visit(node: Node) -> bool:  # post-order: producers before users
+        if id(node) in visited:
+            return True
+        if node.op not in SMOOTH_OPS or len(visited) >= MAX_REGION:
+            return False
+        visited.add(id(node))
         for v in node.inputs:
-            if v is x:
+            if v is x or _scalar(graph, v) is not None:
                 continue
-            if v.producer is not None and v.producer.op in SMOOTH_OPS and _scalar(graph, v) is None:
-                stack.append(v.producer)
-            elif _scalar(graph, v) is None:
-                return None
-    order = {id(n): i for i, n in enumerate(graph.nodes)}
-    return sorted(nodes.values(), key=lambda n: order[id(n)])
+            if v.producer is None or not visit(v.producer):
+                return False
+        order.append(node)
+        return True
+
+    return order if visit(root) else None
 
 
 def _candidates(root: Node) -> list[Value]:
@@ -190,7 +193,7 @@ def _semantic_match(target: str) -> Callable[[Graph, Node], Match | Reject | Non
             if region is None or len(region) < 2 or not any(n.op in TRANSCENDENTAL for n in region):
                 continue
             got = _evaluate(graph, region, x)
-            if got is not None and np.all(np.abs(got - expected) <= 1e-5 * (1 + np.abs(expected))):
+            if got is not None and np.all(np.abs(got - expected) <= 1e-6 * (1 + np.abs(expected))):
                 return Match([root], {"x": x, "op": op, "attrs": attrs})
         return None
     return match
