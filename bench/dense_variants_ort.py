@@ -91,10 +91,10 @@ def to_markdown(rows: list[dict[str, object]], command: str) -> str:
         "# Dense + bias + activation spellings: recc vs ONNX Runtime's optimizer", "",
         f"Command: `{command}` (torch {torch.__version__}, onnxruntime {ort.__version__}, onnx {onnx.__version__}).",
         "",
-        "Fused = the optimized graph is exactly one node per layer with bias and activation inside (recc: `dense` "
+        ("Fused = the optimized graph is exactly one node per layer with bias and activation inside (recc: `dense` "
         "with an `activation`; ORT: `FusedGemm`). Errors: max abs vs eager on one batch-5 input. ORT sees the "
         "model as torch.onnx.export (the TorchScript exporter, dynamo=False) wrote it: the exporter already "
-        "turns some spellings into Gemm / Relu (addmm, x @ W.T + b, threshold) before ORT's optimizer runs.",
+        "turns some spellings into Gemm / Relu (addmm, x @ W.T + b, threshold) before ORT's optimizer runs."),
         "",
         "| spelling | layers | recc fused? | recc final ops (activations) | recc err | ORT fused? | what ORT left | ORT err |",
         "|---|---:|---|---|---:|---|---|---:|",
