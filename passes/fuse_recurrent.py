@@ -52,9 +52,10 @@ def time_view(value: Value) -> TimeView | None:
         node, src = v.producer, v.producer.inputs[0]
         if node.op == "slice":
             axis, rank = node.attrs["axis"] % src.type.rank, src.type.rank
-            if node.attrs.get("step", 1) != 1 or node.attrs["end"] is None:
+            end = node.attrs["end"] if node.attrs["end"] is not None else src.type.shape[axis]
+            if node.attrs.get("step", 1) != 1 or not isinstance(end, int):
                 return None
-            if rank == 3 and axis == 1 and t is None and node.attrs["end"] - node.attrs["start"] == 1:
+            if rank == 3 and axis == 1 and t is None and end - node.attrs["start"] == 1:
                 t = node.attrs["start"]
             elif axis == rank - 1:
                 offset += node.attrs["start"]

@@ -62,6 +62,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from .compiler.report import format_report
     from .sources import resolve
 
+    if args.model.endswith(".onnx") or (Path(args.model).is_file() and ":" not in args.model):
+        return _compile_onnx(args)
+    if args.batch_dim:
+        raise ValueError("--batch-dim applies to ONNX models only")
     source = resolve(args.model, scale=args.scale, seed=args.seed)
     example = source.make_inputs(args.example_batch, 0)
     _say(f"compiling {source.name} for {args.target} (scale {args.scale})")
@@ -79,6 +83,33 @@ def cmd_compile(args: argparse.Namespace) -> int:
              f"({entry['default_us']:.1f} -> {entry['us']:.1f} us)")
     if tuning["reused"]:
         _say(f"{tuning['reused']} kernel schedule(s) reused from {tuning['database']}")
+    _say(f"wrote {out} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _compile_onnx(args: argparse.Namespace) -> int:
+    """`recc compile model.onnx`: the input signature comes from the graph, the batch from its first
+    symbolic dim (or --batch-dim)."""
+    from . import api
+    from .compiler.report import format_report
+    from .frontends.onnx import import_onnx
+
+    if args.verify:
+        raise ValueError("--verify needs example inputs; it is available for PyTorch models (or call "
+                         "recc.api.compile_graph(import_onnx(path), name, validate_inputs=[...]) from Python)")
+    path = Path(args.model).resolve()
+    _say(f"importing {path}")
+    start = time.perf_counter()
+    graph = import_onnx(path, batch_dim=args.batch_dim)
+    signature = ", ".join(f"{v.name}: {v.type}" for v in graph.inputs)
+    _say(f"imported {len(graph.nodes)} nodes, inputs ({signature}); compiling for {args.target}")
+    budget = args.budget * 60 if args.tune else None
+    compiled = api.compile_graph(graph, path.stem, target=args.target, disable_passes=args.disable_pass,
+                                 dump_ir=args.dump_ir, progress=_say, source={"kind": "onnx", "path": str(path)},
+                                 tune_budget_s=budget,
+                                 tuning_db=None if args.tuning_db == "none" else Path(args.tuning_db))
+    out = compiled.save(args.output)
+    print(format_report(compiled.report))
     _say(f"wrote {out} in {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -142,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     ps.set_defaults(fn=cmd_passes)
 
     c = sub.add_parser("compile", help="compile a built-in model or module:factory into an artifact")
-    c.add_argument("model", help="built-in model name (see `recc models`) or package.module:factory")
+    c.add_argument("model", help="built-in model name (see `recc models`), package.module:factory, or a .onnx file")
+    c.add_argument("--batch-dim", metavar="NAME", help="ONNX models: the input dim_param that is the batch "
+                   "(default: the first symbolic dim 0 of an input)")
     c.add_argument("-o", "--output", required=True, help="artifact directory to write (NAME.recc)")
     c.add_argument("--scale", type=float, default=0.01, help="table-row scale for built-in models (default 0.01)")
     c.add_argument("--seed", type=int, default=0, help="weight seed for built-in models")

@@ -59,4 +59,7 @@ def rebuild(record: dict[str, Any]) -> ModelSource:
         return resolve(record["name"], record["scale"], record["seed"])
     if record.get("kind") == "factory":
         return resolve(record["spec"])
+    if record.get("kind") == "onnx":
+        raise ValueError(f"this artifact was compiled from {record.get('path')}; `recc run` compares with an "
+                         "eager PyTorch model, which an ONNX file does not have: load it with recc.load() and call it")
     raise ValueError("this artifact was compiled from Python; its eager model cannot be rebuilt by the CLI")

@@ -129,6 +129,14 @@ class Ctx:
             self.materialized[key] = self.graph.add_param(name or "const", array)
         return self.materialized[key]
 
+    def derived_param(self, source: Any, how: tuple[Any, ...], name: str, make: Any) -> Value:
+        """A parameter computed from an import-time array (a transposed or scaled weight), made once per
+        (source, how): an RNN step unrolled into 40 MatMuls on one initializer shares one weight."""
+        key = (id(source), how)
+        if key not in self.materialized:
+            self.materialized[key] = self.graph.add_param(name, make())
+        return self.materialized[key]
+
     def static(self, node: OnnxNode, i: int, what: str) -> np.ndarray | None:
         """Input i as an array known at import time (None when omitted); a tensor input raises."""
         v = self.input(node, i)

@@ -44,9 +44,12 @@ def _gemm(ctx: Ctx, node: OnnxNode) -> Value:
         bias = _bias(c_const, n, beta, a.type.dtype)
         if c_const is None or bias is not None:
             w = (w * alpha if alpha != 1.0 else w).astype(a.type.dtype)
-            inputs = [a, ctx.graph.add_param(node.inputs[1] or "weight", np.ascontiguousarray(w))]
+            dtype = a.type.dtype
+            inputs = [a, ctx.derived_param(weight, ("gemm-weight", trans_b, alpha, dtype), node.inputs[1] or "weight",
+                                           lambda: np.ascontiguousarray(w))]
             if bias is not None:
-                inputs.append(ctx.graph.add_param(node.inputs[2] or "bias", bias))
+                inputs.append(ctx.derived_param(c_const, ("gemm-bias", n, beta, dtype), node.inputs[2] or "bias",
+                                                lambda: bias))
             return ctx.emit("dense", inputs, activation="none")
     return _generic_gemm(ctx, node, alpha, beta, trans_a, trans_b)
 
@@ -72,8 +75,9 @@ def _matmul(ctx: Ctx, node: OnnxNode) -> Value:
     a = ctx.value(node, 0)
     weight = _constant_matrix(ctx, ctx.input(node, 1))
     if weight is not None and weight.ndim == 2 and a.type.rank >= 2:
-        w = np.ascontiguousarray(weight.T.astype(a.type.dtype))
-        return ctx.emit("dense", [a, ctx.graph.add_param(node.inputs[1] or "weight", w)], activation="none")
+        w = ctx.derived_param(weight, ("matmul-weight", a.type.dtype), node.inputs[1] or "weight",
+                              lambda: np.ascontiguousarray(weight.T.astype(a.type.dtype)))
+        return ctx.emit("dense", [a, w], activation="none")
     b = ctx.value(node, 1, a.type.dtype)
     if a.type.rank < 2 or b.type.rank < 2:
         raise ConversionError("MatMul with a 1-D operand is not supported")
