@@ -16,14 +16,14 @@ from onnx import numpy_helper
 
 from ...compiler.ir import Graph, TensorType, Value, verify
 from ...compiler.ir.types import Dim, sym
-from . import dense, elementwise, embedding_bag, gathers, shapes
+from . import dense, elementwise, embedding_bag, gathers, recurrent, shapes
 from .context import ConversionError, Ctx, Lazy, OnnxImportError, OnnxNode, UnsupportedOpError, ir_dtype
 from .load import read_model
 
 Converter = Callable[[Ctx, OnnxNode], Any]
 CONVERTERS: dict[str, Converter] = {
     **elementwise.CONVERTERS, **dense.CONVERTERS, **shapes.CONVERTERS, **gathers.CONVERTERS,
-    **embedding_bag.CONVERTERS,
+    **embedding_bag.CONVERTERS, **recurrent.CONVERTERS,
 }
 
 

@@ -143,3 +143,29 @@ def test_external_data_is_read_and_a_missing_file_is_named(tmp_path: Path) -> No
     (tmp_path / "mlp.weights").unlink()
     with pytest.raises(OnnxImportError, match="mlp.weights.*missing"):
         import_onnx(path)
+
+
+def test_onnx_gru_op_becomes_dense_and_gru(tmp_path: Path) -> None:
+    class Recurrent(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.gru = torch.nn.GRU(5, 16, batch_first=True)
+
+        def forward(self, x: torch.Tensor):
+            return self.gru(x)
+
+    module = Recurrent().eval()
+    path = tmp_path / "gru.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.randn(3, 6, 5),), str(path), input_names=["x"], dynamo=False,
+                          dynamic_axes={"x": {0: "batch"}})
+    assert any(n.op_type == "GRU" for n in onnx.load(str(path)).graph.node)
+    graph = _optimized(import_onnx(path))
+    assert final_compute_ops(graph).get("gru") == 1
+    x = torch.randn(7, 6, 5)
+    with torch.no_grad():
+        want = module(x)
+    for got, expected in zip(interpret(graph, [x.numpy()]), want):
+        assert max_abs_error(got, expected) <= FP32_ATOL
