@@ -16,6 +16,7 @@ from .compiler.artifact import finalize_manifest, write_weights
 from .compiler.codegen.tvm import build_library, resolve_target
 from .compiler.codegen.tvm.tuning import Tuner, TuningDatabase, default_database_path
 from .compiler.input_checks import id_checks
+from .compiler.ir.serialize import graph_to_json
 from .compiler.ir import Graph, print_graph
 from .compiler.pass_manager import PassContext, final_compute_ops, run_pipeline
 from .compiler.pipeline import DEFAULT_PIPELINE, build_passes
@@ -78,6 +79,7 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
     say(f"built in {timings['build_s']:.1f} s; writing weights ...")
     weights_index = write_weights(root / "weights", lowered.weights)
     (root / "graph.txt").write_text(print_graph(graph, origins=True))
+    (root / "graph.json").write_text(json.dumps(graph_to_json(graph)))
     report = {"model": name, "passes": [r.to_json() for r in reports], "final_ops": final_compute_ops(graph),
               "kernels": lowered.kernels, "timings_s": {k: round(v, 3) for k, v in timings.items()},
               "tuning": {"database": str(tuning_db) if tuning_db else None, "budget_s": tune_budget_s,

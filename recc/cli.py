@@ -114,6 +114,14 @@ def _compile_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from .frontends.onnx.export import export_artifact
+
+    out = export_artifact(args.artifact, args.output)
+    _say(f"wrote {out} (ops in the custom domain ai.recc; open it in Netron)")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .compiler.artifact import read_manifest
     from .compiler.report import format_report
@@ -209,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_arguments(b)
     b.set_defaults(fn=cmd_bench)
 
+    ex = sub.add_parser("export-onnx", help="write an artifact's optimized graph as ONNX (to look at, e.g. in Netron)")
+    ex.add_argument("artifact")
+    ex.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    ex.set_defaults(fn=cmd_export_onnx)
     rep = sub.add_parser("report", help="print an artifact's pass report")
     rep.add_argument("artifact")
     rep.add_argument("--json", action="store_true")

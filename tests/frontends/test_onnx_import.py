@@ -169,3 +169,19 @@ def test_onnx_gru_op_becomes_dense_and_gru(tmp_path: Path) -> None:
         want = module(x)
     for got, expected in zip(interpret(graph, [x.numpy()]), want):
         assert max_abs_error(got, expected) <= FP32_ATOL
+
+
+def test_export_onnx_writes_the_optimized_graph(tmp_path: Path) -> None:
+    model = create("dlrm-rmc1", scale=SCALE, seed=0)
+    artifact = recc.compile(model, model.example_inputs(4, seed=0), name="rmc1").save(tmp_path / "rmc1.recc")
+    out = tmp_path / "rmc1-optimized.onnx"
+    assert cli_main(["export-onnx", str(artifact), "-o", str(out)]) == 0
+    exported = onnx.load(str(out))
+    onnx.checker.check_model(exported)
+    ops = [n.op_type for n in exported.graph.node]
+    assert {n.domain for n in exported.graph.node} == {"ai.recc"}
+    assert ops.count("batched_embedding_bag") == 1 and ops.count("dot_interaction") == 1
+    assert ops.count("dense") == recc.load(artifact).report["final_ops"]["dense"]
+    dense = next(n for n in exported.graph.node if n.op_type == "dense")
+    assert {a.name for a in dense.attribute} >= {"activation"}
+    assert exported.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
