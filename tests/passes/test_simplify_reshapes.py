@@ -45,3 +45,22 @@ def test_eliminate_dead_nodes_counts_nodes_and_params() -> None:
     stats = EliminateDeadNodes().run(g, PassContext())
     assert stats.rewrites == {"dead-node": 1, "dead-param": 1}
     assert g.op_histogram() == {"relu": 1} and not g.params
+
+
+def test_composes_permutes_and_drops_identities() -> None:
+    g = Graph()
+    x = g.add_input("x", TensorType((sym("batch"), 2, 3), "float32"))
+    a = g.add_node("permute", [x], {"perm": (1, 0, 2)}).output  # [2, batch, 3]
+    b = g.add_node("permute", [a], {"perm": (2, 1, 0)}).output  # [3, batch, 2] = x axes (2, 0, 1)
+    c = g.add_node("permute", [b], {"perm": (1, 2, 0)}).output  # back to [batch, 2, 3]
+    d = g.add_node("permute", [x], {"perm": (0, 2, 1)}).output
+    g.outputs = [g.add_node("relu", [c]).output, g.add_node("relu", [d]).output]
+    data = np.random.default_rng(0).standard_normal((4, 2, 3)).astype(np.float32)
+    before = interpret(g, [data])
+    stats = SimplifyReshapes().run(g, PassContext())
+    verify(g)
+    assert stats.rewrites.get("permute-of-permute", 0) >= 2
+    assert g.op_histogram() == {"relu": 2, "permute": 1}  # the cancelling chain is gone; (0, 2, 1) stays
+    for got, want in zip(interpret(g, [data]), before):
+        np.testing.assert_array_equal(got, want)
+    assert SimplifyReshapes().run(g, PassContext()).rewrites == {}
