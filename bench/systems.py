@@ -102,6 +102,9 @@ class OnnxRuntime:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # idle threads must not spin: the systems' processes take turns on the same cores, and a spinning
+        # pool in an idle process steals them from the one being timed (worker.thread_environment)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         start = time.perf_counter()
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         facts["session_s"] = round(time.perf_counter() - start, 2)

@@ -27,9 +27,16 @@ from typing import Any
 
 
 def thread_environment(threads: int) -> dict[str, str]:
-    """Environment that pins every runtime's thread pool before it starts (set before spawning)."""
+    """Environment that pins every runtime's thread pool before it starts (set before spawning).
+
+    With several threads, pools must also not spin when idle: the systems run in separate processes that
+    take turns on the same cores, and OpenMP's (or ORT's) spinning workers in an idle process steal cores
+    from the process being timed — measured: recc at 2 threads fell from 4.9x to 0.07x eager on NCF batch 16
+    with spinning neighbours. So OMP_WAIT_POLICY=PASSIVE (torch, MKL), ORT allow_spinning=0, and TVM's
+    pool spins briefly (TVM_THREAD_POOL_SPIN_COUNT) for every system alike."""
     return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-            "TVM_NUM_THREADS": str(threads), "TORCHINDUCTOR_COMPILE_THREADS": "1"}
+            "TVM_NUM_THREADS": str(threads), "TORCHINDUCTOR_COMPILE_THREADS": "1",
+            "OMP_WAIT_POLICY": "PASSIVE", "TVM_THREAD_POOL_SPIN_COUNT": "1000"}
 
 
 def memory_mb() -> dict[str, float]:
