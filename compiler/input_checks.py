@@ -2,9 +2,8 @@
 
 TVM's gathers do not check bounds: an id >= rows reads another table's rows or unmapped memory. So at
 compile time we trace every embedding op's ids (and offsets) back through slices and reshapes to a
-graph input, and record `input[..., start:end along axis, ...] < rows`. Codegen turns these into a range
-check at the top of the compiled function (kernels/checks.py) whose flag the runtime reads after the call;
-limits it cannot express (several axes, symbolic axes) and offsets are checked by the runtime before it. Ids computed inside the graph (e.g. hashing) cannot be
+graph input, and record `input[..., start:end along axis, ...] < rows`; the runtime checks these with a
+min/max per input before calling the library. Ids computed inside the graph (e.g. hashing) cannot be
 traced; they are listed as unchecked so the report says so.
 """
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -84,13 +83,7 @@ class CompiledModel:
         shapes = {name: shape for name, _, shape in self.inputs}
         self._id_bounds = {name: self._bound_array(lims, shapes[name]) for name, lims in self._id_limits.items()}
         self._offset_checks = m["id_checks"]["offsets"]
-        # ids checked inside the compiled function set one slot each of an int32 buffer passed after the
-        # inputs (one buffer per calling thread); the others are checked here before the call
-        in_kernel = set(m["id_checks"].get("in_kernel", []))
-        self._n_flags = len(in_kernel)
-        self._local = threading.local()
-        self._id_bound_list = [(self.input_names.index(name), bound) for name, bound in self._id_bounds.items()
-                               if name not in in_kernel]
+        self._id_bound_list = [(self.input_names.index(name), bound) for name, bound in self._id_bounds.items()]
         self._single_output = len(m["outputs"]) == 1
 
     # -- loading --------------------------------------------------------------------------------------
@@ -204,9 +197,8 @@ class CompiledModel:
         return "[" + ", ".join(parts) + "]"
 
     def _check_ids(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Ids not range-checked inside the compiled function are checked here, before the call."""
-        for index, bound in self._id_bound_list:
-            array = tensors[self.input_names[index]].numpy()
+        for name, bound in self._id_bounds.items():
+            array = tensors[name].numpy()
             if array.size and (array.view(np.uint64) >= bound).any():
                 self._explain_bad_ids(tensors)
         if self._offset_checks:
@@ -243,9 +235,9 @@ class CompiledModel:
 
     def _fast_arguments(self, inputs: tuple[Any, ...]) -> list[torch.Tensor] | None:
         """The inputs as they are, if every one is already a CPU tensor of the declared dtype and shape,
-        compact and 64-byte aligned, and every id is in range; else None (the careful path decides).
-        One pass, no copies: at batch 1 the Python around the compiled call is most of the latency."""
-        if len(inputs) != len(self._fast_specs):
+        compact and 64-byte aligned, and every id is in range; else None (the careful path decides and
+        explains). One pass, no copies: at batch 1 the Python around the compiled call is most of the cost."""
+        if len(inputs) != len(self._fast_specs) or self._offset_checks:
             return None
         env: dict[str, int] = {}
         for x, (want, rank, static, symbolic) in zip(inputs, self._fast_specs):
@@ -266,26 +258,13 @@ class CompiledModel:
             array = inputs[index].numpy()
             if array.size and (array.view(np.uint64) >= bound).any():
                 return None
-        return list(inputs) if not self._offset_checks else None
+        return list(inputs)
 
     def __call__(self, *inputs: Any) -> Any:
         tensors = self._fast_arguments(inputs)
         if tensors is not None:
-            result = self._run(tensors)
-            if result is not None:
-                return result
-        return self._careful_call(inputs)
-
-    def _run(self, tensors: list[torch.Tensor]) -> Any:
-        """Call the compiled function; None if its id checks flagged a bad id (the result is discarded)."""
-        if not self._n_flags:
             return self._results(self._main(*tensors, *self._weights))
-        flags = getattr(self._local, "flags", None)
-        if flags is None:
-            flags = self._local.flags = torch.zeros(self._n_flags, dtype=torch.int32)
-            self._local.view = flags.numpy()
-        result = self._main(*tensors, flags, *self._weights)
-        return None if any(self._local.view.tolist()) else self._results(result)
+        return self._careful_call(inputs)
 
     def _results(self, result: Any) -> Any:
         if self._single_output:
@@ -299,10 +278,7 @@ class CompiledModel:
         tensors = [self._coerce(i, x, env) for i, x in enumerate(inputs)]
         self._check_ids(dict(zip(self.input_names, tensors)))
         # tvm-ffi takes torch tensors as they are and returns torch tensors (no DLPack round trips)
-        result = self._run([self._aligned(t) for t in tensors])
-        if result is None:
-            self._explain_bad_ids(dict(zip(self.input_names, tensors)))
-        return result
+        return self._results(self._main(*[self._aligned(t) for t in tensors], *self._weights))
 
     @staticmethod
     def _aligned(array: torch.Tensor) -> torch.Tensor:

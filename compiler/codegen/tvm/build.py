@@ -15,14 +15,13 @@ from .target import TargetSpec
 EXEC_MODE = "compiled"
 
 
-def build_library(graph: Graph, target: TargetSpec, out_path: Path, tuner: Any = None,
-                  id_limits: dict[str, Any] | None = None) -> Lowered:
+def build_library(graph: Graph, target: TargetSpec, out_path: Path, tuner: Any = None) -> Lowered:
     """Lower `graph` (kernel schedules from `tuner`, a tuning.Tuner, if given), compile it for `target`
     and write the library to `out_path` (a .so)."""
     if tuner is not None:
         tuner.target = target.to_tvm()
         tuner.start()
-    lowered = lower(graph, tuner, id_limits)
+    lowered = lower(graph, tuner)
     with tvm.transform.PassContext(opt_level=3):
         executable = relax.build(lowered.module, target=target.to_tvm(), exec_mode=EXEC_MODE)
     executable.export_library(str(out_path))

@@ -35,15 +35,12 @@ class Lowered:
     weight_names: list[str]
     weights: dict[str, np.ndarray]
     kernels: dict[str, int] = field(default_factory=dict)  # which kernel families were used, for reports
-    checked_inputs: list[str] = field(default_factory=list)  # ids range-checked in the function, in flag order
 
 
 class _Lowering:
-    def __init__(self, graph: Graph, tuner: Any = None, id_limits: dict[str, list[list[Any]]] | None = None) -> None:
+    def __init__(self, graph: Graph, tuner: Any = None) -> None:
         self.graph = graph
         self.tuner = tuner
-        self.id_limits = id_limits or {}
-        self.checked_inputs: list[str] = []
         self.bb = relax.BlockBuilder()
         self.symbols: dict[str, tir.Var] = {}
         self.exprs: dict[int, relax.Expr] = {}
@@ -103,15 +100,9 @@ class _Lowering:
             var = relax.Var(v.name, self.struct(v))
             self.exprs[id(v)] = var
             inputs.append(var)
-        checks = {v.name: plan for v in self.graph.inputs if (plan := self._check_plan(v)) is not None}
-        if checks:
-            flags = relax.Var("id_flags", relax.TensorType([len(checks)], "int32"))
-            inputs.append(flags)
         # Weights are discovered while lowering; the function's parameter list is closed afterwards.
         with self.bb.function("main"):
             with self.bb.dataflow():
-                for slot, v in enumerate(v for v in self.graph.inputs if v.name in checks):
-                    self._check_ids(v, checks[v.name], flags, slot, len(checks))
                 for node in self.graph.nodes:
                     out = LOWERINGS.get(node.op, _lower_generic)(self, node)
                     self.exprs[id(node.output)] = out
@@ -120,44 +111,7 @@ class _Lowering:
                 gv = self.bb.emit_output(result)
             self.bb.emit_func_output(gv, params=inputs + self.weight_vars)
         return Lowered(self.bb.get(), [v.name for v in self.graph.inputs], list(self.weights),
-                       self.weights, self.kernels, self.checked_inputs)
-
-    def _check_plan(self, value: Value) -> tuple[np.ndarray, int] | None:
-        """(bounds, inner) for checking an ids input in the function (kernels/checks.py), or None: limits
-        along more than one axis, or over a symbolic axis, stay with the runtime's check."""
-        limits, shape = self.id_limits.get(value.name), value.type.shape
-        if not limits or value.type.dtype != "int64" or len({lim[0] for lim in limits}) != 1:
-            return None
-        axis = limits[0][0]
-        if axis is None:
-            return np.array([min(lim[3] for lim in limits)], np.int64), 1
-        tail = shape[axis:]
-        if not all(isinstance(d, int) for d in tail):
-            return None
-        bounds = np.full(tail[0], -1, np.int64)  # -1: as unsigned, no limit (not an id column)
-        for _, start, end, rows in limits:
-            part = bounds[start:end]
-            bounds[start:end] = np.where(part < 0, rows, np.minimum(part, rows))
-        return bounds, int(np.prod(tail[1:], dtype=np.int64))
-
-    def _check_ids(self, value: Value, plan: tuple[np.ndarray, int], flags: relax.Var, slot: int,
-                   slots: int) -> None:
-        """Range-check an ids input in the function, setting flags[slot]; the graph then reads the checked
-        copy (bad ids replaced by 0), so no gather ever reads outside its table."""
-        from .kernels.checks import id_range_check
-
-        bounds, inner = plan
-        shape = value.type.shape
-        fn = self.kernel(("check_ids", len(bounds), inner, slot, slots),
-                         lambda: id_range_check(len(bounds), inner, slot, slots))
-        count = self.dim(shape[0]) if shape else tir.IntImm("int64", 1)
-        for d in shape[1:]:
-            count = count * self.dim(d)
-        flat = self.emit(relax.op.reshape(self.exprs[id(value)], [count]))
-        safe = self.emit(relax.call_tir(fn, [flat, relax.const(bounds, "int64"), flags],
-                                        relax.TensorType([count], "int64")))
-        self.exprs[id(value)] = self.emit(relax.op.reshape(safe, [self.dim(d) for d in shape]))
-        self.checked_inputs.append(value.name)
+                       self.weights, self.kernels)
 
     def emit(self, expr: relax.Expr) -> relax.Expr:
         return self.bb.emit(expr)
@@ -469,8 +423,6 @@ LOWERINGS: dict[str, Callable[[_Lowering, Node], relax.Expr]] = {
 }
 
 
-def lower(graph: Graph, tuner: Any = None, id_limits: dict[str, list[list[Any]]] | None = None) -> Lowered:
-    """`tuner` (tuning.Tuner): schedule parameters remembered in a tuning database, or searched now.
-    `id_limits` (input_checks.id_checks()["ids"]): ids inputs range-checked inside the function, each adding
-    a slot in an `id_flags` int32 argument after the inputs, which the check kernels write in place."""
-    return _Lowering(graph, tuner, id_limits).run()
+def lower(graph: Graph, tuner: Any = None) -> Lowered:
+    """`tuner` (tuning.Tuner): schedule parameters remembered in a tuning database, or searched now."""
+    return _Lowering(graph, tuner).run()

@@ -40,9 +40,8 @@ torch `embedding_bag` with offsets, lower is better; bench/embedding_kernel.py r
   one-element buffer that lowers to a TVMBackendAllocWorkspace call per bag (2x slower overall).
   Scratch accumulators use the default scope (a stack alloca kept in registers).
 
-Ids and offsets are NOT bounds-checked here: the function checks ids before any gather runs
-(kernels/checks.py: the gathers read a copy with bad ids replaced by 0, and the call raises), the runtime
-checks offsets and any ids that check cannot cover; an unchecked out-of-range id would read arbitrary memory.
+Ids and offsets are NOT bounds-checked here: the runtime checks every id against its table (and the
+offsets) before calling; an out-of-range id reads arbitrary memory.
 """
 
 from __future__ import annotations
