@@ -270,10 +270,9 @@ def _chains(graph: Graph, cells: list[Cell], stats: PassStats) -> list[list[Cell
             stats.rejected(rule, f"cells cover steps {start.t}..{chain[-1].t} of {length}")
             continue
         chains.append(chain)
-    chained = {id(c) for chain in chains for c in chain}
+    produced = {id(c.h_out) for c in cells}  # a cell whose state no other cell produces starts a chain
     for cell in cells:
-        if id(cell) not in chained and is_zero(graph, cell.h_in) is False and id(cell.h_in) not in \
-                {id(c.h_out) for c in cells}:
+        if id(cell.h_in) not in produced and not is_zero(graph, cell.h_in):
             stats.rejected(RULES[cell.kind], "initial state is not zero")
     return chains
 

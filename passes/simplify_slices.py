@@ -10,6 +10,8 @@ the concat lists them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..compiler.ir import Graph, Node, Value
 from ..compiler.pass_manager import RewritePass
 from ..compiler.rewrite import Match, Rule
@@ -25,12 +27,13 @@ def _unit_slice(value: Value, axis: int) -> tuple[Value, int, int] | None:
     return node.inputs[0], node.attrs["start"], node.attrs["end"]
 
 
-def _runs(node: Node) -> list[list[Value]]:
-    """The concat's inputs grouped into runs of adjacent slices of one value (other inputs: runs of 1)."""
+def _runs(node: Node, piece: Callable[[Value, int], tuple[Value, int, int] | None] = _unit_slice) -> list[list[Value]]:
+    """The concat's inputs grouped into runs of adjacent pieces of one value (other inputs: runs of 1);
+    a piece is what `piece` (default: a slice along the concat axis) finds: (source, start, end)."""
     runs: list[list[Value]] = []
     previous = None
     for v in node.inputs:
-        this = _unit_slice(v, node.attrs["axis"])
+        this = piece(v, node.attrs["axis"])
         if runs and this is not None and previous is not None and this[0] is previous[0] and this[1] == previous[2]:
             runs[-1].append(v)
         else:
@@ -72,22 +75,8 @@ def _stacked_piece(value: Value, axis: int) -> tuple[Value, int, int] | None:
     return _unit_slice(inner, 1)
 
 
-def _stack_runs(node: Node) -> list[list[Value]]:
-    runs: list[list[Value]] = []
-    previous = None
-    for v in node.inputs:
-        this = _stacked_piece(v, node.attrs["axis"])
-        if runs and this is not None and previous is not None and this[0] is previous[0] and this[1] == previous[2] \
-                and this[2] - this[1] == previous[2] - previous[1]:
-            runs[-1].append(v)
-        else:
-            runs.append([v])
-        previous = this
-    return runs
-
-
 def _match_stack(graph: Graph, node: Node) -> Match | None:
-    runs = _stack_runs(node)
+    runs = _runs(node, _stacked_piece)  # equal widths: concat's type rule requires them
     return Match([node], {"runs": runs}) if len(runs) < len(node.inputs) else None
 
 
