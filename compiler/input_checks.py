@@ -2,8 +2,10 @@
 
 TVM's gathers do not check bounds: an id >= rows reads another table's rows or unmapped memory. So at
 compile time we trace every embedding op's ids (and offsets) back through slices and reshapes to a
-graph input, and record `input[..., start:end along axis, ...] < rows`; the runtime checks these with a
-min/max per input before calling the library. Ids computed inside the graph (e.g. hashing) cannot be
+graph input, and record `input[..., start:end along axis, ...] < rows`. Codegen turns these into a check
+kernel at the top of the compiled function (kernels/checks.py), which fails the call before any gather
+runs; limits it cannot express (several axes, a symbolic axis) and offsets are checked by the runtime
+before the call. Ids computed inside the graph (e.g. hashing) cannot be
 traced; they are listed as unchecked so the report says so.
 """
 

@@ -74,7 +74,7 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
     start = time.perf_counter()
     tuner = Tuner(TuningDatabase.load(Path(tuning_db) if tuning_db else None), spec.mcpu, tune_budget_s,
                   log=say)
-    lowered = build_library(graph, spec, root / "lib.so", tuner)
+    lowered = build_library(graph, spec, root / "lib.so", tuner, checks["ids"])
     timings["build_s"] = time.perf_counter() - start
     say(f"built in {timings['build_s']:.1f} s; writing weights ...")
     weights_index = write_weights(root / "weights", lowered.weights)
@@ -97,7 +97,7 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
         "pipeline": [p for p in pipeline if p not in disable_passes],
         "versions": _versions(),
         "weights": weights_index,
-        "id_checks": checks,
+        "id_checks": {**checks, "in_kernel": lowered.checked_inputs},
     })
     return CompiledModel(root, threads=threads, _owned_tmp=tmp)
 

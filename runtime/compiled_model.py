@@ -1,9 +1,12 @@
 """Load a recc artifact and run it from Python.
 
-A call validates its inputs before anything reaches the library: count, dtype, rank, static dims, one
-consistent batch across inputs, embedding ids within their tables, offsets well formed. Errors are
-ValueErrors naming the input and the problem. Inputs are handed to TVM without copies (DLPack) when
-they are contiguous and 64-byte aligned; outputs come back as torch tensors sharing TVM's memory.
+Inputs are validated: count, dtype, rank, static dims, one consistent batch across inputs, embedding ids
+within their tables, offsets well formed; errors are ValueErrors naming the input and the problem.
+Torch tensors that are contiguous and 64-byte aligned go straight to the compiled function (no copies),
+which checks dtypes and dims itself and range-checks the ids in its first kernel, failing before any
+gather runs; on any failure, and for everything else (numpy arrays, int32 ids, offsets), the careful path
+converts what it can, checks everything in Python and explains. Outputs come back as torch tensors
+sharing TVM's memory.
 """
 
 from __future__ import annotations
@@ -83,7 +86,10 @@ class CompiledModel:
         shapes = {name: shape for name, _, shape in self.inputs}
         self._id_bounds = {name: self._bound_array(lims, shapes[name]) for name, lims in self._id_limits.items()}
         self._offset_checks = m["id_checks"]["offsets"]
-        self._id_bound_list = [(self.input_names.index(name), bound) for name, bound in self._id_bounds.items()]
+        # the fast path needs every ids input range-checked inside the function and no offsets to check
+        in_kernel = set(m["id_checks"].get("in_kernel", []))
+        self._fast = not self._offset_checks and all(name in in_kernel for name in self._id_bounds)
+        self._n_inputs = len(self.inputs)
         self._single_output = len(m["outputs"]) == 1
 
     # -- loading --------------------------------------------------------------------------------------
@@ -233,37 +239,20 @@ class CompiledModel:
                                  f"<= len({check['ids']}) = {nnz}"
                                  + (" and end exactly there (include_last_offset)" if check["include_last_offset"] else ""))
 
-    def _fast_arguments(self, inputs: tuple[Any, ...]) -> list[torch.Tensor] | None:
-        """The inputs as they are, if every one is already a CPU tensor of the declared dtype and shape,
-        compact and 64-byte aligned, and every id is in range; else None (the careful path decides and
-        explains). One pass, no copies: at batch 1 the Python around the compiled call is most of the cost."""
-        if len(inputs) != len(self._fast_specs) or self._offset_checks:
-            return None
-        env: dict[str, int] = {}
-        for x, (want, rank, static, symbolic) in zip(inputs, self._fast_specs):
-            if type(x) is not torch.Tensor or x.dtype is not want or x.dim() != rank or not x.is_cpu \
-                    or x.data_ptr() & 63 or not x.is_contiguous():
-                return None
-            shape = x.shape
-            for axis, d in static:
-                if shape[axis] != d:
-                    return None
-            for axis, coef, sym_name in symbolic:
-                n = shape[axis]
-                if n % coef or env.setdefault(sym_name, n // coef) != n // coef:
-                    return None
-            if 1 in shape and x.stride() != _compact_strides(shape):
-                return None
-        for index, bound in self._id_bound_list:
-            array = inputs[index].numpy()
-            if array.size and (array.view(np.uint64) >= bound).any():
-                return None
-        return list(inputs)
-
     def __call__(self, *inputs: Any) -> Any:
-        tensors = self._fast_arguments(inputs)
-        if tensors is not None:
-            return self._results(self._main(*tensors, *self._weights))
+        # The fast path, for tensors as torch allocates them: the compiled function checks dtypes, ranks
+        # and dims itself, and its first kernels range-check the ids (kernels/checks.py), raising before
+        # anything reads a table; what it cannot see (device, alignment, strides) is checked here. Any
+        # failure goes to the careful path, which converts what it can and explains what it cannot.
+        if self._fast and len(inputs) == self._n_inputs:
+            for x in inputs:
+                if type(x) is not torch.Tensor or not x.is_cpu or x.data_ptr() & 63 or not x.is_contiguous():
+                    break
+            else:
+                try:
+                    return self._results(self._main(*inputs, *self._weights))
+                except Exception:  # noqa: BLE001 - a check failed in TVM's words; the careful path uses recc's
+                    pass
         return self._careful_call(inputs)
 
     def _results(self, result: Any) -> Any:

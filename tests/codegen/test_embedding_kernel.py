@@ -222,7 +222,7 @@ def test_fixed_layout(mode: str, weighted: bool, bag: int, dim: int) -> None:
     rows = 500
     module = FixedBag(rows, dim, mode, weighted).eval()
     compiled = recc.compile(module, (torch.randint(0, rows, (4, bag)), torch.rand(4, bag)))
-    assert compiled.report["kernels"] == {"embedding_bag_fixed": 1}
+    assert compiled.report["kernels"] == {"check_ids": 1, "embedding_bag_fixed": 1}
     for batch in (1, 7, 64):
         ids = torch.randint(0, rows, (batch, bag))
         ids[0, 0] = rows - 1
@@ -268,7 +268,7 @@ def test_offsets_layout_with_empty_bags(mode: str, include_last: bool, weighted:
     from recc.api import compile_graph
 
     compiled = compile_graph(capture(module, example, dynamic_shapes=shapes), "offsets")
-    assert compiled.report["kernels"] == {"embedding_bag_offsets": 1}
+    assert compiled.report["kernels"] == {"check_ids": 1, "embedding_bag_offsets": 1}
     for n_bags, seed in ((5, 1), (5, 2)) if include_last else ((1, 1), (6, 2), (40, 3)):
         inputs = make(n_bags, seed)
         with torch.no_grad():

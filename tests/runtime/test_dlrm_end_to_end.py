@@ -46,7 +46,7 @@ def test_report_shows_fused_dense_layers(compiled) -> None:
     fuse = next(p for p in report["passes"] if p["name"] == "fuse-dense-activation")
     assert fuse["rewrites"]["activation-into-dense"] == 5
     assert "relu" not in report["final_ops"] and "sigmoid" not in report["final_ops"]
-    assert report["kernels"] == {"dense": 5, "batched_embedding_bag": 1, "dot_interaction": 1}
+    assert report["kernels"] == {"check_ids": 1, "dense": 5, "batched_embedding_bag": 1, "dot_interaction": 1}
     assert report["final_ops"]["batched_embedding_bag"] == 1 and "embedding_bag" not in report["final_ops"]
 
 
@@ -88,16 +88,18 @@ def test_bad_inputs_raise_clear_errors_and_process_survives(model, compiled) -> 
     assert compiled(dense, ids.int()).shape == (6, 1)  # int32 ids are widened, as eager accepts them
 
 
-def test_fast_path_still_refuses_bad_ids(model, compiled) -> None:
-    """Aligned tensors of the declared shape take the single-pass fast path: a bad id must still be refused
-    by name, and the next good call must be unaffected."""
+def test_ids_are_checked_inside_the_compiled_function(model, compiled) -> None:
+    """Aligned tensors of the declared shape go straight to the compiled function, whose first kernel
+    range-checks the ids: the function itself must refuse a bad id (before any gather reads a table), the
+    call must then name it, and the next good call must be unaffected."""
+    assert compiled.manifest["id_checks"]["in_kernel"] == ["sparse_ids"] and compiled._fast
     dense, ids = (x.clone() for x in model.example_inputs(5, seed=4))  # torch-allocated: 64-byte aligned
-    assert compiled._fast_arguments((dense, ids)) is not None
     rows = model.info().tables[0].rows
     for bad in (rows, -3, 2**62):
         wrong = ids.clone()
         wrong[4, 7, 79] = bad
-        assert compiled._fast_arguments((dense, wrong)) is None
+        with pytest.raises(RuntimeError, match="embedding id is out of range"):
+            compiled._main(dense, wrong, *compiled._weights)
         _bad(compiled, (dense, wrong), f"embedding id {bad} is")
         with torch.no_grad():
             assert max_abs_error(compiled(dense, ids), model(dense, ids)) <= FP32_ATOL

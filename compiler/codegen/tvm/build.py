@@ -15,13 +15,14 @@ from .target import TargetSpec
 EXEC_MODE = "compiled"
 
 
-def build_library(graph: Graph, target: TargetSpec, out_path: Path, tuner: Any = None) -> Lowered:
-    """Lower `graph` (kernel schedules from `tuner`, a tuning.Tuner, if given), compile it for `target`
-    and write the library to `out_path` (a .so)."""
+def build_library(graph: Graph, target: TargetSpec, out_path: Path, tuner: Any = None,
+                  id_limits: dict[str, Any] | None = None) -> Lowered:
+    """Lower `graph` (kernel schedules from `tuner`, a tuning.Tuner, if given; `id_limits` range-checked in
+    the function), compile it for `target` and write the library to `out_path` (a .so)."""
     if tuner is not None:
         tuner.target = target.to_tvm()
         tuner.start()
-    lowered = lower(graph, tuner)
+    lowered = lower(graph, tuner, id_limits)
     with tvm.transform.PassContext(opt_level=3):
         executable = relax.build(lowered.module, target=target.to_tvm(), exec_mode=EXEC_MODE)
     executable.export_library(str(out_path))

@@ -35,12 +35,15 @@ class Lowered:
     weight_names: list[str]
     weights: dict[str, np.ndarray]
     kernels: dict[str, int] = field(default_factory=dict)  # which kernel families were used, for reports
+    checked_inputs: list[str] = field(default_factory=list)  # ids inputs range-checked inside the function
 
 
 class _Lowering:
-    def __init__(self, graph: Graph, tuner: Any = None) -> None:
+    def __init__(self, graph: Graph, tuner: Any = None, id_limits: dict[str, list[list[Any]]] | None = None) -> None:
         self.graph = graph
         self.tuner = tuner
+        self.id_limits = id_limits or {}
+        self.checked_inputs: list[str] = []
         self.bb = relax.BlockBuilder()
         self.symbols: dict[str, tir.Var] = {}
         self.exprs: dict[int, relax.Expr] = {}
@@ -103,6 +106,8 @@ class _Lowering:
         # Weights are discovered while lowering; the function's parameter list is closed afterwards.
         with self.bb.function("main"):
             with self.bb.dataflow():
+                for v in self.graph.inputs:
+                    self._check_ids(v)
                 for node in self.graph.nodes:
                     out = LOWERINGS.get(node.op, _lower_generic)(self, node)
                     self.exprs[id(node.output)] = out
@@ -111,7 +116,33 @@ class _Lowering:
                 gv = self.bb.emit_output(result)
             self.bb.emit_func_output(gv, params=inputs + self.weight_vars)
         return Lowered(self.bb.get(), [v.name for v in self.graph.inputs], list(self.weights),
-                       self.weights, self.kernels)
+                       self.weights, self.kernels, self.checked_inputs)
+
+    def _check_ids(self, value: Value) -> None:
+        """Range-check an ids input first thing in the function (kernels/checks.py), if its limits lie along
+        one static axis (or cover it whole); every consumer then reads the check's in-place result, so the
+        check runs before any gather. Other limits stay with the runtime's check before the call."""
+        from .kernels.checks import id_range_check
+
+        limits, shape = self.id_limits.get(value.name), value.type.shape
+        if not limits or value.type.dtype != "int64" or len({lim[0] for lim in limits}) != 1:
+            return
+        axis = limits[0][0]
+        if axis is None:
+            bounds = np.array([min(lim[3] for lim in limits)], np.int64)
+        elif isinstance(shape[axis], int):
+            bounds = np.full(shape[axis], -1, np.int64)  # -1: as unsigned, no limit (not an id column)
+            for _, start, end, rows in limits:
+                part = bounds[start:end]
+                bounds[start:end] = np.where(part < 0, rows, np.minimum(part, rows))
+        else:
+            return
+        fn = self.kernel(("check_ids", len(shape), axis, len(bounds)),
+                         lambda: id_range_check(len(shape), axis, len(bounds)))
+        var = self.exprs[id(value)]
+        self.exprs[id(value)] = self.emit(relax.call_tir_inplace(fn, [var, relax.const(bounds, "int64")], 0,
+                                                                 self.struct(value)))
+        self.checked_inputs.append(value.name)
 
     def emit(self, expr: relax.Expr) -> relax.Expr:
         return self.bb.emit(expr)
@@ -423,6 +454,7 @@ LOWERINGS: dict[str, Callable[[_Lowering, Node], relax.Expr]] = {
 }
 
 
-def lower(graph: Graph, tuner: Any = None) -> Lowered:
-    """`tuner` (tuning.Tuner): schedule parameters remembered in a tuning database, or searched now."""
-    return _Lowering(graph, tuner).run()
+def lower(graph: Graph, tuner: Any = None, id_limits: dict[str, list[list[Any]]] | None = None) -> Lowered:
+    """`tuner` (tuning.Tuner): schedule parameters remembered in a tuning database, or searched now.
+    `id_limits` (input_checks.id_checks()["ids"]): the ids inputs to range-check inside the function."""
+    return _Lowering(graph, tuner, id_limits).run()

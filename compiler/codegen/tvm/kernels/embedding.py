@@ -40,7 +40,8 @@ torch `embedding_bag` with offsets, lower is better; bench/embedding_kernel.py r
   one-element buffer that lowers to a TVMBackendAllocWorkspace call per bag (2x slower overall).
   Scratch accumulators use the default scope (a stack alloca kept in registers).
 
-Ids and offsets are NOT bounds-checked here: the runtime checks every id against its table (and the
+Ids and offsets are NOT bounds-checked here: the check kernel at the top of the compiled function
+(kernels/checks.py) or the runtime checks every id against its table (and the
 offsets) before calling; an out-of-range id reads arbitrary memory.
 """
 
