@@ -6,7 +6,7 @@ Per model, three things are timed, interleaved in rounds on the same batch-1 inp
 torch tensors, as torch's allocator gives them):
 - call: `compiled(*inputs)`, the whole Python call (input checks, id range check, the compiled
   function, the output tensor);
-- function: the artifact's compiled Relax function alone (`compiled._main(*inputs, *weights)`): argument
+- function: the artifact's compiled Relax function alone (at batch 1 its "main_b1", static shapes): argument
   conversion in tvm-ffi, the function's own shape/dtype checks, intermediate allocation, kernel calls;
 - kernels: each kernel of the artifact's library, on the very arguments the function gives it (captured
   from a bytecode build of the same lowered module, whose VM can be instrumented), timed as it runs in
@@ -43,14 +43,15 @@ def _kernel_calls(model: torch.nn.Module, inputs: list[torch.Tensor]) -> list[tu
 
     from recc.api import optimize
     from recc.compiler.codegen.tvm import resolve_target
-    from recc.compiler.codegen.tvm.lower import lower
+    from recc.compiler.codegen.tvm.lower import batch_one_bucket, lower
     from recc.compiler.input_checks import id_checks
     from recc.frontends.torch_export import capture
 
     graph = capture(model, inputs)
     limits = id_checks(graph)["ids"]  # as recc.compile does: on the graph as captured
     optimize(graph)
-    lowered = lower(graph, id_limits=limits)
+    buckets = batch_one_bucket(graph)
+    lowered = lower(graph, id_limits=limits, specialize=buckets)
     with tvm.transform.PassContext(opt_level=3):
         executable = relax.build(lowered.module, target=resolve_target("cpu").to_tvm(), exec_mode="bytecode")
     vm = relax.VirtualMachine(executable, tvm.cpu())
@@ -63,7 +64,7 @@ def _kernel_calls(model: torch.nn.Module, inputs: list[torch.Tensor]) -> list[tu
 
     vm.set_instrument(record)
     weights = [tvm.runtime.tensor(lowered.weights[name]) for name in lowered.weight_names]
-    vm["main"](*[tvm.runtime.tensor(x.numpy()) for x in inputs], *weights)
+    vm["main_b1" if buckets else "main"](*[tvm.runtime.tensor(x.numpy()) for x in inputs], *weights)
     return calls
 
 
@@ -129,9 +130,10 @@ def measure(model_name: str, scale: float, threads: int, rounds: int, calls: int
     library = tvm.runtime.load_module(str(compiled.path / "lib.so")).imports[0]
     kernels = _kernel_us(library, _kernel_calls(model, inputs), rounds)
     weights = compiled._weights
+    function = compiled._batch_one[0] if compiled._batch_one is not None else compiled._main  # what a call uses
     with torch.inference_mode():
         medians = _interleaved({"call": lambda: compiled(*inputs),
-                                "function": lambda: compiled._main(*inputs, *weights),
+                                "function": lambda: function(*inputs, *weights),
                                 "eager": lambda: model(*inputs)}, rounds, calls)
     kernel_sum = sum(k["in_sequence"] for k in kernels.values())
     return {"model": model_name, "scale": scale, "threads": threads, "max_abs_error": error,

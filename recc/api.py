@@ -98,6 +98,7 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
         "versions": _versions(),
         "weights": weights_index,
         "id_checks": {**checks, "in_kernel": lowered.checked_inputs},
+        "specialized": lowered.specialized,
     })
     return CompiledModel(root, threads=threads, _owned_tmp=tmp)
 

@@ -88,6 +88,18 @@ def test_bad_inputs_raise_clear_errors_and_process_survives(model, compiled) -> 
     assert compiled(dense, ids.int()).shape == (6, 1)  # int32 ids are widened, as eager accepts them
 
 
+def test_batch_one_has_its_own_static_function(model, compiled) -> None:
+    """Batch 1 runs "main_b1" (static shapes); it equals eager (test above) and takes batch 1 only."""
+    assert compiled.manifest["specialized"] == {"main_b1": {"batch": 1}}
+    function, index, axis, symbol = compiled._batch_one
+    assert (index, axis, symbol) == (0, 0, "batch")
+    dense, ids = (x.clone() for x in model.example_inputs(2, seed=5))
+    with pytest.raises(RuntimeError, match="mismatch"):
+        function(dense, ids, *compiled._weights)
+    with torch.no_grad():
+        assert max_abs_error(function(dense[:1], ids[:1], *compiled._weights), model(dense[:1], ids[:1])) <= FP32_ATOL
+
+
 def test_ids_are_checked_inside_the_compiled_function(model, compiled) -> None:
     """Aligned tensors of the declared shape go straight to the compiled function, whose first kernel
     range-checks the ids: the function itself must refuse a bad id (before any gather reads a table), the

@@ -9,7 +9,7 @@ import tvm
 from tvm import relax
 
 from ....compiler.ir import Graph
-from .lower import Lowered, lower
+from .lower import Lowered, batch_one_bucket, lower
 from .target import TargetSpec
 
 EXEC_MODE = "compiled"
@@ -18,11 +18,12 @@ EXEC_MODE = "compiled"
 def build_library(graph: Graph, target: TargetSpec, out_path: Path, tuner: Any = None,
                   id_limits: dict[str, Any] | None = None) -> Lowered:
     """Lower `graph` (kernel schedules from `tuner`, a tuning.Tuner, if given; `id_limits` range-checked in
-    the function), compile it for `target` and write the library to `out_path` (a .so)."""
+    the function), compile it for `target` and write the library to `out_path` (a .so). The library holds
+    "main" (any batch) and, where the batch is the only shape symbol, "main_b1" (batch 1, static shapes)."""
     if tuner is not None:
         tuner.target = target.to_tvm()
         tuner.start()
-    lowered = lower(graph, tuner, id_limits)
+    lowered = lower(graph, tuner, id_limits, batch_one_bucket(graph))
     with tvm.transform.PassContext(opt_level=3):
         executable = relax.build(lowered.module, target=target.to_tvm(), exec_mode=EXEC_MODE)
     executable.export_library(str(out_path))
