@@ -77,8 +77,9 @@ class Tuner:
     target: Any = None
     log: Callable[[str], None] = lambda msg: None
     tuned: list[dict[str, Any]] = field(default_factory=list)  # this compile's searches, for the report
-    reused: int = 0
+    reused: int = 0  # distinct kernels whose parameters came from the database
     _deadline: float | None = None
+    _reused_keys: set[str] = field(default_factory=set)  # a kernel shared by several functions counts once
 
     def start(self) -> None:
         if self.budget_s is not None:
@@ -89,7 +90,9 @@ class Tuner:
         """The parameters to use for kernel `kind` at `shape`: remembered, or searched now, or {} (defaults)."""
         key = f"{kind}|{shape}|{self.cpu}"
         if key in self.database.entries:
-            self.reused += 1
+            if key not in self._reused_keys:
+                self._reused_keys.add(key)
+                self.reused += 1
             return dict(self.database.entries[key]["params"])
         if self._deadline is None or time.perf_counter() > self._deadline:
             return {}
