@@ -41,9 +41,11 @@ class Lowered:
 
 
 class _Lowering:
-    def __init__(self, graph: Graph, tuner: Any = None, id_limits: dict[str, list[list[Any]]] | None = None) -> None:
+    def __init__(self, graph: Graph, tuner: Any = None, id_limits: dict[str, list[list[Any]]] | None = None,
+                 dense_rows: int = dense_kernels.ROWS) -> None:
         self.graph = graph
         self.tuner = tuner
+        self.dense_rows = dense_rows
         self.id_limits = id_limits or {}
         self.checked_inputs: list[str] = []
         self.bb = relax.BlockBuilder()
@@ -183,7 +185,7 @@ def _lower_dense(lw: _Lowering, node: Node) -> relax.Expr:
     if b_array is None:
         return _lower_dense_generic(lw, node)
     activation, alpha = node.attrs.get("activation", "none"), node.attrs.get("alpha", 0.01)
-    params = _tuned_dense(lw, k, n, activation, alpha)
+    params = {"rows": lw.dense_rows, **_tuned_dense(lw, k, n, activation, alpha)}
     fn = lw.kernel(("dense", k, n, activation, alpha, tuple(sorted(params.items()))),
                    lambda: dense_kernels.dense_kernel(k, n, activation, alpha, **params))
     packed = lw.weight(f"{w.name}__packed", lambda: dense_kernels.pack_weight(np.asarray(w_array)))
@@ -209,7 +211,8 @@ def _tuned_dense(lw: _Lowering, k: int, n: int, activation: str, alpha: float) -
     rng = np.random.default_rng(0)
 
     def measure(params: dict[str, Any]) -> float:
-        return time_kernel(dense_kernels.dense_kernel(k, n, activation, alpha, **params), lw.tuner.target, lambda: [
+        kernel = dense_kernels.dense_kernel(k, n, activation, alpha, rows=lw.dense_rows, **params)
+        return time_kernel(kernel, lw.tuner.target, lambda: [
             rng.random((256, k), dtype=np.float32), dense_kernels.pack_weight(rng.random((n, k), dtype=np.float32)),
             rng.random(n, dtype=np.float32), np.zeros((256, n), np.float32)])
 
@@ -476,12 +479,13 @@ LOWERINGS: dict[str, Callable[[_Lowering, Node], relax.Expr]] = {
 
 
 def lower(graph: Graph, tuner: Any = None, id_limits: dict[str, list[list[Any]]] | None = None,
-          specialize: dict[str, dict[str, int]] | None = None) -> Lowered:
+          specialize: dict[str, dict[str, int]] | None = None, dense_rows: int = dense_kernels.ROWS) -> Lowered:
     """`tuner` (tuning.Tuner): schedule parameters remembered in a tuning database, or searched now.
     `id_limits` (input_checks.id_checks()["ids"]): the ids inputs to range-check inside the function.
     `specialize`: more functions beside "main", each with some shape symbols fixed, e.g.
-    {"main_b1": {"batch": 1}} (see batch_one_bucket)."""
-    return _Lowering(graph, tuner, id_limits).run(specialize)
+    {"main_b1": {"batch": 1}} (see batch_one_bucket). `dense_rows`: the dense kernels' register tile
+    height for the target (kernels/dense.py register_rows)."""
+    return _Lowering(graph, tuner, id_limits, dense_rows).run(specialize)
 
 
 def batch_one_bucket(graph: Graph) -> dict[str, dict[str, int]]:
