@@ -26,7 +26,8 @@ def build(k: int, n: int, act: str, rows: int = 4):
 @pytest.mark.parametrize("k,n,act,rows", [(32, 32, "relu", 4), (13, 1, "sigmoid", 4), (100, 37, "gelu", 4),
                                           (64, 48, "leaky_relu", 4), (16, 16, "none", 4), (24, 20, "tanh", 4),
                                           (40, 64, "silu", 4), (40, 17, "gelu_tanh", 4),
-                                          (32, 32, "relu", 8), (100, 37, "sigmoid", 8)])  # the AVX-512 tile
+                                          (32, 32, "relu", 8), (100, 37, "sigmoid", 8),  # the AVX-512 tile
+                                          (512, 400, "relu", 8)])  # leftover rows in parallel (> 200k MACs)
 def test_dense_kernel_matches_torch(k: int, n: int, act: str, rows: int) -> None:
     lib = build(k, n, act, rows)
     rng = np.random.default_rng(k * 1000 + n)

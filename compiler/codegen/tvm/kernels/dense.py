@@ -127,6 +127,23 @@ def dense_kernel(k: int, n: int, activation: str = "none", alpha: float = 0.01, 
                         if f % NT * NV + v < N:
                             Y[row + r, f % NT * NV + v] = act(acc[r, v] + B[f % NT * NV + v])
 
+    @T.macro
+    def single_rows(X, Wp, B, Y, m, jt):
+        for i in range(m // MR * MR, m):
+            acc1 = T.alloc_buffer((NV,), "float32")
+            for v in T.vectorized(NV):
+                acc1[v] = T.float32(0)
+            for kk in range(K):
+                for v in T.vectorized(NV):
+                    acc1[v] = acc1[v] + X[i, kk] * Wp[jt, kk, v]
+            if full:
+                for v in T.vectorized(NV):
+                    Y[i, jt * NV + v] = act(acc1[v] + B[jt * NV + v])
+            else:
+                for v in range(NV):
+                    if jt * NV + v < N:
+                        Y[i, jt * NV + v] = act(acc1[v] + B[jt * NV + v])
+
     @T.prim_func(private=True)
     def dense(var_x: T.handle, Wp: T.Buffer((NT, K, NV), "float32"), B: T.Buffer((N,), "float32"),
               var_y: T.handle):
@@ -142,20 +159,14 @@ def dense_kernel(k: int, n: int, activation: str = "none", alpha: float = 0.01, 
             for f in T.parallel(((m // MR + RB - 1) // RB) * NT):
                 for t in range(RB):
                     tile(X, Wp, B, Y, m, f, t)
-        for i in range(m // MR * MR, m):
+        # the rows left over (all of them at batch 1), one at a time per column tile; in parallel over the
+        # column tiles when there is enough work: a big layer at batch 1 streams its weights from memory,
+        # and two cores stream faster than one
+        if (m - m // MR * MR) * (K * N) <= SERIAL_BELOW_MACS:
             for jt in range(NT):
-                acc1 = T.alloc_buffer((NV,), "float32")
-                for v in T.vectorized(NV):
-                    acc1[v] = T.float32(0)
-                for kk in range(K):
-                    for v in T.vectorized(NV):
-                        acc1[v] = acc1[v] + X[i, kk] * Wp[jt, kk, v]
-                if full:
-                    for v in T.vectorized(NV):
-                        Y[i, jt * NV + v] = act(acc1[v] + B[jt * NV + v])
-                else:
-                    for v in range(NV):
-                        if jt * NV + v < N:
-                            Y[i, jt * NV + v] = act(acc1[v] + B[jt * NV + v])
+                single_rows(X, Wp, B, Y, m, jt)
+        else:
+            for jt in T.parallel(NT):
+                single_rows(X, Wp, B, Y, m, jt)
 
     return dense
