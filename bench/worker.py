@@ -32,11 +32,13 @@ def thread_environment(threads: int) -> dict[str, str]:
     With several threads, pools must also not spin when idle: the systems run in separate processes that
     take turns on the same cores, and OpenMP's (or ORT's) spinning workers in an idle process steal cores
     from the process being timed — measured: recc at 2 threads fell from 4.9x to 0.07x eager on NCF batch 16
-    with spinning neighbours. So OMP_WAIT_POLICY=PASSIVE (torch, MKL), ORT allow_spinning=0, and TVM's
-    pool spins briefly (TVM_THREAD_POOL_SPIN_COUNT) for every system alike."""
+    with spinning neighbours. So every pool spins only briefly before it sleeps: GNU OpenMP (torch, MKL,
+    inductor) GOMP_SPINCOUNT=20000, ORT allow_spinning=0, TVM_THREAD_POOL_SPIN_COUNT=1000. Not
+    OMP_WAIT_POLICY=PASSIVE: its workers sleep between torch's back-to-back ops, which made eager 3.3x slower
+    at 2 threads (DLRM-RMC1 batch 64: 1,678 us passive, 505 default, 500 with the short spin)."""
     return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
             "TVM_NUM_THREADS": str(threads), "TORCHINDUCTOR_COMPILE_THREADS": "1",
-            "OMP_WAIT_POLICY": "PASSIVE", "TVM_THREAD_POOL_SPIN_COUNT": "1000"}
+            "GOMP_SPINCOUNT": "20000", "TVM_THREAD_POOL_SPIN_COUNT": "1000"}
 
 
 def memory_mb() -> dict[str, float]:

@@ -17,26 +17,27 @@ TORCH_ACT = {"none": lambda x: x, "relu": torch.relu, "sigmoid": torch.sigmoid, 
              "leaky_relu": lambda x: torch.nn.functional.leaky_relu(x, 0.1)}
 
 
-def build(k: int, n: int, act: str, rows: int = 4):
-    func = dense_kernel(k, n, act, alpha=0.1, rows=rows)
+def build(k: int, n: int, act: str, rows: int = 4, vector: int = 16):
+    func = dense_kernel(k, n, act, alpha=0.1, rows=rows, vector=vector)
     return tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
                        target=resolve_target("cpu").to_tvm())
 
 
-@pytest.mark.parametrize("k,n,act,rows", [(32, 32, "relu", 4), (13, 1, "sigmoid", 4), (100, 37, "gelu", 4),
-                                          (64, 48, "leaky_relu", 4), (16, 16, "none", 4), (24, 20, "tanh", 4),
-                                          (40, 64, "silu", 4), (40, 17, "gelu_tanh", 4),
-                                          (32, 32, "relu", 8), (100, 37, "sigmoid", 8),  # the AVX-512 tile
-                                          (512, 400, "relu", 8)])  # leftover rows in parallel (> 200k MACs)
-def test_dense_kernel_matches_torch(k: int, n: int, act: str, rows: int) -> None:
-    lib = build(k, n, act, rows)
+@pytest.mark.parametrize("k,n,act,rows,vector", [
+    (32, 32, "relu", 4, 16), (13, 1, "sigmoid", 4, 16), (100, 37, "gelu", 4, 16), (64, 48, "leaky_relu", 4, 16),
+    (16, 16, "none", 4, 16), (24, 20, "tanh", 4, 16), (40, 64, "silu", 4, 16), (40, 17, "gelu_tanh", 4, 16),
+    (32, 32, "relu", 8, 16), (100, 37, "sigmoid", 8, 16),  # AVX-512 tiles
+    (32, 64, "relu", 6, 32), (100, 80, "sigmoid", 6, 32), (7, 5, "none", 6, 32),
+    (512, 400, "relu", 6, 32), (512, 400, "relu", 8, 16)])  # leftover rows in parallel (> 200k MACs)
+def test_dense_kernel_matches_torch(k: int, n: int, act: str, rows: int, vector: int) -> None:
+    lib = build(k, n, act, rows, vector)
     rng = np.random.default_rng(k * 1000 + n)
     weight = (rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32)
     bias = rng.standard_normal(n).astype(np.float32)
-    for m in (1, 3, 4, 7, 8, 9, 64, 67):
+    for m in (*range(1, 14), 64, 67) if rows > 4 else (1, 3, 4, 7, 8, 9, 64, 67):  # every leftover
         x = rng.standard_normal((m, k)).astype(np.float32)
         y = tvm.runtime.tensor(np.zeros((m, n), np.float32))
-        lib["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(pack_weight(weight)), tvm.runtime.tensor(bias), y)
+        lib["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(pack_weight(weight, vector)), tvm.runtime.tensor(bias), y)
         expected = TORCH_ACT[act](torch.nn.functional.linear(torch.from_numpy(x), torch.from_numpy(weight),
                                                              torch.from_numpy(bias))).numpy()
         np.testing.assert_allclose(y.numpy(), expected, atol=1e-5, rtol=1e-5, err_msg=f"m={m}")

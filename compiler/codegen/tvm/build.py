@@ -9,7 +9,7 @@ import tvm
 from tvm import relax
 
 from ....compiler.ir import Graph
-from .kernels.dense import register_rows
+from .kernels.dense import register_tile
 from .lower import Lowered, batch_one_bucket, lower
 from .target import TargetSpec
 
@@ -24,7 +24,7 @@ def build_library(graph: Graph, target: TargetSpec, out_path: Path, tuner: Any =
     if tuner is not None:
         tuner.target = target.to_tvm()
         tuner.start()
-    lowered = lower(graph, tuner, id_limits, batch_one_bucket(graph), register_rows(target.to_tvm()))
+    lowered = lower(graph, tuner, id_limits, batch_one_bucket(graph), register_tile(target.to_tvm()))
     with tvm.transform.PassContext(opt_level=3):
         executable = relax.build(lowered.module, target=target.to_tvm(), exec_mode=EXEC_MODE)
     executable.export_library(str(out_path))

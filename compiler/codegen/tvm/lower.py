@@ -42,10 +42,10 @@ class Lowered:
 
 class _Lowering:
     def __init__(self, graph: Graph, tuner: Any = None, id_limits: dict[str, list[list[Any]]] | None = None,
-                 dense_rows: int = dense_kernels.ROWS) -> None:
+                 dense_tile: tuple[int, int] = (dense_kernels.ROWS, dense_kernels.VECTOR)) -> None:
         self.graph = graph
         self.tuner = tuner
-        self.dense_rows = dense_rows
+        self.dense_tile = dense_tile
         self.id_limits = id_limits or {}
         self.checked_inputs: list[str] = []
         self.bb = relax.BlockBuilder()
@@ -185,10 +185,11 @@ def _lower_dense(lw: _Lowering, node: Node) -> relax.Expr:
     if b_array is None:
         return _lower_dense_generic(lw, node)
     activation, alpha = node.attrs.get("activation", "none"), node.attrs.get("alpha", 0.01)
-    params = {"rows": lw.dense_rows, **_tuned_dense(lw, k, n, activation, alpha)}
+    rows, vector = dense_kernels.tile_for(n, lw.dense_tile)
+    params = {"rows": rows, "vector": vector, **_tuned_dense(lw, k, n, activation, alpha, rows, vector)}
     fn = lw.kernel(("dense", k, n, activation, alpha, tuple(sorted(params.items()))),
                    lambda: dense_kernels.dense_kernel(k, n, activation, alpha, **params))
-    packed = lw.weight(f"{w.name}__packed", lambda: dense_kernels.pack_weight(np.asarray(w_array)))
+    packed = lw.weight(f"{w.name}__packed{vector}", lambda: dense_kernels.pack_weight(np.asarray(w_array), vector))
     bias_name = f"{node.inputs[2].name}__bias" if len(node.inputs) == 3 else f"zeros{n}__bias"
     bias = lw.weight(bias_name, lambda: np.ascontiguousarray(b_array, dtype=np.float32))
     xe = lw.exprs[id(x)] if x.kind != "param" else lw.expr(x)
@@ -203,7 +204,7 @@ def _lower_dense(lw: _Lowering, node: Node) -> relax.Expr:
     return lw.emit(relax.call_tir(fn, [xe, packed, bias], lw.struct(node.output)))
 
 
-def _tuned_dense(lw: _Lowering, k: int, n: int, activation: str, alpha: float) -> dict[str, Any]:
+def _tuned_dense(lw: _Lowering, k: int, n: int, activation: str, alpha: float, rows: int, vector: int) -> dict[str, Any]:
     if lw.tuner is None:
         return {}
     from .tuning import DENSE_ROW_BLOCKS, time_kernel
@@ -211,9 +212,10 @@ def _tuned_dense(lw: _Lowering, k: int, n: int, activation: str, alpha: float) -
     rng = np.random.default_rng(0)
 
     def measure(params: dict[str, Any]) -> float:
-        kernel = dense_kernels.dense_kernel(k, n, activation, alpha, rows=lw.dense_rows, **params)
+        kernel = dense_kernels.dense_kernel(k, n, activation, alpha, rows=rows, vector=vector, **params)
         return time_kernel(kernel, lw.tuner.target, lambda: [
-            rng.random((256, k), dtype=np.float32), dense_kernels.pack_weight(rng.random((n, k), dtype=np.float32)),
+            rng.random((256, k), dtype=np.float32),
+            dense_kernels.pack_weight(rng.random((n, k), dtype=np.float32), vector),
             rng.random(n, dtype=np.float32), np.zeros((256, n), np.float32)])
 
     grid = [{"row_block": rb} for rb in DENSE_ROW_BLOCKS if rb != dense_kernels.default_row_block(k, n)]
@@ -479,13 +481,14 @@ LOWERINGS: dict[str, Callable[[_Lowering, Node], relax.Expr]] = {
 
 
 def lower(graph: Graph, tuner: Any = None, id_limits: dict[str, list[list[Any]]] | None = None,
-          specialize: dict[str, dict[str, int]] | None = None, dense_rows: int = dense_kernels.ROWS) -> Lowered:
+          specialize: dict[str, dict[str, int]] | None = None,
+          dense_tile: tuple[int, int] = (dense_kernels.ROWS, dense_kernels.VECTOR)) -> Lowered:
     """`tuner` (tuning.Tuner): schedule parameters remembered in a tuning database, or searched now.
     `id_limits` (input_checks.id_checks()["ids"]): the ids inputs to range-check inside the function.
     `specialize`: more functions beside "main", each with some shape symbols fixed, e.g.
-    {"main_b1": {"batch": 1}} (see batch_one_bucket). `dense_rows`: the dense kernels' register tile
-    height for the target (kernels/dense.py register_rows)."""
-    return _Lowering(graph, tuner, id_limits, dense_rows).run(specialize)
+    {"main_b1": {"batch": 1}} (see batch_one_bucket). `dense_tile`: the dense kernels' register tile
+    (rows, vector) for the target (kernels/dense.py register_tile)."""
+    return _Lowering(graph, tuner, id_limits, dense_tile).run(specialize)
 
 
 def batch_one_bucket(graph: Graph) -> dict[str, dict[str, int]]:

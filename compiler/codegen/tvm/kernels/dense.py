@@ -26,9 +26,13 @@ from tvm.script import tirx as T
 
 VECTOR = 16  # outputs per column tile (two AVX2 registers, one AVX-512 register)
 ROWS = 4  # rows per register tile with AVX2: 8 accumulators of the 16 registers
-ROWS_AVX512 = 8  # with AVX-512: 8 accumulators (of 32 registers) keep both FMA units busy; 4 left them
-# waiting on the 4-cycle FMA latency (1024x1024 at batch 256, 1 thread, Xeon with AVX-512: 87 GFLOP/s with
-# 4 rows, 98 with 6, 130 with 8, 117 with 12; torch's GEMM 157)
+# With AVX-512 a 4 x 16 tile is only 4 accumulators: the FMA units wait on their 4-cycle latency. Measured
+# (1 thread, 2-core Xeon with AVX-512, relu layers at batch 1024/256; torch's 2048^3 GEMM: 156-164 GFLOP/s):
+# 4x16 87, 8x16 134-143, 12x16 122-149, 4x32 136-153, 5x32 143-162, 6x32 150-170 GFLOP/s. 6 x 32 (12
+# accumulators, 2 weight loads and 6 broadcasts per 12 FMAs) is the AVX-512 tile; layers too narrow for
+# 32-wide tiles (padding) use 8 x 16.
+TILE_AVX512 = (6, 32)
+ROWS_AVX512 = 8  # rows of the 16-wide AVX-512 tile
 SERIAL_BELOW_MACS = 200_000  # work per call below which the kernel does not use the thread pool
 
 
@@ -76,29 +80,38 @@ def default_row_block(k: int, n: int) -> int:
     return 16 if 4 * k * n >= 256 * 1024 else 1
 
 
-def pack_weight(weight: np.ndarray) -> np.ndarray:
-    """[N, K] -> [ceil(N/16), K, 16], zero-padded: the layout the kernel's inner loop streams."""
+def pack_weight(weight: np.ndarray, vector: int = VECTOR) -> np.ndarray:
+    """[N, K] -> [ceil(N/vector), K, vector], zero-padded: the layout the kernel's inner loop streams."""
     n, k = weight.shape
-    tiles = -(-n // VECTOR)
-    padded = np.zeros((tiles * VECTOR, k), dtype=weight.dtype)
+    tiles = -(-n // vector)
+    padded = np.zeros((tiles * vector, k), dtype=weight.dtype)
     padded[:n] = weight
-    return np.ascontiguousarray(padded.reshape(tiles, VECTOR, k).transpose(0, 2, 1))
+    return np.ascontiguousarray(padded.reshape(tiles, vector, k).transpose(0, 2, 1))
 
 
-def register_rows(target: Any) -> int:
-    """Rows per register tile for a TVM target: ROWS_AVX512 where it has AVX-512, else ROWS."""
+def register_tile(target: Any) -> tuple[int, int]:
+    """(rows, vector) of the dense register tile for a TVM target: TILE_AVX512 where it has AVX-512, else
+    (ROWS, VECTOR)."""
     from tvm.target import codegen
 
-    return ROWS_AVX512 if target is not None and codegen.target_has_features("avx512f", target) else ROWS
+    return TILE_AVX512 if target is not None and codegen.target_has_features("avx512f", target) else (ROWS, VECTOR)
+
+
+def tile_for(n: int, tile: tuple[int, int]) -> tuple[int, int]:
+    """The tile for a layer of n outputs: a wide vector only where padding n up to it wastes little."""
+    rows, vector = tile
+    return (rows, vector) if vector == VECTOR or n % vector == 0 or n >= 8 * vector else (ROWS_AVX512, VECTOR)
 
 
 def dense_kernel(k: int, n: int, activation: str = "none", alpha: float = 0.01, row_block: int | None = None,
-                 rows: int = ROWS):
-    """PrimFunc (X[m, k], Wp[ceil(n/16), k, 16], B[n]) -> Y[m, n] for any m; `rows` per register tile."""
-    NT = -(-n // VECTOR)
-    NV, MR, K, N = VECTOR, rows, k, n
+                 rows: int = ROWS, vector: int = VECTOR):
+    """PrimFunc (X[m, k], Wp[ceil(n/vector), k, vector], B[n]) -> Y[m, n] for any m; a register tile is
+    `rows` x `vector` (pack the weights with the same `vector`)."""
+    assert 1 <= rows <= 8, "leftover rows run in bands of 4, 2 and 1"
+    NT = -(-n // vector)
+    NV, MR, K, N = vector, rows, k, n
     RB = row_block if row_block is not None else default_row_block(k, n)
-    full = n % VECTOR == 0
+    full = n % vector == 0
 
     def act(x):
         return activation_expr(activation, x, alpha)
@@ -127,22 +140,40 @@ def dense_kernel(k: int, n: int, activation: str = "none", alpha: float = 0.01, 
                         if f % NT * NV + v < N:
                             Y[row + r, f % NT * NV + v] = act(acc[r, v] + B[f % NT * NV + v])
 
+    # Rows left over after the full tiles (all of them at batch 1) run as bands of 4, 2 and 1 rows (the bits
+    # of the leftover count): a band of R rows keeps 2R accumulators busy where one row at a time waited on
+    # the FMA latency.
+    has_band4, has_band2 = MR > 4, MR > 2
+
     @T.macro
-    def single_rows(X, Wp, B, Y, m, jt):
-        for i in range(m // MR * MR, m):
-            acc1 = T.alloc_buffer((NV,), "float32")
+    def band(X, Wp, B, Y, start, R, jt):
+        acc = T.alloc_buffer((R, NV), "float32")
+        for r in T.unroll(R):
             for v in T.vectorized(NV):
-                acc1[v] = T.float32(0)
-            for kk in range(K):
+                acc[r, v] = T.float32(0)
+        for kk in range(K):
+            for r in T.unroll(R):
                 for v in T.vectorized(NV):
-                    acc1[v] = acc1[v] + X[i, kk] * Wp[jt, kk, v]
+                    acc[r, v] = acc[r, v] + X[start + r, kk] * Wp[jt, kk, v]
+        for r in T.unroll(R):
             if full:
                 for v in T.vectorized(NV):
-                    Y[i, jt * NV + v] = act(acc1[v] + B[jt * NV + v])
+                    Y[start + r, jt * NV + v] = act(acc[r, v] + B[jt * NV + v])
             else:
                 for v in range(NV):
                     if jt * NV + v < N:
-                        Y[i, jt * NV + v] = act(acc1[v] + B[jt * NV + v])
+                        Y[start + r, jt * NV + v] = act(acc[r, v] + B[jt * NV + v])
+
+    @T.macro
+    def leftover_rows(X, Wp, B, Y, m, jt):
+        if has_band4:
+            if (m - m // MR * MR) % 8 >= 4:
+                band(X, Wp, B, Y, m - (m - m // MR * MR) % 8, 4, jt)
+        if has_band2:
+            if (m - m // MR * MR) % 4 >= 2:
+                band(X, Wp, B, Y, m - (m - m // MR * MR) % 4, 2, jt)
+        if (m - m // MR * MR) % 2 >= 1:
+            band(X, Wp, B, Y, m - 1, 1, jt)
 
     @T.prim_func(private=True)
     def dense(var_x: T.handle, Wp: T.Buffer((NT, K, NV), "float32"), B: T.Buffer((N,), "float32"),
@@ -159,14 +190,14 @@ def dense_kernel(k: int, n: int, activation: str = "none", alpha: float = 0.01, 
             for f in T.parallel(((m // MR + RB - 1) // RB) * NT):
                 for t in range(RB):
                     tile(X, Wp, B, Y, m, f, t)
-        # the rows left over (all of them at batch 1), one at a time per column tile; in parallel over the
-        # column tiles when there is enough work: a big layer at batch 1 streams its weights from memory,
+        # the rows left over (all of them at batch 1), per column tile; in parallel over the column tiles
+        # when there is enough work: a big layer at batch 1 streams its weights from memory,
         # and two cores stream faster than one
         if (m - m // MR * MR) * (K * N) <= SERIAL_BELOW_MACS:
             for jt in range(NT):
-                single_rows(X, Wp, B, Y, m, jt)
+                leftover_rows(X, Wp, B, Y, m, jt)
         else:
             for jt in T.parallel(NT):
-                single_rows(X, Wp, B, Y, m, jt)
+                leftover_rows(X, Wp, B, Y, m, jt)
 
     return dense
