@@ -43,6 +43,7 @@ def _kernel_calls(model: torch.nn.Module, inputs: list[torch.Tensor]) -> list[tu
 
     from recc.api import optimize
     from recc.compiler.codegen.tvm import resolve_target
+    from recc.compiler.codegen.tvm.kernels.dense import register_tile
     from recc.compiler.codegen.tvm.lower import batch_one_bucket, lower
     from recc.compiler.input_checks import id_checks
     from recc.frontends.torch_export import capture
@@ -51,9 +52,10 @@ def _kernel_calls(model: torch.nn.Module, inputs: list[torch.Tensor]) -> list[tu
     limits = id_checks(graph)["ids"]  # as recc.compile does: on the graph as captured
     optimize(graph)
     buckets = batch_one_bucket(graph)
-    lowered = lower(graph, id_limits=limits, specialize=buckets)
+    target = resolve_target("cpu").to_tvm()
+    lowered = lower(graph, id_limits=limits, specialize=buckets, dense_tile=register_tile(target))
     with tvm.transform.PassContext(opt_level=3):
-        executable = relax.build(lowered.module, target=resolve_target("cpu").to_tvm(), exec_mode="bytecode")
+        executable = relax.build(lowered.module, target=target, exec_mode="bytecode")
     vm = relax.VirtualMachine(executable, tvm.cpu())
     calls: list[tuple[str, tuple[Any, ...]]] = []
 
