@@ -30,6 +30,13 @@ import torch
 ZIPF_EXPONENT = 1.05
 
 
+def as_tensor(values: np.ndarray) -> torch.Tensor:
+    """A tensor in torch's own memory, as a model's inputs are when torch ops made them: 64-byte aligned
+    (torch's allocator), where a numpy buffer is only 16-byte aligned and a compiled runtime that needs
+    aligned buffers (TVM's kernels) would copy it on every call."""
+    return torch.from_numpy(values).clone()
+
+
 def stream_rng(seed: int, stream: str, index: int = 0) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(stream.encode()), index])
 
@@ -62,13 +69,13 @@ def scatter_hot_rows(ranks: np.ndarray, rows: int, key: str) -> np.ndarray:
 def dense_features(batch: int, width: int, *, seed: int, stream: str = "dense") -> torch.Tensor:
     """Continuous features, U[0, 1) float32, `[batch, width]`."""
     values = stream_rng(seed, stream).random((batch, width), dtype=np.float32)
-    return torch.from_numpy(values)
+    return as_tensor(values)
 
 
 def bag_ids(batch: int, rows: int, pooling: int, *, seed: int, stream: str, index: int = 0) -> torch.Tensor:
     """One table's multi-hot bags: `[batch, pooling]` int64 ids in [0, rows)."""
     ranks = power_law_ranks(stream_rng(seed, stream, index), rows, (batch, pooling))
-    return torch.from_numpy(scatter_hot_rows(ranks, rows, f"{stream}/{index}"))
+    return as_tensor(scatter_hot_rows(ranks, rows, f"{stream}/{index}"))
 
 
 def stacked_bag_ids(batch: int, rows: Sequence[int], pooling: int, *, seed: int, stream: str) -> torch.Tensor:
@@ -92,4 +99,4 @@ def behaviour_sequences(
     ids = scatter_hot_rows(power_law_ranks(rng, rows, (batch, length)), rows, f"{stream}/0")
     is_valid = np.arange(length)[None, :] < lengths[:, None]
     ids = np.where(is_valid, ids, 0)
-    return torch.from_numpy(ids), torch.from_numpy(is_valid.astype(np.float32))
+    return as_tensor(ids), as_tensor(is_valid.astype(np.float32))
