@@ -43,19 +43,17 @@ def _kernel_calls(model: torch.nn.Module, inputs: list[torch.Tensor]) -> list[tu
 
     from recc.api import optimize
     from recc.compiler.codegen.tvm import resolve_target
-    from recc.compiler.codegen.tvm.kernels.dense import register_tile
-    from recc.compiler.codegen.tvm.lower import batch_one_bucket, lower
+    from recc.compiler.codegen.tvm.build import lower_for_target
     from recc.compiler.input_checks import id_checks
     from recc.frontends.torch_export import capture
 
     graph = capture(model, inputs)
     limits = id_checks(graph)["ids"]  # as recc.compile does: on the graph as captured
     optimize(graph)
-    buckets = batch_one_bucket(graph)
-    target = resolve_target("cpu").to_tvm()
-    lowered = lower(graph, id_limits=limits, specialize=buckets, dense_tile=register_tile(target))
+    target = resolve_target("cpu")
+    lowered = lower_for_target(graph, target, id_limits=limits)  # what recc.compile builds, as bytecode
     with tvm.transform.PassContext(opt_level=3):
-        executable = relax.build(lowered.module, target=target, exec_mode="bytecode")
+        executable = relax.build(lowered.module, target=target.to_tvm(), exec_mode="bytecode")
     vm = relax.VirtualMachine(executable, tvm.cpu())
     calls: list[tuple[str, tuple[Any, ...]]] = []
 
@@ -66,7 +64,7 @@ def _kernel_calls(model: torch.nn.Module, inputs: list[torch.Tensor]) -> list[tu
 
     vm.set_instrument(record)
     weights = [tvm.runtime.tensor(lowered.weights[name]) for name in lowered.weight_names]
-    vm["main_b1" if buckets else "main"](*[tvm.runtime.tensor(x.numpy()) for x in inputs], *weights)
+    vm["main_b1" if lowered.specialized else "main"](*[tvm.runtime.tensor(x.numpy()) for x in inputs], *weights)
     return calls
 
 
@@ -132,7 +130,7 @@ def measure(model_name: str, scale: float, threads: int, rounds: int, calls: int
     library = tvm.runtime.load_module(str(compiled.path / "lib.so")).imports[0]
     kernels = _kernel_us(library, _kernel_calls(model, inputs), rounds)
     weights = compiled._weights
-    function = compiled._batch_one[0] if compiled._batch_one is not None else compiled._main  # what a call uses
+    function = compiled._function_for(1)  # what a batch-1 call uses
     with torch.inference_mode():
         medians = _interleaved({"call": lambda: compiled(*inputs),
                                 "function": lambda: function(*inputs, *weights),

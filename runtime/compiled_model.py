@@ -90,19 +90,23 @@ class CompiledModel:
         in_kernel = set(m["id_checks"].get("in_kernel", []))
         self._fast = not self._offset_checks and all(name in in_kernel for name in self._id_bounds)
         self._n_inputs = len(self.inputs)
+        # batch 1 has a function of its own with static shapes (the VM skips shape arithmetic), if the
+        # artifact has one: (function, symbol, input index, axis) where the batch is read
         self._batch_one = self._find_batch_one(m.get("specialized", {}))
         self._single_output = len(m["outputs"]) == 1
 
-    def _find_batch_one(self, specialized: dict[str, dict[str, int]]) -> tuple[Any, int, int, str] | None:
-        """(function, input index, axis, symbol) of the function specialized to a batch of 1 (static shapes:
-        the VM skips shape arithmetic), and where to read the batch; None if the artifact has none."""
+    def _find_batch_one(self, specialized: dict[str, dict[str, int]]) -> tuple[Any, str, int, int] | None:
         for name, values in specialized.items():
-            (symbol, value), = values.items()
+            if len(values) != 1 or list(values.values()) != [1]:
+                continue
+            symbol = next(iter(values))
             for index, (_, _, shape) in enumerate(self.inputs):
-                for axis, d in enumerate(shape):
-                    if value == 1 and d == (1, (symbol,)):
-                        return self._vm[name], index, axis, symbol
+                if (1, (symbol,)) in shape:
+                    return self._vm[name], symbol, index, shape.index((1, (symbol,)))
         return None
+
+    def _function_for(self, batch: int | None) -> Any:
+        return self._batch_one[0] if batch == 1 and self._batch_one is not None else self._main
 
     # -- loading --------------------------------------------------------------------------------------
     @staticmethod
@@ -261,11 +265,9 @@ class CompiledModel:
                 if type(x) is not torch.Tensor or not x.is_cpu or x.data_ptr() & 63 or not x.is_contiguous():
                     break
             else:
-                function = self._main
-                if self._batch_one is not None and inputs[self._batch_one[1]].shape[self._batch_one[2]] == 1:
-                    function = self._batch_one[0]
+                batch = inputs[self._batch_one[2]].shape[self._batch_one[3]] if self._batch_one else None
                 try:
-                    return self._results(function(*inputs, *self._weights))
+                    return self._results(self._function_for(batch)(*inputs, *self._weights))
                 except Exception:  # noqa: BLE001 - a check failed in TVM's words; the careful path uses recc's
                     pass
         return self._careful_call(inputs)
@@ -281,9 +283,7 @@ class CompiledModel:
         env: dict[str, int] = {}
         tensors = [self._coerce(i, x, env) for i, x in enumerate(inputs)]
         self._check_ids(dict(zip(self.input_names, tensors)))
-        function = self._main
-        if self._batch_one is not None and env.get(self._batch_one[3]) == 1:
-            function = self._batch_one[0]
+        function = self._function_for(env.get(self._batch_one[1]) if self._batch_one else None)
         # tvm-ffi takes torch tensors as they are and returns torch tensors (no DLPack round trips)
         return self._results(function(*[self._aligned(t) for t in tensors], *self._weights))
 

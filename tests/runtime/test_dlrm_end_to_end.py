@@ -91,13 +91,15 @@ def test_bad_inputs_raise_clear_errors_and_process_survives(model, compiled) -> 
 def test_batch_one_has_its_own_static_function(model, compiled) -> None:
     """Batch 1 runs "main_b1" (static shapes); it equals eager (test above) and takes batch 1 only."""
     assert compiled.manifest["specialized"] == {"main_b1": {"batch": 1}}
-    function, index, axis, symbol = compiled._batch_one
-    assert (index, axis, symbol) == (0, 0, "batch")
+    function, symbol, index, axis = compiled._batch_one
+    assert (symbol, index, axis) == ("batch", 0, 0)
     dense, ids = (x.clone() for x in model.example_inputs(2, seed=5))
     with pytest.raises(RuntimeError, match="mismatch"):
         function(dense, ids, *compiled._weights)
     with torch.no_grad():
         assert max_abs_error(function(dense[:1], ids[:1], *compiled._weights), model(dense[:1], ids[:1])) <= FP32_ATOL
+    # a batch-1 first input with a batch-2 second one goes to main_b1, which refuses; the call explains
+    _bad(compiled, (dense[:1].clone(), ids), "sparse_ids.*batch=2, but an earlier input has batch=1")
 
 
 def test_ids_are_checked_inside_the_compiled_function(model, compiled) -> None:

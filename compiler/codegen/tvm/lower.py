@@ -51,7 +51,6 @@ class _Lowering:
         self.bb = relax.BlockBuilder()
         self.symbols: dict[str, Any] = {}  # shape symbol -> tir.Var, or an IntImm where specialized
         self.exprs: dict[int, relax.Expr] = {}
-        self.weight_vars: list[relax.Var] = []
         self.weights: dict[str, np.ndarray] = {}
         self.weight_by_name: dict[str, relax.Var] = {}
         self.kernel_cache: dict[tuple[Any, ...], Any] = {}
@@ -79,7 +78,6 @@ class _Lowering:
         if name not in self.weight_by_name:
             array = self.weights[name] if name in self.weights else make()  # packed once for all functions
             var = relax.Var(name, relax.TensorType(list(array.shape), str(array.dtype)))
-            self.weight_vars.append(var)
             self.weights[name] = array
             self.weight_by_name[name] = var
         return self.weight_by_name[name]
@@ -108,8 +106,7 @@ class _Lowering:
         self.counting = False
         for name, values in (specialize or {}).items():
             self.function(name, values)
-        weight_names = list(self.weights)
-        return Lowered(self.bb.get(), [v.name for v in self.graph.inputs], weight_names, self.weights,
+        return Lowered(self.bb.get(), [v.name for v in self.graph.inputs], list(self.weights), self.weights,
                        self.kernels, self.checked_inputs, dict(specialize or {}))
 
     def function(self, name: str, static: dict[str, int]) -> None:
@@ -118,7 +115,7 @@ class _Lowering:
         others symbolic. Kernels and packed weights are shared between functions; every function takes
         the weights in the same order."""
         self.symbols = {sym: tir.IntImm("int64", value) for sym, value in static.items()}
-        self.exprs, self.weight_vars, self.weight_by_name = {}, [], {}
+        self.exprs, self.weight_by_name = {}, {}
         inputs = []
         for v in self.graph.inputs:
             var = relax.Var(v.name, self.struct(v))
@@ -135,10 +132,9 @@ class _Lowering:
                 results = [self.expr(v) if v.kind == "param" else self.exprs[id(v)] for v in self.graph.outputs]
                 result = results[0] if len(results) == 1 else relax.Tuple(results)
                 gv = self.bb.emit_output(result)
-            assert list(self.weight_by_name) == list(self.weights)[:len(self.weight_by_name)], "weight order"
-            for weight_name in list(self.weights)[len(self.weight_by_name):]:  # unused here, still a parameter
-                self.weight(weight_name, lambda: self.weights[weight_name])
-            self.bb.emit_func_output(gv, params=inputs + self.weight_vars)
+            # every function takes all weights, in the order "main" discovered them
+            weights = [self.weight(name, lambda: self.weights[name]) for name in list(self.weights)]
+            self.bb.emit_func_output(gv, params=inputs + weights)
 
     def _check_ids(self, value: Value) -> None:
         """Range-check an ids input first thing in the function (kernels/checks.py), if its limits lie along

@@ -1,16 +1,19 @@
 """The fused dense kernel: Y = act(X @ W.T + b), hand-scheduled TIR for x86 CPUs (AVX2/AVX-512).
 
 Schedule (measured on this machine class; see shared/docs/toolchain-notes.md):
-- W is pre-packed at compile time as Wp[N/16, K, 16] so the inner loop streams 16 contiguous outputs.
-- A 4-row x 16-column register tile (8 rows with AVX-512, see register_rows) accumulates over the whole K
-  (8 AVX2 or AVX-512 accumulators), then the bias
-  and activation are applied on the tile in registers (epilogue) and the tile is stored once.
+- W is pre-packed at compile time as Wp[N/V, K, V] so the inner loop streams V contiguous outputs (V =
+  `vector`: 16, or 32 with AVX-512).
+- A register tile of `rows` x V (4 x 16 with AVX2, 6 x 32 with AVX-512: see register_tile) accumulates
+  over the whole K, then the bias and activation are applied on the tile in registers (epilogue) and the
+  tile is stored once.
 - The parallel loop runs over (row block, column tile) pairs, a row block being `row_block` (16 for
   weights beyond 256 KiB, else 1) register
   tiles of 4 rows that reuse one column tile's packed weights [K, 16] from L2. With a block of one tile,
   a layer whose weights exceed L2 re-streams them from memory every 4 rows: 2560x1024 at batch 64 ran at
   19 GFLOP/s (1 thread), 26 with blocks of 4 tiles, 36 with 16 (torch: 32; this core's FMA peak is ~40).
-  Rows left over when the batch is not a multiple of 4 run one at a time. One compiled kernel serves
+  Rows left over when the batch is not a multiple of `rows` run in bands of 4, 2 and 1 rows (in parallel
+  over column tiles when the layer is big: batch 1 of a big layer streams its weights on every core). One
+  compiled kernel serves
   every batch size (symbolic m).
 Scratch tiles use the default (global) scope: TVM then emits a stack alloca that LLVM keeps in
 registers; "local" scope becomes a heap workspace and halves the speed.
@@ -119,32 +122,7 @@ def dense_kernel(k: int, n: int, activation: str = "none", alpha: float = 0.01, 
     # below this many multiply-adds the rows run on the calling thread: waking the pool costs more
     serial_max_m = max(0, (SERIAL_BELOW_MACS - 1) // (K * N))
 
-    @T.macro
-    def tile(X, Wp, B, Y, m, f, t):
-        row = T.meta_var((f // NT * RB + t) * MR)
-        if f // NT * RB + t < m // MR:
-            acc = T.alloc_buffer((MR, NV), "float32")
-            for r in T.unroll(MR):
-                for v in T.vectorized(NV):
-                    acc[r, v] = T.float32(0)
-            for kk in range(K):
-                for r in T.unroll(MR):
-                    for v in T.vectorized(NV):
-                        acc[r, v] = acc[r, v] + X[row + r, kk] * Wp[f % NT, kk, v]
-            for r in T.unroll(MR):
-                if full:
-                    for v in T.vectorized(NV):
-                        Y[row + r, f % NT * NV + v] = act(acc[r, v] + B[f % NT * NV + v])
-                else:
-                    for v in range(NV):
-                        if f % NT * NV + v < N:
-                            Y[row + r, f % NT * NV + v] = act(acc[r, v] + B[f % NT * NV + v])
-
-    # Rows left over after the full tiles (all of them at batch 1) run as bands of 4, 2 and 1 rows (the bits
-    # of the leftover count): a band of R rows keeps 2R accumulators busy where one row at a time waited on
-    # the FMA latency.
-    has_band4, has_band2 = MR > 4, MR > 2
-
+    # rows [start, start + R) of column tile jt: R x NV accumulators over the whole K, then the epilogue
     @T.macro
     def band(X, Wp, B, Y, start, R, jt):
         acc = T.alloc_buffer((R, NV), "float32")
@@ -163,6 +141,16 @@ def dense_kernel(k: int, n: int, activation: str = "none", alpha: float = 0.01, 
                 for v in range(NV):
                     if jt * NV + v < N:
                         Y[start + r, jt * NV + v] = act(acc[r, v] + B[jt * NV + v])
+
+    @T.macro
+    def tile(X, Wp, B, Y, m, f, t):
+        if f // NT * RB + t < m // MR:
+            band(X, Wp, B, Y, (f // NT * RB + t) * MR, MR, f % NT)
+
+    # Rows left over after the full tiles (all of them at batch 1) run as bands of 4, 2 and 1 rows (the bits
+    # of the leftover count): R independent accumulator rows hide the FMA latency that one row at a time
+    # waited on.
+    has_band4, has_band2 = MR > 4, MR > 2
 
     @T.macro
     def leftover_rows(X, Wp, B, Y, m, jt):
