@@ -14,6 +14,6 @@ __version__ = "0.1.0"
 # `threads=` can later only choose within that size. Allow every core; a user's own setting wins.
 _os.environ.setdefault("TVM_NUM_THREADS", str(_os.cpu_count() or 1))
 
-from .api import CompiledModel, compile, load  # noqa: E402
+from recc.api import CompiledModel, compile, load  # noqa: E402
 
 __all__ = ["compile", "load", "CompiledModel", "__version__"]

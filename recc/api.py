@@ -12,16 +12,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .compiler.artifact import finalize_manifest, write_weights
-from .compiler.codegen.tvm import build_library, resolve_target
-from .compiler.codegen.tvm.tuning import Tuner, TuningDatabase, default_database_path
-from .compiler.input_checks import id_checks
-from .compiler.ir.serialize import graph_to_json
-from .compiler.ir import Graph, print_graph
-from .compiler.pass_manager import PassContext, final_compute_ops, run_pipeline
-from .compiler.pipeline import DEFAULT_PIPELINE, build_passes
-from .frontends.torch_export import capture
-from .runtime.compiled_model import CompiledModel, load
+from recc.compiler.artifact import finalize_manifest, write_weights
+from recc.compiler.codegen.tvm import build_library, resolve_target
+from recc.compiler.codegen.tvm.tuning import Tuner, TuningDatabase, default_database_path
+from recc.compiler.input_checks import id_checks
+from recc.compiler.ir.serialize import graph_to_json
+from recc.compiler.ir import Graph, print_graph
+from recc.compiler.pass_manager import PassContext, final_compute_ops, run_pipeline
+from recc.compiler.pipeline import DEFAULT_PIPELINE, build_passes
+from recc.frontends.torch_export import capture
+from recc.runtime.compiled_model import CompiledModel, load
 
 
 DEFAULT_TUNING_DB = default_database_path()
@@ -30,7 +30,7 @@ DEFAULT_TUNING_DB = default_database_path()
 def _versions() -> dict[str, str]:
     import tvm
 
-    from . import __version__
+    from recc import __version__
 
     return {"recc": __version__, "tvm": tvm.__version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version()}

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
-from .compiler.codegen.tvm.tuning import default_database_path
+from recc.compiler.codegen.tvm.tuning import default_database_path
 
 
 def _say(msg: str) -> None:
@@ -16,7 +16,7 @@ def _say(msg: str) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .models import create, names
+    from recc.models import create, names
 
     header = ("model", "tables", "rows/table", "dim", "pooling", "params", "bytes")
     rows = [header]
@@ -49,8 +49,8 @@ def _table(rows: Sequence[Sequence[str]]) -> None:
 
 
 def cmd_passes(args: argparse.Namespace) -> int:
-    from .compiler.pipeline import DEFAULT_PIPELINE
-    from .passes import PASSES
+    from recc.compiler.pipeline import DEFAULT_PIPELINE
+    from recc.passes import PASSES
 
     for i, name in enumerate(DEFAULT_PIPELINE, 1):
         print(f"{i:2d}. {name:28s} {PASSES[name].summary}")
@@ -58,9 +58,9 @@ def cmd_passes(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from . import api
-    from .compiler.report import format_report
-    from .sources import resolve
+    from recc import api
+    from recc.compiler.report import format_report
+    from recc.sources import resolve
 
     if args.model.endswith(".onnx") or (Path(args.model).is_file() and ":" not in args.model):
         return _compile_onnx(args)
@@ -90,9 +90,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def _compile_onnx(args: argparse.Namespace) -> int:
     """`recc compile model.onnx`: the input signature comes from the graph, the batch from its first
     symbolic dim (or --batch-dim)."""
-    from . import api
-    from .compiler.report import format_report
-    from .frontends.onnx import import_onnx
+    from recc import api
+    from recc.compiler.report import format_report
+    from recc.frontends.onnx import import_onnx
 
     if args.verify:
         raise ValueError("--verify needs example inputs; it is available for PyTorch models (or call "
@@ -115,7 +115,7 @@ def _compile_onnx(args: argparse.Namespace) -> int:
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
-    from .frontends.onnx.export import export_artifact
+    from recc.frontends.onnx.export import export_artifact
 
     out = export_artifact(args.artifact, args.output)
     _say(f"wrote {out} (ops in the custom domain ai.recc; open it in Netron)")
@@ -123,8 +123,8 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .compiler.artifact import read_manifest
-    from .compiler.report import format_report
+    from recc.compiler.artifact import read_manifest
+    from recc.compiler.report import format_report
 
     read_manifest(Path(args.artifact))
     report = json.loads((Path(args.artifact) / "report.json").read_text())
@@ -145,8 +145,8 @@ def _median_us(fn: Any, inputs: Any, repeat: int) -> float:
 def cmd_run(args: argparse.Namespace) -> int:
     import torch
 
-    from .runtime import load
-    from .sources import rebuild
+    from recc.runtime import load
+    from recc.sources import rebuild
 
     compiled = load(args.artifact, threads=args.threads)
     torch.set_num_threads(args.threads)
@@ -210,8 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tolerance", type=float, default=1e-5, help="max abs error accepted (default 1e-5)")
     r.set_defaults(fn=cmd_run)
 
-    from .bench.harness import add_arguments as add_bench_arguments
-    from .bench.harness import cmd_bench
+    from recc.bench.harness import add_arguments as add_bench_arguments
+    from recc.bench.harness import cmd_bench
 
     b = sub.add_parser("bench", help="benchmark eager, torch.compile, ONNX Runtime and recc side by side")
     add_bench_arguments(b)
@@ -230,8 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .compiler.artifact import ArtifactError
-    from .frontends.torch_export import UnsupportedOpError
+    from recc.compiler.artifact import ArtifactError
+    from recc.frontends.torch_export import UnsupportedOpError
 
     try:
         return int(args.fn(args))

@@ -34,7 +34,7 @@ def _resize(example: tuple[torch.Tensor, ...]) -> Callable[[int, int], tuple[tor
 
 def resolve(spec: str, scale: float = 0.01, seed: int = 0) -> ModelSource:
     if ":" not in spec:
-        from .models import create
+        from recc.models import create
 
         model = create(spec, scale=scale, seed=seed)
         return ModelSource(model, model.example_inputs, spec,

@@ -1,5 +1,0 @@
-"""torch.export frontend: an nn.Module plus example inputs -> recc IR with a symbolic batch dim."""
-
-from .capture import UnsupportedOpError, capture, from_exported_program
-
-__all__ = ["capture", "from_exported_program", "UnsupportedOpError"]

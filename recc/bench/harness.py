@@ -1,0 +1,381 @@
+"""`recc bench`: the same model and inputs through eager PyTorch, torch.compile, ONNX Runtime and recc.
+
+    recc bench [--models m1,m2|all] [--batches 1,16,64,256,1024] [--systems eager,inductor,ort,ort-best,recc]
+               [--threads N] [--scale S] [--out DIR] [--quick]
+
+Per model: every system is built in its own process (bench/worker.py; setup and compile times
+recorded there, peak RSS per process). Per batch: each process runs the same seeded inputs once and the
+outputs are compared with eager's (max abs error per system; beyond --atol the system is flagged
+MISMATCH in every table, still timed, and left out of the summaries); then warm-up, a short calibration
+that sizes the number of calls (about --seconds per system and cell, within --min-calls/--max-calls),
+and --rounds rounds interleaved across systems (rotating order), so all systems see the same machine
+noise. Statistics are over every timed call: median, p90, p99, items/s = batch / median.
+Before the models, the roofline's machine limits are measured (bench/roofline.py).
+Output under --out: results.json, results.md, speedup.png, latency.png (bench/report.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recc.bench.progress import Progress
+from recc.bench.systems import SYSTEMS
+
+DEFAULT_BATCHES = (1, 16, 64, 256, 1024)
+DEFAULT_SYSTEMS = ("eager", "inductor", "ort", "ort-best", "recc")
+QUICK = {"models": ("ncf",), "batches": (1, 64), "systems": ("eager", "ort", "ort-best", "recc"),
+         "rounds": 3, "seconds": 0.05, "min_calls": 3, "max_calls": 50, "warmup": 1}
+SETUP_TIMEOUT_S = 1800
+FORKSERVER_PRELOAD = ["torch", "numpy", "onnx", "onnxruntime", "recc", "recc.models", "recc.bench.systems",
+                      "recc.bench.worker"]
+CALL_TIMEOUT_S = 1200
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    models: tuple[str, ...]
+    batches: tuple[int, ...] = DEFAULT_BATCHES
+    systems: tuple[str, ...] = DEFAULT_SYSTEMS
+    threads: int = 1
+    scale: float = 0.01
+    out: Path = Path("bench-results")
+    quick: bool = False
+    rounds: int = 5
+    seconds: float = 1.0
+    min_calls: int = 10
+    max_calls: int = 2000
+    warmup: int = 3
+    atol: float = 1e-5
+    inductor_dynamic: bool = False
+    command: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "out": str(self.out)}
+
+
+class SystemFailed(RuntimeError):
+    pass
+
+
+class Worker:
+    """A spawned worker process serving one system for one model (see bench/worker.py)."""
+
+    def __init__(self, config: BenchConfig, model: str, system: str, log_path: Path) -> None:
+        from recc.bench.worker import serve, thread_environment
+
+        self.system = system
+        # forkserver: one server process imports torch, TVM, ONNX Runtime and recc once, before any thread
+        # pool exists, and forks a clean worker per system (spawn would pay ~6 s of imports per worker).
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(FORKSERVER_PRELOAD)
+        os.environ.update(thread_environment(config.threads))  # inherited by the server and its children
+        self.conn, child = context.Pipe()
+        self.process = context.Process(
+            target=serve, args=(child, model, config.scale, system, config.threads, config.inductor_dynamic,
+                                str(log_path)), daemon=True)
+        self.process.start()
+        child.close()
+
+    def receive(self, timeout_s: float) -> tuple[Any, ...]:
+        if not self.conn.poll(timeout_s):
+            self.close()
+            raise SystemFailed(f"{self.system}: no answer within {timeout_s:.0f} s")
+        try:
+            reply = self.conn.recv()
+        except EOFError as error:
+            raise SystemFailed(f"{self.system}: worker died (exit code {self.process.exitcode})") from error
+        if reply[0] == "error":
+            raise SystemFailed(f"{self.system}: {reply[1]}")
+        return reply
+
+    def ask(self, *command: Any, timeout_s: float = CALL_TIMEOUT_S) -> tuple[Any, ...]:
+        try:
+            self.conn.send(command)
+        except (BrokenPipeError, OSError) as error:
+            raise SystemFailed(f"{self.system}: worker gone ({error})") from error
+        return self.receive(timeout_s)
+
+    def close(self) -> None:
+        try:
+            self.conn.send(("quit",))
+        except (BrokenPipeError, OSError):
+            pass
+        self.process.join(timeout=30)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+@dataclass
+class CellTimes:
+    """Timed calls of one system at one (model, batch)."""
+
+    output: np.ndarray
+    first_call_s: float
+    times: list[float] = field(default_factory=list)
+
+
+def summarize(times: list[float], batch: int) -> dict[str, Any]:
+    seconds = np.asarray(times)
+    median = float(np.median(seconds))
+    return {"calls": len(times), "median_us": median * 1e6, "p90_us": float(np.percentile(seconds, 90)) * 1e6,
+            "p99_us": float(np.percentile(seconds, 99)) * 1e6, "mean_us": float(seconds.mean()) * 1e6,
+            "min_us": float(seconds.min()) * 1e6, "items_per_s": batch / median}
+
+
+def compare(output: np.ndarray, reference: np.ndarray | None, atol: float) -> tuple[float | None, bool | None]:
+    if reference is None:
+        return None, None
+    if output.shape != reference.shape:
+        return float("inf"), False
+    error = float(np.max(np.abs(output.astype(np.float64) - reference))) if output.size else 0.0
+    return error, bool(error <= atol)
+
+
+class Bench:
+    def __init__(self, config: BenchConfig) -> None:
+        self.config = config
+        self.cells: list[dict[str, Any]] = []
+        self.setups: list[dict[str, Any]] = []
+        ticks = len(config.models) * (len(config.systems) + len(config.batches) * (config.rounds + 1))
+        self.progress = Progress(ticks, "recc bench")
+
+    def run(self) -> dict[str, Any]:
+        from recc.bench.machine import describe_machine
+        from recc.bench.report import write_outputs
+        from recc.bench.roofline import measure_limits
+
+        config = self.config
+        config.out.mkdir(parents=True, exist_ok=True)
+        sizes = {"copy_mib": 64, "gemm_size": 1024} if config.quick else {}
+        # at 1 thread, at the run's thread count, and at every core (for reference)
+        counts = sorted({1, config.threads, os.cpu_count() or 1})
+        limits = {str(count): measure_limits(count, **sizes).to_json() for count in counts}
+        self.limits = limits[str(config.threads)]
+        self.progress.write(f"threads {config.threads} in every system; machine limits: "
+                            + ", ".join(f"{t} thread(s) copy {v['copy_gbps']} GB/s GEMM {v['gemm_gflops']} GFLOP/s"
+                                        for t, v in limits.items()))
+        started = time.time()
+        machine = describe_machine()
+
+        def results() -> dict[str, Any]:
+            return {"config": config.to_json(), "machine": machine, "roofline_limits": limits,
+                    "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+                    "wall_s": round(time.time() - started, 1), "setups": self.setups, "cells": self.cells}
+
+        for model in config.models:
+            self.run_model(model)
+            if model != config.models[-1]:  # a long run leaves usable files behind after every model
+                write_outputs({**results(), "partial": True}, config.out)
+        self.progress.close()
+        return results()
+
+    def run_model(self, model_name: str) -> None:
+        from recc.models import create
+
+        from recc.bench.roofline import model_work
+
+        config = self.config
+        model = create(model_name, scale=config.scale, seed=0)
+        work = {batch: model_work(model, batch) for batch in config.batches}
+        del model
+        log_path = config.out / "workers.log"
+        started = {system: (Worker(config, model_name, system, log_path), time.perf_counter())
+                   for system in config.systems}  # imports overlap; builds below run one at a time
+        workers: dict[str, Worker] = {}
+        for system, (worker, start) in started.items():
+            self.progress.set_note(f"{model_name}: building {system}")
+            if self.build(model_name, system, worker, start):
+                workers[system] = worker
+            self.progress.update()
+        for batch in config.batches:
+            self.run_cell(model_name, batch, workers, work[batch])
+        for system, worker in workers.items():
+            setup = next(s for s in self.setups if s["model"] == model_name and s["system"] == system)
+            try:
+                setup["memory"] = worker.ask("memory")[1]
+            except SystemFailed as error:
+                setup["memory_error"] = str(error)
+            worker.close()
+
+    def build(self, model_name: str, system: str, worker: Worker, spawned: float) -> bool:
+        record: dict[str, Any] = {"model": model_name, "system": system}
+        self.setups.append(record)
+        try:
+            worker.receive(SETUP_TIMEOUT_S)
+            record["spawn_and_import_s"] = round(time.perf_counter() - spawned, 2)
+            start = time.perf_counter()
+            record["facts"] = worker.ask("setup", timeout_s=SETUP_TIMEOUT_S)[1]
+            record["setup_wall_s"] = round(time.perf_counter() - start, 2)
+        except SystemFailed as error:
+            record["error"] = str(error)
+            self.progress.write(f"{model_name}: {system} failed to build (details in results.json)")
+            worker.close()
+            return False
+        return True
+
+    def run_cell(self, model_name: str, batch: int, workers: dict[str, Worker], work: Any) -> None:
+        from recc.bench.roofline import MachineLimits, fraction_of_bound
+
+        config = self.config
+        self.progress.set_note(f"{model_name} batch {batch}: checking outputs")
+        seed = batch
+        cells: dict[str, CellTimes] = {}
+        failures: dict[str, str] = {}
+        for system, worker in workers.items():
+            try:
+                _, output, first_call_s = worker.ask("prepare", batch, seed, config.warmup)
+                cells[system] = CellTimes(output, first_call_s)
+            except SystemFailed as error:
+                failures[system] = str(error)
+        reference = cells["eager"].output if "eager" in cells else None
+        calls = {}
+        for system in cells:
+            try:
+                probe = workers[system].ask("time", 3)[1]
+                wanted = math.ceil(config.seconds / max(float(np.median(probe)), 1e-9))
+                calls[system] = math.ceil(min(max(wanted, config.min_calls), config.max_calls) / config.rounds)
+            except SystemFailed as error:
+                failures[system] = str(error)
+        self.progress.update()
+        active = [system for system in cells if system not in failures]
+        for round_index in range(config.rounds):
+            self.progress.set_note(f"{model_name} batch {batch}: round {round_index + 1}/{config.rounds}")
+            shift = round_index % max(len(active), 1)
+            for system in active[shift:] + active[:shift]:
+                if system in failures:
+                    continue
+                try:
+                    cells[system].times += workers[system].ask("time", calls[system])[1]
+                except SystemFailed as error:
+                    failures[system] = str(error)
+            self.progress.update()
+        limits = MachineLimits(**self.limits)
+        eager_median = None
+        if "eager" in cells and "eager" not in failures:
+            eager_median = float(np.median(cells["eager"].times))
+        for system in config.systems:
+            row: dict[str, Any] = {"model": model_name, "batch": batch, "system": system, "threads": config.threads,
+                                   "gathered_bytes": work.gathered_bytes, "dense_flops": work.dense_flops,
+                                   "bound_us": work.bound_s(limits) * 1e6, "bound_kind": work.bound_kind(limits)}
+            if system not in cells or system in failures:
+                row["status"] = "failed"
+                row["error"] = failures.get(system, "not built (see setups)")
+                self.cells.append(row)
+                continue
+            cell = cells[system]
+            error, matched = compare(cell.output, reference, config.atol)
+            row.update({"max_abs_error": error, "matched": matched, "first_call_s": round(cell.first_call_s, 4)})
+            row.update(summarize(cell.times, batch))
+            median_s = row["median_us"] / 1e6
+            row["status"] = "ok" if matched else ("MISMATCH" if matched is False else "unchecked")
+            row["speedup_vs_eager"] = eager_median / median_s if eager_median else None
+            row["bound_fraction"] = fraction_of_bound(work, limits, median_s)
+            row["gathered_gbps"] = work.gathered_bytes / median_s / 1e9
+            row["dense_gflops"] = work.dense_flops / median_s / 1e9
+            self.cells.append(row)
+            if matched is False:
+                self.progress.write(f"{model_name} batch {batch}: {system} MISMATCH, max abs error {error:.3g}")
+
+
+def parse_list(text: str, valid: tuple[str, ...] | None = None, what: str = "") -> tuple[str, ...]:
+    items = tuple(item.strip() for item in text.split(",") if item.strip())
+    if valid is not None:
+        unknown = [item for item in items if item not in valid]
+        if unknown:
+            raise ValueError(f"unknown {what} {unknown}; valid: {', '.join(valid)}")
+    return items
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", default="all", help="comma-separated model names, or all (default)")
+    parser.add_argument("--batches", default=",".join(map(str, DEFAULT_BATCHES)))
+    parser.add_argument("--systems", default=",".join(DEFAULT_SYSTEMS),
+                        help=f"comma-separated, from {', '.join(SYSTEMS)} (eager is always run: the reference)")
+    parser.add_argument("--threads", type=int, default=1, help="threads in every system (default 1)")
+    parser.add_argument("--scale", type=float, default=0.01, help="table-row scale (default 0.01)")
+    parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output directory")
+    parser.add_argument("--quick", action="store_true",
+                        help="ncf only, batches 1 and 64, eager/ort/ort-best/recc, few calls (a smoke test)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default 5)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="timed seconds per system and cell, split over the rounds (default 1.0)")
+    parser.add_argument("--min-calls", type=int, default=None, help="timed calls per system and cell, at least")
+    parser.add_argument("--max-calls", type=int, default=None, help="timed calls per system and cell, at most")
+    parser.add_argument("--atol", type=float, default=1e-5, help="max abs error vs eager accepted (default 1e-5)")
+    parser.add_argument("--inductor-dynamic", action="store_true",
+                        help="torch.compile(dynamic=True) instead of one static graph per batch size")
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    from recc.models import names
+
+    base = BenchConfig(models=tuple(names()))
+    if args.quick:
+        base = replace(base, quick=True, **QUICK)
+    explicit = {option: getattr(args, option) for option in ("rounds", "seconds", "min_calls", "max_calls")
+                if getattr(args, option) is not None}
+    models = base.models if args.models == "all" else parse_list(args.models, tuple(names()), "model(s)")
+    systems = base.systems if args.quick and args.systems == ",".join(DEFAULT_SYSTEMS) \
+        else parse_list(args.systems, SYSTEMS, "system(s)")
+    if "eager" not in systems:
+        systems = ("eager", *systems)
+    batches = base.batches if args.quick and args.batches == ",".join(map(str, DEFAULT_BATCHES)) \
+        else tuple(int(b) for b in parse_list(args.batches))
+    if args.threads < 1 or any(b < 1 for b in batches):
+        raise ValueError("--threads and every batch must be >= 1")
+    config = replace(base, models=models, systems=systems, batches=batches, threads=args.threads,
+                     scale=args.scale, out=args.out, atol=args.atol, inductor_dynamic=args.inductor_dynamic,
+                     **explicit)
+    return replace(config, command=canonical_command(config))
+
+
+def canonical_command(config: BenchConfig) -> str:
+    """The fully spelled-out command that reproduces `config` (what results.md and README print)."""
+    return (f"recc bench --models {','.join(config.models)} --batches {','.join(map(str, config.batches))} "
+            f"--systems {','.join(config.systems)} --threads {config.threads} --scale {config.scale:g} "
+            f"--out {config.out} --rounds {config.rounds} --seconds {config.seconds:g} "
+            f"--min-calls {config.min_calls} --max-calls {config.max_calls} --atol {config.atol:g}"
+            + (" --inductor-dynamic" if config.inductor_dynamic else ""))
+
+
+def run_bench(config: BenchConfig) -> dict[str, Any]:
+    """Run the benchmark and write results.json, results.md and the plots under config.out."""
+    from recc.bench.report import write_outputs
+
+    results = Bench(config).run()
+    write_outputs(results, config.out)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="recc bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return cmd_bench(args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Entry point of `recc bench`; exit status 1 if any system mismatched eager or failed."""
+    config = config_from_args(args)
+    results = run_bench(config)
+    from recc.bench.report import console_summary
+
+    print(console_summary(results))
+    bad = [c for c in results["cells"] if c["status"] not in ("ok",)]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""The IR's operator set: for each op, its type rule. Numeric semantics live in compiler/interpreter.py.
+
+Every op's output types follow from its input types and attributes alone, so a graph can be verified
+without running it. Attributes are plain Python values (ints, floats, strings, tuples).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from recc.compiler.ir.types import Dim, Sym, TensorType, dim_div, is_float, is_int, numel
+
+ACTIVATIONS = ("none", "relu", "sigmoid", "tanh", "gelu", "gelu_tanh", "silu", "leaky_relu")
+
+
+class IRTypeError(ValueError):
+    """An op applied to inputs whose types it does not accept."""
+
+
+def _fail(op: str, msg: str) -> IRTypeError:
+    return IRTypeError(f"{op}: {msg}")
+
+
+def broadcast_shapes(op: str, a: tuple[Dim, ...], b: tuple[Dim, ...]) -> tuple[Dim, ...]:
+    out: list[Dim] = []
+    for i in range(max(len(a), len(b))):
+        da = a[len(a) - 1 - i] if i < len(a) else 1
+        db = b[len(b) - 1 - i] if i < len(b) else 1
+        if da == db or db == 1:
+            out.append(da)
+        elif da == 1:
+            out.append(db)
+        else:
+            raise _fail(op, f"shapes {tuple(map(str, a))} and {tuple(map(str, b))} do not broadcast")
+    return tuple(reversed(out))
+
+
+def _axis(op: str, axis: int, rank: int) -> int:
+    if not -rank <= axis < max(rank, 1):
+        raise _fail(op, f"axis {axis} out of range for rank {rank}")
+    return axis % rank if rank else 0
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    infer: Callable[[list[TensorType], dict[str, Any]], list[TensorType]]
+    arity: tuple[int, int]  # min, max inputs
+    summary: str
+
+
+OPS: dict[str, OpDef] = {}
+
+
+def _register(name: str, arity: tuple[int, int], summary: str):
+    def wrap(fn: Callable[[list[TensorType], dict[str, Any]], list[TensorType]]):
+        OPS[name] = OpDef(name, fn, arity, summary)
+        return fn
+    return wrap
+
+
+UNARY = ("relu", "sigmoid", "tanh", "exp", "log", "neg", "sqrt", "rsqrt", "abs", "erf", "gelu", "silu",
+         "leaky_relu", "clamp", "reciprocal", "logical_not")
+BINARY = ("add", "sub", "mul", "div", "maximum", "minimum", "pow")
+COMPARE = ("gt", "ge", "lt", "le", "eq", "ne")
+
+
+def _unary(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    return [ts[0]]
+
+
+for _name in UNARY:
+    OPS[_name] = OpDef(_name, _unary, (1, 1), f"elementwise {_name}")
+
+
+def _binary_for(name: str, out_dtype: str | None):
+    def infer(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+        a, b = ts
+        if a.dtype != b.dtype:
+            raise _fail(name, f"dtypes differ: {a.dtype} vs {b.dtype}")
+        return [TensorType(broadcast_shapes(name, a.shape, b.shape), out_dtype or a.dtype)]
+    return infer
+
+
+for _name in BINARY:
+    OPS[_name] = OpDef(_name, _binary_for(_name, None), (2, 2), f"elementwise {_name} with broadcasting")
+for _name in COMPARE:
+    OPS[_name] = OpDef(_name, _binary_for(_name, "bool"), (2, 2), f"elementwise comparison {_name}")
+
+
+@_register("where", (3, 3), "where(cond, a, b) with broadcasting")
+def _where(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    c, a, b = ts
+    if c.dtype != "bool" or a.dtype != b.dtype:
+        raise _fail("where", f"expects (bool, T, T), got ({c.dtype}, {a.dtype}, {b.dtype})")
+    return [TensorType(broadcast_shapes("where", broadcast_shapes("where", c.shape, a.shape), b.shape), a.dtype)]
+
+
+@_register("dense", (2, 3), "act(x @ w.T + b): x [..., K], w [N, K], b [N]; one fused kernel")
+def _dense(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    x, w = ts[0], ts[1]
+    if attrs.get("activation", "none") not in ACTIVATIONS:
+        raise _fail("dense", f"unknown activation {attrs.get('activation')!r}")
+    if x.rank < 2 or w.rank != 2 or not is_float(x.dtype) or x.dtype != w.dtype:
+        raise _fail("dense", f"expects x [..., K] and w [N, K] of one float dtype, got {x} and {w}")
+    if x.shape[-1] != w.shape[1]:
+        raise _fail("dense", f"inner dims differ: x {x} vs w {w}")
+    if len(ts) == 3 and (ts[2].shape != (w.shape[0],) or ts[2].dtype != x.dtype):
+        raise _fail("dense", f"bias must be [{w.shape[0]}] {x.dtype}, got {ts[2]}")
+    return [TensorType(x.shape[:-1] + (w.shape[0],), x.dtype)]
+
+
+@_register("matmul", (2, 2), "batched matrix product with numpy broadcasting (rank >= 2)")
+def _matmul(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    a, b = ts
+    if a.rank < 2 or b.rank < 2 or a.dtype != b.dtype:
+        raise _fail("matmul", f"expects two rank>=2 tensors of one dtype, got {a} and {b}")
+    if a.shape[-1] != b.shape[-2]:
+        raise _fail("matmul", f"inner dims differ: {a} @ {b}")
+    batch = broadcast_shapes("matmul", a.shape[:-2], b.shape[:-2])
+    return [TensorType(batch + (a.shape[-2], b.shape[-1]), a.dtype)]
+
+
+@_register("softmax", (1, 1), "softmax along `axis`")
+def _softmax(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    _axis("softmax", attrs["axis"], ts[0].rank)
+    return [ts[0]]
+
+
+OPS["log_softmax"] = OpDef("log_softmax", _softmax, (1, 1), "log-softmax along `axis`")
+
+
+@_register("concat", (1, 1 << 16), "concatenate along `axis`")
+def _concat(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    rank = ts[0].rank
+    axis = _axis("concat", attrs["axis"], rank)
+    total: Dim = 0
+    for t in ts:
+        if t.rank != rank or t.dtype != ts[0].dtype:
+            raise _fail("concat", f"inputs differ in rank or dtype: {ts[0]} vs {t}")
+        if any(t.shape[i] != ts[0].shape[i] for i in range(rank) if i != axis):
+            raise _fail("concat", f"non-axis dims differ: {ts[0]} vs {t}")
+        d = t.shape[axis]
+        if isinstance(total, int) and isinstance(d, int):
+            total += d
+        elif total == 0:
+            total = d
+        else:
+            raise _fail("concat", "concatenating symbolic dims is not supported")
+    shape = list(ts[0].shape)
+    shape[axis] = total
+    return [TensorType(tuple(shape), ts[0].dtype)]
+
+
+@_register("reshape", (1, 1), "reshape to `shape` (ints, symbolic dims, at most one -1)")
+def _reshape(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    x = ts[0]
+    shape = list(attrs["shape"])
+    if sum(1 for d in shape if d == -1) > 1:
+        raise _fail("reshape", "at most one -1")
+    known = numel(tuple(d for d in shape if d != -1))
+    total = numel(x.shape)
+    if -1 in shape:
+        missing = dim_div(total, known)
+        if missing is None:
+            raise _fail("reshape", f"cannot reshape {x} to {shape}")
+        shape[shape.index(-1)] = missing
+    elif known != total:
+        raise _fail("reshape", f"cannot reshape {x} ({total} elements) to {shape} ({known})")
+    return [TensorType(tuple(shape), x.dtype)]
+
+
+@_register("permute", (1, 1), "transpose axes by `perm`")
+def _permute(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    x, perm = ts[0], tuple(attrs["perm"])
+    if sorted(perm) != list(range(x.rank)):
+        raise _fail("permute", f"perm {perm} is not a permutation of rank {x.rank}")
+    return [TensorType(tuple(x.shape[p] for p in perm), x.dtype)]
+
+
+@_register("slice", (1, 1), "x[start:end:step] along `axis` (static bounds)")
+def _slice(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    x = ts[0]
+    axis = _axis("slice", attrs["axis"], x.rank)
+    d = x.shape[axis]
+    start, end, step = attrs["start"], attrs["end"], attrs.get("step", 1)
+    if not isinstance(d, int):
+        if (start, end, step) != (0, None, 1):
+            raise _fail("slice", "slicing a symbolic dim is not supported")
+        return [x]
+    n = len(range(*slice(start, end, step).indices(d)))
+    shape = list(x.shape)
+    shape[axis] = n
+    return [TensorType(tuple(shape), x.dtype)]
+
+
+@_register("take", (2, 2), "gather along `axis` with an integer index tensor (numpy.take)")
+def _take(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    x, idx = ts
+    axis = _axis("take", attrs["axis"], x.rank)
+    if not is_int(idx.dtype):
+        raise _fail("take", f"indices must be integers, got {idx.dtype}")
+    return [TensorType(x.shape[:axis] + idx.shape + x.shape[axis + 1:], x.dtype)]
+
+
+@_register("expand", (1, 1), "broadcast to `shape`")
+def _expand(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    shape = tuple(attrs["shape"])
+    if broadcast_shapes("expand", ts[0].shape, shape) != shape:
+        raise _fail("expand", f"cannot expand {ts[0]} to {shape}")
+    return [TensorType(shape, ts[0].dtype)]
+
+
+def _reduce(name: str):
+    def infer(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+        x = ts[0]
+        axes = sorted(_axis(name, a, x.rank) for a in attrs["axes"])
+        keep = attrs.get("keepdims", False)
+        shape = tuple((1 if i in axes else d) for i, d in enumerate(x.shape) if keep or i not in axes)
+        return [TensorType(shape, x.dtype)]
+    return infer
+
+
+for _name in ("sum", "mean", "max", "min"):
+    OPS[_name] = OpDef(_name, _reduce(_name), (1, 1), f"reduce-{_name} over `axes`")
+
+
+@_register("cast", (1, 1), "convert to `dtype`")
+def _cast(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    return [TensorType(ts[0].shape, attrs["dtype"])]
+
+
+@_register("embedding", (2, 2), "table[ids]: rows of a table, shape ids.shape + [dim]")
+def _embedding(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    table, ids = ts
+    if table.rank != 2 or not is_int(ids.dtype):
+        raise _fail("embedding", f"expects table [rows, dim] and integer ids, got {table} and {ids}")
+    return [TensorType(ids.shape + (table.shape[1],), table.dtype)]
+
+
+@_register("embedding_bag", (2, 4),
+           "pooled lookup: layout=fixed ids [B, L] | layout=offsets ids [nnz] + offsets; mode sum|mean; "
+           "optional per-sample weights")
+def _embedding_bag(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    table, ids = ts[0], ts[1]
+    layout, mode = attrs["layout"], attrs["mode"]
+    if mode not in ("sum", "mean") or layout not in ("fixed", "offsets"):
+        raise _fail("embedding_bag", f"unsupported mode/layout {mode}/{layout}")
+    if table.rank != 2 or not is_int(ids.dtype):
+        raise _fail("embedding_bag", f"expects table [rows, dim] and integer ids, got {table} and {ids}")
+    expected = 2 + (layout == "offsets") + bool(attrs.get("has_weights", False))
+    if len(ts) != expected:
+        raise _fail("embedding_bag", f"expects {expected} inputs for layout={layout}, got {len(ts)}")
+    if layout == "fixed":
+        if ids.rank != 2:
+            raise _fail("embedding_bag", f"fixed layout wants ids [B, L], got {ids}")
+        bags: Dim = ids.shape[0]
+    else:
+        offsets = ts[2]
+        if ids.rank != 1 or offsets.rank != 1 or not is_int(offsets.dtype):
+            raise _fail("embedding_bag", f"offsets layout wants ids [nnz] and offsets [B], got {ids}, {offsets}")
+        bags = offsets.shape[0]
+        if attrs.get("include_last_offset", False):
+            if not isinstance(bags, int):
+                raise _fail("embedding_bag", "include_last_offset with a symbolic offsets length")
+            bags -= 1
+    if attrs.get("has_weights", False) and (ts[-1].shape != ids.shape or ts[-1].dtype != table.dtype):
+        raise _fail("embedding_bag", f"per_sample_weights must match ids {ids}, got {ts[-1]}")
+    return [TensorType((bags, table.shape[1]), table.dtype)]
+
+
+def infer_types(op: str, types: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    opdef = OPS.get(op)
+    if opdef is None:
+        raise IRTypeError(f"unknown op {op!r}")
+    lo, hi = opdef.arity
+    if not lo <= len(types) <= hi:
+        raise _fail(op, f"takes {lo}..{hi} inputs, got {len(types)}")
+    return opdef.infer(types, attrs)
+
+
+__all__ = ["OPS", "OpDef", "IRTypeError", "infer_types", "broadcast_shapes", "ACTIVATIONS", "Sym"]

@@ -1,0 +1,73 @@
+"""Reading an ONNX model: a path, bytes or a ModelProto -> a checked ModelProto with its weights loaded.
+
+Every way a file can be wrong gets its own message: not ONNX at all, cut short, failing onnx.checker,
+or pointing at an external-data file that is not there. External data is read with onnx's own loader
+(raw little-endian arrays; nothing is unpickled).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from recc.frontends.onnx.context import OnnxImportError
+
+
+def read_model(model: onnx.ModelProto | str | os.PathLike[str] | bytes) -> onnx.ModelProto:
+    if isinstance(model, onnx.ModelProto):
+        proto, base = model, None
+    elif isinstance(model, bytes):
+        proto, base = _parse(model, "the given bytes"), None
+    else:
+        path = Path(model)
+        if not path.is_file():
+            raise OnnxImportError(f"no ONNX file at {path}")
+        proto, base = _parse(path.read_bytes(), str(path)), path.parent
+    _load_external_data(proto, base)
+    try:
+        onnx.checker.check_model(proto, full_check=False)
+    except onnx.checker.ValidationError as e:
+        raise OnnxImportError(f"the model fails onnx.checker: {str(e).strip().splitlines()[0]}") from e
+    return proto
+
+
+def _parse(data: bytes, where: str) -> onnx.ModelProto:
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as e:
+        hint = " (the file looks cut short)" if _looks_truncated(data) else ""
+        raise OnnxImportError(f"{where} is not a valid ONNX model{hint}: {e}") from e
+    if not proto.HasField("graph") or proto.ir_version == 0:
+        raise OnnxImportError(f"{where} is not an ONNX model (no graph / IR version in it)")
+    return proto
+
+
+def _looks_truncated(data: bytes) -> bool:
+    """Protobuf bytes that start like a ModelProto (field 1, ir_version, a varint) but fail to parse."""
+    return len(data) > 2 and data[0] == 0x08
+
+
+def _load_external_data(proto: onnx.ModelProto, base: Path | None) -> None:
+    from onnx.external_data_helper import _get_all_tensors, load_external_data_for_tensor, uses_external_data
+
+    external = [t for t in _get_all_tensors(proto) if uses_external_data(t)]
+    if not external:
+        return
+    if base is None:
+        raise OnnxImportError("the model keeps weights in external-data files; pass the .onnx path (not a "
+                              "ModelProto or bytes) so recc can find them beside it")
+    for tensor in external:
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        if not (base / location).is_file():
+            raise OnnxImportError(f"external-data file {location!r} for initializer {tensor.name!r} is missing "
+                                  f"(looked in {base})")
+        try:
+            load_external_data_for_tensor(tensor, str(base))
+        except Exception as e:  # onnx raises several types for bad offsets/lengths; the user needs the reason
+            raise OnnxImportError(f"cannot read external data for {tensor.name!r} from {location!r}: {e}") from e
+        del tensor.external_data[:]
+        tensor.data_location = onnx.TensorProto.DEFAULT

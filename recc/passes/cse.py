@@ -1,0 +1,59 @@
+"""op(a, b) computed twice -> computed once:  two nodes with the same op, the same inputs and the same
+attributes become one (operands of commutative ops in any order; small constants that hold the same numbers count as the same input).
+
+Why: frontends and hand-written models repeat work (`F.linear(x, w, b) * torch.sigmoid(F.linear(x, w,
+b))`, the same `x > 0` for two `where`s, a scalar constant per use); each copy is a kernel and, for a
+dense, a whole GEMM. Merging them also lets pattern passes see one value where the math has one
+(x * sigmoid(x) needs the two x's to be the same value).
+Legal: IR ops are pure and deterministic. A node whose output is a graph output is left alone (each
+output stays its own value).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+from recc.compiler.ir import Graph, Node, Value
+from recc.compiler.pass_manager import PassContext, PassStats
+
+CONSTANT_KEY_ELEMENTS = 64  # constants up to this size are compared by content
+COMMUTATIVE = ("add", "mul", "maximum", "minimum", "eq", "ne")  # a + b and b + a are one node
+
+
+def _input_key(graph: Graph, value: Value) -> Hashable:
+    array = graph.param_array(value)
+    if array is not None and array.size <= CONSTANT_KEY_ELEMENTS:
+        return ("constant", str(array.dtype), array.shape, array.tobytes())
+    return id(value)
+
+
+def _node_key(graph: Graph, node: Node) -> Hashable:
+    attrs: Any = repr(sorted(node.attrs.items()))
+    inputs = [_input_key(graph, v) for v in node.inputs]
+    if node.op in COMMUTATIVE:
+        inputs.sort(key=repr)
+    return node.op, tuple(inputs), attrs
+
+
+class CSE:
+    name = "cse"
+    summary = "compute each distinct (op, inputs, attributes) once"
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassStats:
+        stats = PassStats()
+        first: dict[Hashable, Node] = {}
+        for node in list(graph.nodes):
+            key = _node_key(graph, node)
+            kept = first.get(key)
+            if kept is None:
+                first[key] = node
+                continue
+            if any(v in graph.outputs for v in node.outputs):
+                continue
+            for old, new in zip(node.outputs, kept.outputs):
+                graph.replace_all_uses(old, new)
+            stats.rewrote("duplicate-node")
+        if stats.rewrites:
+            graph.remove_dead()
+        return stats

@@ -1,0 +1,326 @@
+"""Load a recc artifact and run it from Python.
+
+Inputs are validated: count, dtype, rank, static dims, one consistent batch across inputs, embedding ids
+within their tables, offsets well formed; errors are ValueErrors naming the input and the problem.
+Torch tensors that are contiguous and 64-byte aligned go straight to the compiled function (no copies),
+which checks dtypes and dims itself and range-checks the ids in its first kernel, failing before any
+gather runs; on any failure, and for everything else (numpy arrays, int32 ids, offsets), the careful path
+converts what it can, checks everything in Python and explains. Outputs come back as torch tensors
+sharing TVM's memory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recc.compiler.artifact import ArtifactError, load_weight, read_manifest
+
+_TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64,
+                 "int32": torch.int32, "bool": torch.bool, "float16": torch.float16, "int8": torch.int8,
+                 "uint8": torch.uint8, "bfloat16": torch.bfloat16}
+_WIDENABLE_TO_INT64 = (torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
+def _parse_dim(d: Any) -> Any:
+    """Manifest dims are ints or symbolic strings like 'batch' or '80*batch'."""
+    if isinstance(d, int):
+        return d
+    coef, names = 1, []
+    for part in str(d).split("*"):
+        if part.isdigit():
+            coef *= int(part)
+        else:
+            names.append(part)
+    return (coef, tuple(names))
+
+
+def _compact_strides(shape: torch.Size) -> tuple[int, ...]:
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
+
+
+def _configure_threads(threads: int | None) -> None:
+    import tvm
+
+    if threads is not None:
+        tvm.get_global_func("runtime.config_threadpool")(0, int(threads))
+
+
+class CompiledModel:
+    """A compiled model: call it like the original module (torch tensors or numpy arrays)."""
+
+    def __init__(self, path: Path, threads: int | None = None, check_hashes: bool = True,
+                 allow_cpu_mismatch: bool = False, _owned_tmp: tempfile.TemporaryDirectory | None = None) -> None:
+        import tvm
+        from tvm import relax
+
+        self.path = Path(path)
+        self._tmp = _owned_tmp
+        self.manifest = read_manifest(self.path, check_hashes=check_hashes)
+        m = self.manifest
+        self._check_host(m, allow_cpu_mismatch)
+        _configure_threads(threads)
+        try:
+            library = tvm.runtime.load_module(str(self.path / "lib.so"))
+        except Exception as e:  # TVM raises its own error types for a bad shared object
+            raise ArtifactError(f"{self.path / 'lib.so'}: cannot load the compiled library ({e})") from e
+        self._vm = relax.VirtualMachine(library, tvm.cpu())
+        self._main = self._vm["main"]
+        self._weights = [self._to_tvm(load_weight(self.path, w)) for w in m["weights"]]
+        self.inputs = [(i["name"], i["dtype"], [_parse_dim(d) for d in i["shape"]]) for i in m["inputs"]]
+        self.input_names = [i[0] for i in self.inputs]
+        # per input: (torch dtype, rank, static dims, symbolic dims) for the fast path of _coerce
+        self._fast_specs = [(_TORCH_DTYPES.get(dtype), len(shape), [(a, d) for a, d in enumerate(shape) if isinstance(d, int)],
+                             [(a, d[0], d[1][0]) for a, d in enumerate(shape) if not isinstance(d, int) and len(d[1]) == 1])
+                            for _, dtype, shape in self.inputs]
+        self._id_limits = {name: self._prepare_limits(lims) for name, lims in m["id_checks"]["ids"].items()}
+        shapes = {name: shape for name, _, shape in self.inputs}
+        self._id_bounds = {name: self._bound_array(lims, shapes[name]) for name, lims in self._id_limits.items()}
+        self._offset_checks = m["id_checks"]["offsets"]
+        # the fast path needs every ids input range-checked inside the function and no offsets to check
+        in_kernel = set(m["id_checks"].get("in_kernel", []))
+        self._fast = not self._offset_checks and all(name in in_kernel for name in self._id_bounds)
+        self._n_inputs = len(self.inputs)
+        # batch 1 has a function of its own with static shapes (the VM skips shape arithmetic), if the
+        # artifact has one: (function, symbol, input index, axis) where the batch is read
+        self._batch_one = self._find_batch_one(m.get("specialized", {}))
+        self._single_output = len(m["outputs"]) == 1
+
+    def _find_batch_one(self, specialized: dict[str, dict[str, int]]) -> tuple[Any, str, int, int] | None:
+        for name, values in specialized.items():
+            if len(values) != 1 or list(values.values()) != [1]:
+                continue
+            symbol = next(iter(values))
+            for index, (_, _, shape) in enumerate(self.inputs):
+                if (1, (symbol,)) in shape:
+                    return self._vm[name], symbol, index, shape.index((1, (symbol,)))
+        return None
+
+    def _function_for(self, batch: int | None) -> Any:
+        return self._batch_one[0] if batch == 1 and self._batch_one is not None else self._main
+
+    # -- loading --------------------------------------------------------------------------------------
+    @staticmethod
+    def _check_host(m: dict[str, Any], allow_cpu_mismatch: bool) -> None:
+        import tvm
+
+        from recc.compiler.codegen.tvm.target import host_cpu
+
+        if m["versions"]["tvm"] != tvm.__version__:
+            raise ArtifactError(f"artifact was built with TVM {m['versions']['tvm']}, this runtime is "
+                                f"{tvm.__version__}; recompile the model")
+        target = m["target"]
+        if target["kind"] == "cpu" and target["mcpu"] != host_cpu() and not allow_cpu_mismatch:
+            raise ArtifactError(f"artifact was compiled for CPU {target['mcpu']!r}, this host is {host_cpu()!r}; "
+                                "it may use instructions this CPU lacks. Recompile here, or pass "
+                                "allow_cpu_mismatch=True if you know the host is compatible")
+
+    @staticmethod
+    def _prepare_limits(limits: list[list[Any]]) -> list[tuple[Any, Any, Any, int]]:
+        rows = {lim[3] for lim in limits}
+        if len(rows) == 1:  # one bound for the whole input: a single max suffices
+            return [(None, None, None, rows.pop())]
+        return [tuple(lim) for lim in limits]  # type: ignore[misc]
+
+    @staticmethod
+    def _to_tvm(array: Any) -> Any:
+        import tvm
+
+        if isinstance(array, torch.Tensor):
+            # TVM needs 64-byte alignment (torch's allocator gives it) and textbook compact strides
+            # (torch may report any stride for a dim of size 0 or 1)
+            if array.data_ptr() % 64 or array.stride() != _compact_strides(array.shape):
+                array = torch.empty(array.shape, dtype=array.dtype).copy_(array)
+            return tvm.runtime.from_dlpack(array)
+        if array.ctypes.data % 64 == 0 and array.flags.writeable and array.flags.c_contiguous:
+            return tvm.runtime.from_dlpack(array)
+        return CompiledModel._to_tvm(torch.from_numpy(np.ascontiguousarray(array)))
+
+    @staticmethod
+    def _bound_array(limits: list[tuple[Any, Any, Any, int]], shape: list[Any]) -> np.ndarray:
+        """Per-element upper bounds (as uint64, broadcastable to the input) for a one-comparison check:
+        viewed as uint64, a negative id is huge, so `ids >= bound` catches both ends at once."""
+        if len(limits) == 1 and limits[0][0] is None:
+            return np.array(limits[0][3], np.uint64)
+        axes = {lim[0] for lim in limits}
+        if len(axes) != 1 or None in axes:
+            return np.array(min(lim[3] for lim in limits), np.uint64)  # conservative; the slow path explains
+        axis = axes.pop()
+        size = shape[axis]  # an axis that is sliced into tables has a static size
+        bound = np.full(size, np.iinfo(np.uint64).max, np.uint64)
+        for _, start, end, rows in limits:
+            bound[start:end] = np.minimum(bound[start:end], rows)
+        return bound.reshape((size,) + (1,) * (len(shape) - axis - 1))
+
+    # -- calling --------------------------------------------------------------------------------------
+    def _coerce(self, index: int, x: Any, env: dict[str, int]) -> torch.Tensor:
+        """The input as a contiguous CPU torch tensor of the declared dtype, or a ValueError saying why not.
+        The common case (a tensor that already fits) takes a short path; anything else the careful one."""
+        want, rank, static, symbolic = self._fast_specs[index]
+        if type(x) is torch.Tensor and x.dtype is want and x.dim() == rank and x.device.type == "cpu":
+            shape = x.shape
+            fits = all(shape[a] == d for a, d in static)
+            for axis, coef, sym_name in symbolic if fits else ():
+                n = shape[axis]
+                if n % coef or env.setdefault(sym_name, n // coef) != n // coef:
+                    fits = False
+                    break
+            if fits and (len(symbolic) + len(static) == rank):
+                return x if x.is_contiguous() else x.contiguous()
+        return self._coerce_carefully(index, x, env)
+
+    def _coerce_carefully(self, index: int, x: Any, env: dict[str, int]) -> torch.Tensor:
+        name, dtype, shape = self.inputs[index]
+        if isinstance(x, np.ndarray):
+            if x.dtype == object:
+                raise ValueError(f"input {name!r}: object arrays are not tensors")
+            x = torch.from_numpy(np.ascontiguousarray(x))
+        elif not isinstance(x, torch.Tensor):
+            raise ValueError(f"input {name!r}: expected a torch.Tensor or numpy array, got {type(x).__name__}")
+        want = _TORCH_DTYPES[dtype]
+        if x.dtype != want:
+            if want == torch.int64 and x.dtype in _WIDENABLE_TO_INT64:
+                x = x.to(torch.int64)
+            else:
+                raise ValueError(f"input {name!r}: expected dtype {dtype}, got {str(x.dtype).removeprefix('torch.')}")
+        if x.dim() != len(shape):
+            raise ValueError(f"input {name!r}: expected {len(shape)} dims {self._shape_str(shape)}, "
+                             f"got shape {tuple(x.shape)}")
+        for axis, (d, n) in enumerate(zip(shape, x.shape)):
+            if isinstance(d, int):
+                if d != n:
+                    raise ValueError(f"input {name!r}: dim {axis} must be {d} {self._shape_str(shape)}, got {n}")
+                continue
+            coef, names = d
+            if len(names) == 1 and n % coef == 0:
+                value = n // coef
+                bound = env.setdefault(names[0], value)
+                if bound != value:
+                    raise ValueError(f"input {name!r}: dim {axis} is {names[0]}={value}, but an earlier input "
+                                     f"has {names[0]}={bound}")
+            else:
+                raise ValueError(f"input {name!r}: dim {axis} = {n} does not fit {coef}*{'*'.join(names)}")
+        if x.device.type != "cpu":
+            raise ValueError(f"input {name!r}: expected a CPU tensor, got device {x.device}")
+        return x.contiguous()
+
+    @staticmethod
+    def _shape_str(shape: list[Any]) -> str:
+        parts = [str(d) if isinstance(d, int) else ("" if d[0] == 1 else f"{d[0]}*") + "*".join(d[1]) for d in shape]
+        return "[" + ", ".join(parts) + "]"
+
+    def _check_ids(self, tensors: dict[str, torch.Tensor]) -> None:
+        for name, bound in self._id_bounds.items():
+            array = tensors[name].numpy()
+            if array.size and (array.view(np.uint64) >= bound).any():
+                self._explain_bad_ids(tensors)
+        if self._offset_checks:
+            self._check_offsets(tensors)
+
+    def _explain_bad_ids(self, tensors: dict[str, torch.Tensor]) -> None:
+        """The slow path: find the offending id and table and raise a ValueError naming them."""
+        for name, limits in self._id_limits.items():
+            ids = tensors[name]
+            if ids.numel() == 0:
+                continue
+            array = ids.numpy()
+            low = int(array.min())
+            if low < 0:
+                raise ValueError(f"input {name!r}: embedding id {low} is negative")
+            for axis, start, end, rows in limits:
+                part = array if axis is None else array[(slice(None),) * axis + (slice(start, end),)]
+                high = int(part.max()) if part.size else -1
+                if high >= rows:
+                    where = "" if axis is None else f" (indices {start}:{end} of dim {axis})"
+                    raise ValueError(f"input {name!r}{where}: embedding id {high} is out of range for a table "
+                                     f"of {rows} rows (valid ids are 0..{rows - 1})")
+        raise AssertionError("an id failed the range check but no table explains it")  # a recc bug
+
+    def _check_offsets(self, tensors: dict[str, torch.Tensor]) -> None:
+        for check in self._offset_checks:
+            offsets = tensors[check["offsets"]].numpy()
+            nnz = tensors[check["ids"]].shape[0]
+            bad_last = offsets[-1] != nnz if check["include_last_offset"] else offsets[-1] > nnz
+            if offsets.size and (offsets[0] != 0 or np.any(np.diff(offsets) < 0) or bad_last):
+                raise ValueError(f"input {check['offsets']!r}: offsets must start at 0, never decrease and stay "
+                                 f"<= len({check['ids']}) = {nnz}"
+                                 + (" and end exactly there (include_last_offset)" if check["include_last_offset"] else ""))
+
+    def __call__(self, *inputs: Any) -> Any:
+        # The fast path, for tensors as torch allocates them: the compiled function checks dtypes, ranks
+        # and dims itself, and its first kernels range-check the ids (kernels/checks.py), raising before
+        # anything reads a table; what it cannot see (device, alignment, strides) is checked here. Any
+        # failure goes to the careful path, which converts what it can and explains what it cannot.
+        if self._fast and len(inputs) == self._n_inputs:
+            for x in inputs:
+                if type(x) is not torch.Tensor or not x.is_cpu or x.data_ptr() & 63 or not x.is_contiguous():
+                    break
+            else:
+                batch = inputs[self._batch_one[2]].shape[self._batch_one[3]] if self._batch_one else None
+                try:
+                    return self._results(self._function_for(batch)(*inputs, *self._weights))
+                except Exception:  # noqa: BLE001 - a check failed in TVM's words; the careful path uses recc's
+                    pass
+        return self._careful_call(inputs)
+
+    def _results(self, result: Any) -> Any:
+        if self._single_output:
+            return result if isinstance(result, torch.Tensor) else torch.from_dlpack(result)
+        return tuple(r if isinstance(r, torch.Tensor) else torch.from_dlpack(r) for r in result)
+
+    def _careful_call(self, inputs: tuple[Any, ...]) -> Any:
+        if len(inputs) != len(self.inputs):
+            raise ValueError(f"expected {len(self.inputs)} inputs ({', '.join(self.input_names)}), got {len(inputs)}")
+        env: dict[str, int] = {}
+        tensors = [self._coerce(i, x, env) for i, x in enumerate(inputs)]
+        self._check_ids(dict(zip(self.input_names, tensors)))
+        function = self._function_for(env.get(self._batch_one[1]) if self._batch_one else None)
+        # tvm-ffi takes torch tensors as they are and returns torch tensors (no DLPack round trips)
+        return self._results(function(*[self._aligned(t) for t in tensors], *self._weights))
+
+    @staticmethod
+    def _aligned(array: torch.Tensor) -> torch.Tensor:
+        """TVM's kernels assume 64-byte aligned, compactly strided buffers (torch may report any stride for
+        a dim of size 0 or 1); copy the rare tensor that is not."""
+        if array.data_ptr() % 64 or array.stride() != _compact_strides(array.shape):
+            return array.clone(memory_format=torch.contiguous_format)  # torch's CPU allocator aligns to 64
+        return array
+
+    # -- artifact -------------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Copy the artifact directory to `path` (conventionally NAME.recc)."""
+        dest = Path(path)
+        if dest.resolve() == self.path.resolve():
+            return dest
+        if dest.exists():
+            if not (dest / "manifest.json").exists():
+                raise FileExistsError(f"{dest} exists and is not a recc artifact; refusing to overwrite it")
+            shutil.rmtree(dest)
+        shutil.copytree(self.path, dest)
+        return dest
+
+    @property
+    def report(self) -> dict[str, Any]:
+        import json
+
+        return json.loads((self.path / "report.json").read_text())
+
+    def __repr__(self) -> str:
+        sig = ", ".join(f"{n}: {d}{self._shape_str(s)}" for n, d, s in self.inputs)
+        return f"CompiledModel({self.manifest['model']}({sig}) -> {self.manifest['target']['kind']})"
+
+
+def load(path: str | Path, threads: int | None = None, check_hashes: bool = True,
+         allow_cpu_mismatch: bool = False) -> CompiledModel:
+    """Load an artifact written by `CompiledModel.save` / `recc compile`. Raises ArtifactError."""
+    return CompiledModel(Path(path), threads=threads, check_hashes=check_hashes,
+                         allow_cpu_mismatch=allow_cpu_mismatch)
