@@ -19,7 +19,7 @@ from recc.compiler.input_checks import id_checks
 from recc.compiler.ir.serialize import graph_to_json
 from recc.compiler.ir import Graph, print_graph
 from recc.compiler.pass_manager import PassContext, final_compute_ops, run_pipeline
-from recc.compiler.pipeline import DEFAULT_PIPELINE, build_passes
+from recc.passes.pipeline import DEFAULT_PIPELINE, build_passes
 from recc.frontends.torch_export import capture
 from recc.runtime.compiled_model import CompiledModel, load
 

@@ -49,7 +49,7 @@ def _table(rows: Sequence[Sequence[str]]) -> None:
 
 
 def cmd_passes(args: argparse.Namespace) -> int:
-    from recc.compiler.pipeline import DEFAULT_PIPELINE
+    from recc.passes.pipeline import DEFAULT_PIPELINE
     from recc.passes import PASSES
 
     for i, name in enumerate(DEFAULT_PIPELINE, 1):

@@ -17,7 +17,7 @@ from onnx import TensorProto, helper
 from recc.cli import main as cli_main
 from recc.compiler.interpreter import interpret
 from recc.compiler.pass_manager import PassContext, final_compute_ops, run_pipeline
-from recc.compiler.pipeline import build_passes
+from recc.passes.pipeline import build_passes
 from recc.frontends.onnx import OnnxImportError, UnsupportedOpError, import_onnx
 from recc.frontends.torch_export import capture
 from recc.models import create, names

@@ -9,7 +9,7 @@ import torch
 from recc.compiler.interpreter import interpret
 from recc.compiler.ir import verify
 from recc.compiler.pass_manager import PassContext
-from recc.compiler.pipeline import build_passes
+from recc.passes.pipeline import build_passes
 from recc.frontends.torch_export import capture
 from recc.passes.fuse_attention import FuseAttention
 from torch import nn

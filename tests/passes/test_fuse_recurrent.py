@@ -11,7 +11,7 @@ import torch
 from recc.compiler.interpreter import interpret
 from recc.compiler.ir import verify
 from recc.compiler.pass_manager import PassContext
-from recc.compiler.pipeline import build_passes
+from recc.passes.pipeline import build_passes
 from recc.frontends.torch_export import capture
 from recc.models.recurrent import AUGRU, GRU
 from recc.passes.fuse_recurrent import FuseRecurrent

@@ -13,7 +13,7 @@ import torch.nn as nn
 from recc.api import optimize
 from recc.compiler.ir import Graph
 from recc.compiler.pass_manager import (PassContext, PassStats, TranslationValidationError, run_pipeline)
-from recc.compiler.pipeline import build_passes
+from recc.passes.pipeline import build_passes
 from recc.frontends.torch_export import capture
 
 
