@@ -14,17 +14,11 @@ import torch
 
 from recc.compiler.ir import Graph, TensorType, Value, verify
 from recc.compiler.ir.types import Dim, Sym
-from recc.frontends.torch_export.aten import CONVERTERS, ConversionError, Ctx, Lazy
+from recc.frontends.torch_export.converters import CONVERTERS, TORCH_TO_IR_DTYPE, ConversionError, Ctx, Lazy
 
 
 class UnsupportedOpError(NotImplementedError):
     pass
-
-
-TORCH_TO_IR_DTYPE = {
-    torch.float32: "float32", torch.float64: "float64", torch.bfloat16: "bfloat16", torch.float16: "float16",
-    torch.int64: "int64", torch.int32: "int32", torch.int8: "int8", torch.uint8: "uint8", torch.bool: "bool",
-}
 
 
 def source_line(node: torch.fx.Node) -> str:

@@ -1,0 +1,97 @@
+"""Dense algebra: linear, addmm, matmul, recurrent cells and scaled dot-product attention."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from recc.compiler.ir import Value
+from recc.frontends.torch_export.converters.context import (
+    ConversionError,
+    Ctx,
+    converts,
+)
+
+
+@converts("linear.default")
+def _linear(ctx: Ctx, node: torch.fx.Node, x: Any, w: Any, b: Any = None) -> Value:
+    inputs = [ctx.value(x), ctx.value(w)] + ([ctx.value(b)] if b is not None else [])
+    return ctx.emit("dense", inputs, activation="none")
+
+
+@converts("addmm.default")
+def _addmm(ctx: Ctx, node: torch.fx.Node, bias: Any, a: Any, b: Any, beta: Any = 1, alpha: Any = 1) -> Value:
+    product = ctx.emit("matmul", [ctx.value(a), ctx.value(b)])
+    if alpha != 1:
+        product = ctx.emit("mul", [product, ctx.const(alpha, product.type.dtype)])
+    bias_v = ctx.value(bias)
+    if beta != 1:
+        bias_v = ctx.emit("mul", [bias_v, ctx.const(beta, bias_v.type.dtype)])
+    return ctx.emit("add", [product, bias_v])
+
+
+@converts("mm.default", "bmm.default", "matmul.default")
+def _matmul(ctx: Ctx, node: torch.fx.Node, a: Any, b: Any) -> Value:
+    av, bv = ctx.value(a), ctx.value(b)
+    if av.type.rank < 2 or bv.type.rank < 2:
+        raise ConversionError("matmul with a 1-D operand is not supported; unsqueeze it first")
+    return ctx.emit("matmul", [av, bv])
+
+
+@converts("gru.input")
+def _gru(ctx: Ctx, node: torch.fx.Node, x: Any, hx: Any, params: Any, has_biases: bool, num_layers: int,
+         dropout: float, train: bool, bidirectional: bool, batch_first: bool) -> tuple[Value, Value]:
+    """nn.GRU (eval, unidirectional, zero initial state): per layer, the input projection of all steps as
+    one dense, then a `gru` op over the sequence. Returns (every step's output, final state per layer)."""
+    from recc.compiler.rewrite import is_zero
+
+    if bidirectional:
+        raise ConversionError("bidirectional GRU is not supported")
+    if not is_zero(ctx.graph, ctx.value(hx)):
+        raise ConversionError("GRU with a non-zero initial state hx is not supported")
+    seq = ctx.value(x)
+    if seq.type.rank != 3:
+        raise ConversionError(f"GRU input must be batched [B, L, I] or [L, B, I], got {seq.type}")
+    if not batch_first:
+        seq = ctx.emit("permute", [seq], perm=(1, 0, 2))
+    weights = [ctx.value(p) for p in params]
+    per_layer = 4 if has_biases else 2
+    finals = []
+    for layer in range(num_layers):
+        w_ih, w_hh, *biases = weights[layer * per_layer:(layer + 1) * per_layer]
+        hidden = w_hh.type.shape[1]
+        b_ih, b_hh = biases if biases else (None, ctx.const(np.zeros(3 * hidden), "float32"))
+        projected = ctx.emit("dense", [seq, w_ih] + ([b_ih] if b_ih is not None else []), activation="none")
+        seq = ctx.emit("gru", [projected, w_hh, b_hh])
+        last = ctx.emit("slice", [seq], axis=1, start=seq.type.shape[1] - 1, end=seq.type.shape[1], step=1)
+        finals.append(ctx.emit("reshape", [last], shape=(1, seq.type.shape[0], hidden)))
+    out = seq if batch_first else ctx.emit("permute", [seq], perm=(1, 0, 2))
+    h_n = finals[0] if len(finals) == 1 else ctx.emit("concat", finals, axis=0)
+    return out, h_n
+
+
+@converts("scaled_dot_product_attention.default")
+def _scaled_dot_product_attention(ctx: Ctx, node: torch.fx.Node, q: Any, k: Any, v: Any, attn_mask: Any = None,
+                                  dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
+                                  enable_gqa: bool = False) -> Value:
+    """Spelled out as softmax(q k^T * scale [+ mask]) v; the fuse-attention pass makes it one op again
+    (so the same rule serves models that write the math by hand)."""
+    if dropout_p or is_causal or enable_gqa:
+        raise ConversionError("scaled_dot_product_attention with dropout, is_causal or enable_gqa is not supported")
+    qv, kv, vv = ctx.value(q), ctx.value(k), ctx.value(v)
+    rank = kv.type.rank
+    transposed = ctx.emit("permute", [kv], perm=tuple(range(rank - 2)) + (rank - 1, rank - 2))
+    head_dim = qv.type.shape[-1]
+    factor = scale if scale is not None else 1.0 / math.sqrt(head_dim)
+    scores = ctx.emit("mul", [ctx.emit("matmul", [qv, transposed]), ctx.const(factor, qv.type.dtype)])
+    if attn_mask is not None:
+        mask = ctx.value(attn_mask)
+        if mask.type.dtype == "bool":
+            scores = ctx.emit("where", [mask, scores, ctx.const(-np.inf, qv.type.dtype)])
+        else:
+            scores = ctx.emit("add", [scores, mask])
+    weights = ctx.emit("softmax", [scores], axis=scores.type.rank - 1)
+    return ctx.emit("matmul", [weights, vv])
