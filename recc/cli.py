@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Sequence
 from recc.compiler.codegen.tvm.tuning import default_database_path
@@ -115,7 +116,7 @@ def _compile_onnx(args: argparse.Namespace) -> int:
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
-    from recc.frontends.onnx.export import export_artifact
+    from recc.exporters.onnx import export_artifact
 
     out = export_artifact(args.artifact, args.output)
     _say(f"wrote {out} (ops in the custom domain ai.recc; open it in Netron)")
@@ -210,12 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tolerance", type=float, default=1e-5, help="max abs error accepted (default 1e-5)")
     r.set_defaults(fn=cmd_run)
 
-    from recc.bench.harness import add_arguments as add_bench_arguments
-    from recc.bench.harness import cmd_bench
-
-    b = sub.add_parser("bench", help="benchmark eager, torch.compile, ONNX Runtime and recc side by side")
-    add_bench_arguments(b)
-    b.set_defaults(fn=cmd_bench)
+    # Subcommands from other packages (`recc bench` from recc.bench) register through the entry point
+    # group "recc.commands": the CLI does not depend on them.
+    for command in entry_points(group="recc.commands"):
+        command.load()(sub)
 
     ex = sub.add_parser("export-onnx", help="write an artifact's optimized graph as ONNX (to look at, e.g. in Netron)")
     ex.add_argument("artifact")

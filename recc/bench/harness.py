@@ -366,6 +366,13 @@ def main(argv: list[str] | None = None) -> int:
     return cmd_bench(args)
 
 
+def register(sub: Any) -> None:
+    """The `recc bench` subcommand (entry point group "recc.commands"; `sub` is argparse's subparsers)."""
+    b = sub.add_parser("bench", help="benchmark eager, torch.compile, ONNX Runtime and recc side by side")
+    add_arguments(b)
+    b.set_defaults(fn=cmd_bench)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Entry point of `recc bench`; exit status 1 if any system mismatched eager or failed."""
     config = config_from_args(args)

@@ -1,0 +1,1 @@
+"""Exporters: views of a compiled artifact in other formats (ONNX for looking at)."""
