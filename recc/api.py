@@ -12,8 +12,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from recc.compiler.artifact import finalize_manifest, write_weights
+from recc.compiler.artifact import IdChecks, Manifest, TargetInfo, TensorSpec, write_manifest, write_weights
 from recc.compiler.codegen.tvm import build_library, resolve_target
+from recc.compiler.codegen.tvm.target import isa_features
 from recc.compiler.codegen.tvm.tuning import Tuner, TuningDatabase, default_database_path
 from recc.compiler.input_checks import id_checks
 from recc.compiler.ir.serialize import graph_to_json
@@ -77,7 +78,7 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
     lowered = build_library(graph, spec, root / "lib.so", tuner, checks["ids"])
     timings["build_s"] = time.perf_counter() - start
     say(f"built in {timings['build_s']:.1f} s; writing weights ...")
-    weights_index = write_weights(root / "weights", lowered.weights)
+    weights = write_weights(root, [(name, lowered.weights[name]) for name in lowered.weight_names])
     (root / "graph.txt").write_text(print_graph(graph, origins=True))
     (root / "graph.json").write_text(json.dumps(graph_to_json(graph)))
     report = {"model": name, "passes": [r.to_json() for r in reports], "final_ops": final_compute_ops(graph),
@@ -86,20 +87,18 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
                          "reused": tuner.reused, "tuned": tuner.tuned},
               "unchecked_ids": checks["unchecked"]}
     (root / "report.json").write_text(json.dumps(report, indent=2))
-    finalize_manifest(root, {
-        "model": name,
-        "source": source or {"kind": "python"},
-        "inputs": [{"name": v.name, "dtype": v.type.dtype, "shape": [d if isinstance(d, int) else str(d) for d in v.type.shape]}
-                   for v in graph.inputs],
-        "outputs": [{"name": v.name, "dtype": v.type.dtype, "shape": [d if isinstance(d, int) else str(d) for d in v.type.shape]}
-                    for v in graph.outputs],
-        "target": spec.to_json(),
-        "pipeline": [p for p in pipeline if p not in disable_passes],
-        "versions": _versions(),
-        "weights": weights_index,
-        "id_checks": {**checks, "in_kernel": lowered.checked_inputs},
-        "specialized": lowered.specialized,
-    })
+    write_manifest(root, Manifest(
+        model=name,
+        inputs=tuple(TensorSpec(v.name, v.type.dtype, v.type.shape) for v in graph.inputs),
+        outputs=tuple(TensorSpec(v.name, v.type.dtype, v.type.shape) for v in graph.outputs),
+        target=TargetInfo(spec.kind, spec.mcpu, spec.num_cores, spec.arch, isa_features(spec)),
+        weights=weights,
+        id_checks=IdChecks.from_json({**checks, "in_kernel": lowered.checked_inputs}),
+        pipeline=tuple(p for p in pipeline if p not in disable_passes),
+        versions=_versions(),
+        source=source or {"kind": "python"},
+        specialized=lowered.specialized,
+    ))
     return CompiledModel(root, threads=threads, _owned_tmp=tmp)
 
 

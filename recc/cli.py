@@ -151,7 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     compiled = load(args.artifact, threads=args.threads)
     torch.set_num_threads(args.threads)
-    source = rebuild(compiled.manifest["source"])
+    source = rebuild(compiled.manifest.source)
     inputs = source.make_inputs(args.batch, args.seed)
     with torch.inference_mode():
         expected = source.module(*inputs)
@@ -164,7 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             eager_times.append(_median_us(source.module, inputs, args.repeat))
             recc_times.append(_median_us(compiled, inputs, args.repeat))
     eager_us, recc_us = sorted(eager_times)[len(eager_times) // 2], sorted(recc_times)[len(recc_times) // 2]
-    print(f"model {compiled.manifest['model']}  batch {args.batch}  threads {args.threads}")
+    print(f"model {compiled.manifest.model}  batch {args.batch}  threads {args.threads}")
     print(f"max abs error vs eager: {error:.3g}  ({'OK' if error <= args.tolerance else 'MISMATCH'} at tolerance {args.tolerance:g})")
     print(f"median latency: eager {eager_us:.1f} us   recc {recc_us:.1f} us   speedup {eager_us / recc_us:.2f}x")
     return 0 if error <= args.tolerance else 1

@@ -1,32 +1,218 @@
-"""The artifact format: a directory `NAME.recc/` holding
+"""The artifact format, and the only place each fact about it lives (docs/artifact.md).
 
-    manifest.json   model, input/output signature, target, pipeline, versions, weights index,
-                    id-range checks, and the sha256 of every other file
+A compiled model is a directory `NAME.recc/`:
+
+    manifest.json   the Manifest below, plus the sha256 of every other file
     lib.so          the compiled library (TVM Relax executable)
-    weights/*.npy   one array per weight, memory-mappable, loaded with allow_pickle=False
-    report.json     the pass report;  graph.txt  the optimized IR
+    weights/*.npy   one array per weight parameter, memory-mappable, loaded with allow_pickle=False
+    report.json     the pass report;  graph.txt / graph.json  the optimized IR
 
-Nothing is unpickled. Reading checks the format version, that every listed file exists with its
-recorded hash, and that no unlisted file stands in for a listed one; any failure is an ArtifactError
-that names the file and the problem.
+The compiler writes a `Manifest` (`write_artifact`), the runtime reads one (`read_manifest`), bench and
+the exporters read the same typed object: the signature with its symbolic dims, the weight parameters
+in the order the compiled function takes them (after the inputs), the id ranges every gather relies on,
+the CPU features the code needs, and the format version. Nothing is unpickled. Reading checks the format
+version, every field's type, that every listed file exists with its recorded hash, and that no entry
+points outside the directory; any failure is an ArtifactError naming the file and the problem.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
+from recc.compiler.ir.types import DTYPES, Dim, Sym
+
 FORMAT = "recc-artifact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: typed signature dims, required CPU features, id limits as objects
 MANIFEST = "manifest.json"
+LIBRARY = "lib.so"
+
+# The x86 ISA extensions a compiled library may use, by LLVM's names. The compiler records those its
+# target has; the runtime refuses a host that lacks any (names compare without "_", "-" and ".", so
+# /proc/cpuinfo's "avx512_vnni" and "sse4_2" match LLVM's "avx512vnni" and "sse4.2").
+ISA_FEATURES = ("sse4.2", "avx", "avx2", "fma", "f16c", "bmi2", "avx512f", "avx512bw", "avx512dq", "avx512vl",
+                "avx512vnni", "avx512bf16", "avx512fp16", "amx-tile", "amx-int8", "amx-bf16")
+
+
+def feature_key(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "").replace(".", "")
 
 
 class ArtifactError(ValueError):
     """A missing, corrupt, truncated, tampered or incompatible artifact."""
+
+
+def _need(ok: bool, what: str) -> None:
+    if not ok:
+        raise ArtifactError(f"{MANIFEST}: malformed field {what}")
+
+
+# -- the signature ----------------------------------------------------------------------------------------
+def dim_to_json(d: Dim) -> Any:
+    return d if isinstance(d, int) else {"coef": d.coef, "symbols": list(d.names)}
+
+
+def dim_from_json(d: Any) -> Dim:
+    if isinstance(d, int) and not isinstance(d, bool) and d >= 0:
+        return d
+    _need(isinstance(d, dict) and isinstance(d.get("coef"), int) and d["coef"] > 0
+          and isinstance(d.get("symbols"), list) and d["symbols"]
+          and all(isinstance(s, str) and s.isidentifier() for s in d["symbols"]), f"dim {d!r}")
+    return Sym(tuple(d["symbols"]), d["coef"])
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """An input or output of the compiled function: dims are ints or symbolic monomials (`80*batch`)."""
+
+    name: str
+    dtype: str
+    shape: tuple[Dim, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": [dim_to_json(d) for d in self.shape]}
+
+    @classmethod
+    def from_json(cls, j: Any) -> TensorSpec:
+        _need(isinstance(j, dict) and isinstance(j.get("name"), str) and j.get("dtype") in DTYPES
+              and isinstance(j.get("shape"), list), f"tensor {j!r}")
+        return cls(j["name"], j["dtype"], tuple(dim_from_json(d) for d in j["shape"]))
+
+    def shape_str(self) -> str:
+        return "[" + ", ".join(str(d) for d in self.shape) + "]"
+
+
+# -- id ranges --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IdLimit:
+    """`input[..., start:end along axis, ...] < rows` (axis None: the whole input)."""
+
+    axis: int | None
+    start: int | None
+    end: int | None
+    rows: int
+
+
+def id_bounds(limits: Sequence[IdLimit], size: int) -> np.ndarray:
+    """Per-element upper bounds along the limits' one axis of static `size`, as uint64: viewed as uint64
+    a negative id is huge, so `ids >= bound` catches both ends at once; columns no table reads get the
+    largest uint64 (no limit). Codegen's check kernel and the runtime's check use this one array."""
+    bound = np.full(size, np.iinfo(np.uint64).max, np.uint64)
+    for lim in limits:
+        bound[lim.start:lim.end] = np.minimum(bound[lim.start:lim.end], np.uint64(lim.rows))
+    return bound
+
+
+@dataclass(frozen=True)
+class OffsetCheck:
+    offsets: str
+    ids: str
+    include_last_offset: bool
+
+
+@dataclass(frozen=True)
+class IdChecks:
+    ids: dict[str, tuple[IdLimit, ...]] = field(default_factory=dict)
+    offsets: tuple[OffsetCheck, ...] = ()
+    unchecked: tuple[str, ...] = ()  # lookups whose ids are computed in the graph: not checkable
+    in_kernel: tuple[str, ...] = ()  # ids inputs the compiled function range-checks itself
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ids": {k: [[x.axis, x.start, x.end, x.rows] for x in v] for k, v in self.ids.items()},
+                "offsets": [o.__dict__ for o in self.offsets], "unchecked": list(self.unchecked),
+                "in_kernel": list(self.in_kernel)}
+
+    @classmethod
+    def from_json(cls, j: Any) -> IdChecks:
+        _need(isinstance(j, dict) and isinstance(j.get("ids"), dict), "id_checks")
+        ids = {}
+        for name, lims in j["ids"].items():
+            _need(isinstance(lims, list) and all(isinstance(x, list) and len(x) == 4 and isinstance(x[3], int)
+                                                 for x in lims), f"id_checks.ids.{name}")
+            ids[name] = tuple(IdLimit(*x) for x in lims)
+        try:
+            offsets = tuple(OffsetCheck(o["offsets"], o["ids"], bool(o["include_last_offset"]))
+                            for o in j.get("offsets", []))
+        except (KeyError, TypeError) as e:
+            raise ArtifactError(f"{MANIFEST}: malformed field id_checks.offsets ({e})") from e
+        return cls(ids, offsets, tuple(j.get("unchecked", [])), tuple(j.get("in_kernel", [])))
+
+
+# -- target and weights -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TargetInfo:
+    kind: str  # "cpu" | "cuda"
+    mcpu: str = ""
+    num_cores: int = 1
+    arch: str = ""
+    features: tuple[str, ...] = ()  # ISA_FEATURES the code may use: a host must have them all
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__, features=list(self.features))
+
+    @classmethod
+    def from_json(cls, j: Any) -> TargetInfo:
+        _need(isinstance(j, dict) and j.get("kind") in ("cpu", "cuda"), "target")
+        return cls(j["kind"], str(j.get("mcpu", "")), int(j.get("num_cores", 1)), str(j.get("arch", "")),
+                   tuple(j.get("features", ())))
+
+    def missing_features(self, host: set[str]) -> list[str]:
+        have = {feature_key(f) for f in host}
+        return [f for f in self.features if feature_key(f) not in have]
+
+
+@dataclass(frozen=True)
+class WeightEntry:
+    name: str
+    file: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    @classmethod
+    def from_json(cls, j: Any) -> WeightEntry:
+        _need(isinstance(j, dict) and isinstance(j.get("file"), str) and isinstance(j.get("shape"), list),
+              f"weights entry {j!r}")
+        return cls(str(j["name"]), j["file"], str(j["dtype"]), tuple(int(n) for n in j["shape"]))
+
+
+# -- the manifest -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Manifest:
+    model: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    target: TargetInfo
+    weights: tuple[WeightEntry, ...]  # the compiled function's parameters after the inputs, in order
+    id_checks: IdChecks = IdChecks()
+    pipeline: tuple[str, ...] = ()
+    versions: dict[str, str] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=lambda: {"kind": "python"})
+    # functions besides "main" specialized to static values of shape symbols, e.g. {"main_b1": {"batch": 1}}
+    specialized: dict[str, dict[str, int]] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256, filled when written
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "model": self.model,
+                "inputs": [t.to_json() for t in self.inputs], "outputs": [t.to_json() for t in self.outputs],
+                "target": self.target.to_json(), "weights": [dict(w.__dict__, shape=list(w.shape)) for w in self.weights],
+                "id_checks": self.id_checks.to_json(), "pipeline": list(self.pipeline), "versions": self.versions,
+                "source": self.source, "specialized": self.specialized, "files": self.files}
+
+    @classmethod
+    def from_json(cls, j: dict[str, Any]) -> Manifest:
+        for key, kind in (("model", str), ("inputs", list), ("outputs", list), ("weights", list),
+                          ("files", dict), ("versions", dict), ("specialized", dict)):
+            _need(isinstance(j.get(key), kind), key)
+        return cls(j["model"], tuple(TensorSpec.from_json(t) for t in j["inputs"]),
+                   tuple(TensorSpec.from_json(t) for t in j["outputs"]), TargetInfo.from_json(j.get("target")),
+                   tuple(WeightEntry.from_json(w) for w in j["weights"]), IdChecks.from_json(j.get("id_checks")),
+                   tuple(j.get("pipeline", ())), j["versions"], j.get("source") or {"kind": "python"},
+                   j["specialized"], j["files"])
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
@@ -37,25 +223,27 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def write_weights(directory: Path, weights: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    directory.mkdir(parents=True, exist_ok=True)
-    index = []
-    for i, (name, array) in enumerate(weights.items()):
+def write_weights(root: Path, weights: Sequence[tuple[str, np.ndarray]]) -> tuple[WeightEntry, ...]:
+    """Write the weight parameters, in the compiled function's order, to root/weights/NNNN.npy."""
+    (root / "weights").mkdir(parents=True, exist_ok=True)
+    entries = []
+    for i, (name, array) in enumerate(weights):
         rel = f"weights/{i:04d}.npy"
-        np.save(directory.parent / rel, np.ascontiguousarray(array), allow_pickle=False)
-        index.append({"name": name, "file": rel, "dtype": str(array.dtype), "shape": list(array.shape)})
-    return index
+        np.save(root / rel, np.ascontiguousarray(array), allow_pickle=False)
+        entries.append(WeightEntry(name, rel, str(array.dtype), tuple(array.shape)))
+    return tuple(entries)
 
 
-def finalize_manifest(root: Path, manifest: dict[str, Any]) -> None:
+def write_manifest(root: Path, manifest: Manifest) -> Manifest:
+    """Hash every file under `root` into the manifest and write it; returns the manifest as written."""
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
-    manifest = dict(manifest, format=FORMAT, format_version=FORMAT_VERSION,
-                    files={p.relative_to(root).as_posix(): sha256_file(p) for p in files})
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    manifest = Manifest(**{**manifest.__dict__, "files": {p.relative_to(root).as_posix(): sha256_file(p)
+                                                          for p in files}})
+    (root / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=True))
+    return manifest
 
 
-def read_manifest(root: Path, check_hashes: bool = True) -> dict[str, Any]:
-    root = Path(root)
+def _load_json(root: Path) -> dict[str, Any]:
     if not root.exists():
         raise ArtifactError(f"{root}: no such artifact")
     if not root.is_dir():
@@ -64,21 +252,34 @@ def read_manifest(root: Path, check_hashes: bool = True) -> dict[str, Any]:
     if not path.is_file():
         raise ArtifactError(f"{root}: missing {MANIFEST}; not a recc artifact or an incomplete copy")
     try:
-        manifest = json.loads(path.read_text())
+        j = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ArtifactError(f"{path}: corrupt manifest ({e})") from e
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    if not isinstance(j, dict) or j.get("format") != FORMAT:
         raise ArtifactError(f"{path}: not a recc manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{path}: format version {manifest.get('format_version')} is not supported "
+    if j.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: format version {j.get('format_version')} is not supported "
                             f"(this recc reads version {FORMAT_VERSION}); recompile the model")
-    files = manifest.get("files")
-    if not isinstance(files, dict) or "lib.so" not in files:
-        raise ArtifactError(f"{path}: manifest lists no library")
-    for rel, digest in files.items():
+    return j
+
+
+def read_manifest(root: Path, check_hashes: bool = True) -> Manifest:
+    root = Path(root)
+    try:
+        manifest = Manifest.from_json(_load_json(root))
+    except ArtifactError as e:
+        raise ArtifactError(f"{root}: {e}" if str(e).startswith(MANIFEST) else str(e)) from None
+    except (TypeError, ValueError) as e:
+        raise ArtifactError(f"{root / MANIFEST}: malformed manifest ({e})") from e
+    if LIBRARY not in manifest.files:
+        raise ArtifactError(f"{root / MANIFEST}: manifest lists no library")
+    listed = {w.file for w in manifest.weights} - set(manifest.files)
+    if listed:
+        raise ArtifactError(f"{root / MANIFEST}: weights {sorted(listed)} have no recorded sha256")
+    for rel, digest in manifest.files.items():
         file = (root / rel).resolve()
         if root.resolve() not in file.parents:
-            raise ArtifactError(f"{path}: file entry {rel!r} points outside the artifact")
+            raise ArtifactError(f"{root / MANIFEST}: file entry {rel!r} points outside the artifact")
         if not file.is_file():
             raise ArtifactError(f"{root}: {rel} is missing (truncated or incomplete artifact)")
         if check_hashes and sha256_file(file) != digest:
@@ -87,14 +288,14 @@ def read_manifest(root: Path, check_hashes: bool = True) -> dict[str, Any]:
     return manifest
 
 
-def load_weight(root: Path, entry: dict[str, Any]) -> np.ndarray:
+def load_weight(root: Path, entry: WeightEntry) -> np.ndarray:
     """Memory-map one weight (copy-on-write, so it can be handed to TVM without a copy)."""
-    path = root / entry["file"]
+    path = root / entry.file
     try:
         array = np.load(path, mmap_mode="c", allow_pickle=False)
     except (ValueError, OSError) as e:
         raise ArtifactError(f"{path}: unreadable weight file ({e})") from e
-    if str(array.dtype) != entry["dtype"] or list(array.shape) != entry["shape"]:
-        raise ArtifactError(f"{path}: weight {entry['name']} is {array.dtype}{list(array.shape)}, manifest says "
-                            f"{entry['dtype']}{entry['shape']}")
+    if str(array.dtype) != entry.dtype or tuple(array.shape) != entry.shape:
+        raise ArtifactError(f"{path}: weight {entry.name} is {array.dtype}{list(array.shape)}, manifest says "
+                            f"{entry.dtype}{list(entry.shape)}")
     return array

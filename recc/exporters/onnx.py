@@ -62,8 +62,8 @@ def export_artifact(artifact: str | Path, out: str | Path) -> Path:
         helper.make_graph(nodes, graph["name"], inputs, [_info(types[name]) for name in graph["outputs"]],
                           value_info=[_info(o) for n in graph["nodes"] for o in n["outputs"]
                                       if o["name"] not in graph["outputs"]],
-                          doc_string=f"recc {manifest['model']}: optimized graph (pipeline "
-                                     f"{', '.join(manifest['pipeline'])})"),
+                          doc_string=f"recc {manifest.model}: optimized graph (pipeline "
+                                     f"{', '.join(manifest.pipeline)})"),
         opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)], producer_name="recc")
     onnx.save(model, str(out))
     return Path(out)

@@ -19,25 +19,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from recc.compiler.artifact import ArtifactError, load_weight, read_manifest
+from recc.compiler.artifact import ArtifactError, IdLimit, Manifest, id_bounds, load_weight, read_manifest
+from recc.compiler.ir.types import Sym
+from recc.runtime.host import host_features
 
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64,
                  "int32": torch.int32, "bool": torch.bool, "float16": torch.float16, "int8": torch.int8,
                  "uint8": torch.uint8, "bfloat16": torch.bfloat16}
 _WIDENABLE_TO_INT64 = (torch.int32, torch.int16, torch.int8, torch.uint8)
-
-
-def _parse_dim(d: Any) -> Any:
-    """Manifest dims are ints or symbolic strings like 'batch' or '80*batch'."""
-    if isinstance(d, int):
-        return d
-    coef, names = 1, []
-    for part in str(d).split("*"):
-        if part.isdigit():
-            coef *= int(part)
-        else:
-            names.append(part)
-    return (coef, tuple(names))
 
 
 def _compact_strides(shape: torch.Size) -> tuple[int, ...]:
@@ -65,7 +54,7 @@ class CompiledModel:
 
         self.path = Path(path)
         self._tmp = _owned_tmp
-        self.manifest = read_manifest(self.path, check_hashes=check_hashes)
+        self.manifest: Manifest = read_manifest(self.path, check_hashes=check_hashes)
         m = self.manifest
         self._check_host(m, allow_cpu_mismatch)
         _configure_threads(threads)
@@ -75,25 +64,25 @@ class CompiledModel:
             raise ArtifactError(f"{self.path / 'lib.so'}: cannot load the compiled library ({e})") from e
         self._vm = relax.VirtualMachine(library, tvm.cpu())
         self._main = self._vm["main"]
-        self._weights = [self._to_tvm(load_weight(self.path, w)) for w in m["weights"]]
-        self.inputs = [(i["name"], i["dtype"], [_parse_dim(d) for d in i["shape"]]) for i in m["inputs"]]
+        self._weights = [self._to_tvm(load_weight(self.path, w)) for w in m.weights]
+        self.inputs = [(t.name, t.dtype, list(t.shape)) for t in m.inputs]
         self.input_names = [i[0] for i in self.inputs]
         # per input: (torch dtype, rank, static dims, symbolic dims) for the fast path of _coerce
         self._fast_specs = [(_TORCH_DTYPES.get(dtype), len(shape), [(a, d) for a, d in enumerate(shape) if isinstance(d, int)],
-                             [(a, d[0], d[1][0]) for a, d in enumerate(shape) if not isinstance(d, int) and len(d[1]) == 1])
+                             [(a, d.coef, d.names[0]) for a, d in enumerate(shape) if isinstance(d, Sym) and len(d.names) == 1])
                             for _, dtype, shape in self.inputs]
-        self._id_limits = {name: self._prepare_limits(lims) for name, lims in m["id_checks"]["ids"].items()}
+        self._id_limits = {name: self._prepare_limits(lims) for name, lims in m.id_checks.ids.items()}
         shapes = {name: shape for name, _, shape in self.inputs}
         self._id_bounds = {name: self._bound_array(lims, shapes[name]) for name, lims in self._id_limits.items()}
-        self._offset_checks = m["id_checks"]["offsets"]
+        self._offset_checks = m.id_checks.offsets
         # the fast path needs every ids input range-checked inside the function and no offsets to check
-        in_kernel = set(m["id_checks"].get("in_kernel", []))
+        in_kernel = set(m.id_checks.in_kernel)
         self._fast = not self._offset_checks and all(name in in_kernel for name in self._id_bounds)
         self._n_inputs = len(self.inputs)
         # batch 1 has a function of its own with static shapes (the VM skips shape arithmetic), if the
         # artifact has one: (function, symbol, input index, axis) where the batch is read
-        self._batch_one = self._find_batch_one(m.get("specialized", {}))
-        self._single_output = len(m["outputs"]) == 1
+        self._batch_one = self._find_batch_one(m.specialized)
+        self._single_output = len(m.outputs) == 1
 
     def _find_batch_one(self, specialized: dict[str, dict[str, int]]) -> tuple[Any, str, int, int] | None:
         for name, values in specialized.items():
@@ -101,8 +90,8 @@ class CompiledModel:
                 continue
             symbol = next(iter(values))
             for index, (_, _, shape) in enumerate(self.inputs):
-                if (1, (symbol,)) in shape:
-                    return self._vm[name], symbol, index, shape.index((1, (symbol,)))
+                if Sym((symbol,)) in shape:
+                    return self._vm[name], symbol, index, shape.index(Sym((symbol,)))
         return None
 
     def _function_for(self, batch: int | None) -> Any:
@@ -110,26 +99,24 @@ class CompiledModel:
 
     # -- loading --------------------------------------------------------------------------------------
     @staticmethod
-    def _check_host(m: dict[str, Any], allow_cpu_mismatch: bool) -> None:
+    def _check_host(m: Manifest, allow_cpu_mismatch: bool) -> None:
         import tvm
 
-        from recc.compiler.codegen.tvm.target import host_cpu
-
-        if m["versions"]["tvm"] != tvm.__version__:
-            raise ArtifactError(f"artifact was built with TVM {m['versions']['tvm']}, this runtime is "
+        if m.versions.get("tvm") != tvm.__version__:
+            raise ArtifactError(f"artifact was built with TVM {m.versions.get('tvm')}, this runtime is "
                                 f"{tvm.__version__}; recompile the model")
-        target = m["target"]
-        if target["kind"] == "cpu" and target["mcpu"] != host_cpu() and not allow_cpu_mismatch:
-            raise ArtifactError(f"artifact was compiled for CPU {target['mcpu']!r}, this host is {host_cpu()!r}; "
-                                "it may use instructions this CPU lacks. Recompile here, or pass "
-                                "allow_cpu_mismatch=True if you know the host is compatible")
+        missing = m.target.missing_features(host_features()) if m.target.kind == "cpu" else []
+        if missing and not allow_cpu_mismatch:
+            raise ArtifactError(f"artifact was compiled for CPU {m.target.mcpu!r} and uses {', '.join(missing)}, "
+                                "which this host's CPU lacks. Recompile here, or pass allow_cpu_mismatch=True "
+                                "if you know better")
 
     @staticmethod
-    def _prepare_limits(limits: list[list[Any]]) -> list[tuple[Any, Any, Any, int]]:
-        rows = {lim[3] for lim in limits}
+    def _prepare_limits(limits: tuple[IdLimit, ...]) -> list[IdLimit]:
+        rows = {lim.rows for lim in limits}
         if len(rows) == 1:  # one bound for the whole input: a single max suffices
-            return [(None, None, None, rows.pop())]
-        return [tuple(lim) for lim in limits]  # type: ignore[misc]
+            return [IdLimit(None, None, None, rows.pop())]
+        return list(limits)
 
     @staticmethod
     def _to_tvm(array: Any) -> Any:
@@ -146,20 +133,16 @@ class CompiledModel:
         return CompiledModel._to_tvm(torch.from_numpy(np.ascontiguousarray(array)))
 
     @staticmethod
-    def _bound_array(limits: list[tuple[Any, Any, Any, int]], shape: list[Any]) -> np.ndarray:
-        """Per-element upper bounds (as uint64, broadcastable to the input) for a one-comparison check:
-        viewed as uint64, a negative id is huge, so `ids >= bound` catches both ends at once."""
-        if len(limits) == 1 and limits[0][0] is None:
-            return np.array(limits[0][3], np.uint64)
-        axes = {lim[0] for lim in limits}
+    def _bound_array(limits: list[IdLimit], shape: list[Any]) -> np.ndarray:
+        """Upper bounds (uint64, broadcastable to the input) for a one-comparison check (artifact.id_bounds)."""
+        if len(limits) == 1 and limits[0].axis is None:
+            return np.array(limits[0].rows, np.uint64)
+        axes = {lim.axis for lim in limits}
         if len(axes) != 1 or None in axes:
-            return np.array(min(lim[3] for lim in limits), np.uint64)  # conservative; the slow path explains
+            return np.array(min(lim.rows for lim in limits), np.uint64)  # conservative; the slow path explains
         axis = axes.pop()
         size = shape[axis]  # an axis that is sliced into tables has a static size
-        bound = np.full(size, np.iinfo(np.uint64).max, np.uint64)
-        for _, start, end, rows in limits:
-            bound[start:end] = np.minimum(bound[start:end], rows)
-        return bound.reshape((size,) + (1,) * (len(shape) - axis - 1))
+        return id_bounds(limits, size).reshape((size,) + (1,) * (len(shape) - axis - 1))
 
     # -- calling --------------------------------------------------------------------------------------
     def _coerce(self, index: int, x: Any, env: dict[str, int]) -> torch.Tensor:
@@ -200,7 +183,7 @@ class CompiledModel:
                 if d != n:
                     raise ValueError(f"input {name!r}: dim {axis} must be {d} {self._shape_str(shape)}, got {n}")
                 continue
-            coef, names = d
+            coef, names = d.coef, d.names
             if len(names) == 1 and n % coef == 0:
                 value = n // coef
                 bound = env.setdefault(names[0], value)
@@ -215,8 +198,7 @@ class CompiledModel:
 
     @staticmethod
     def _shape_str(shape: list[Any]) -> str:
-        parts = [str(d) if isinstance(d, int) else ("" if d[0] == 1 else f"{d[0]}*") + "*".join(d[1]) for d in shape]
-        return "[" + ", ".join(parts) + "]"
+        return "[" + ", ".join(str(d) for d in shape) + "]"
 
     def _check_ids(self, tensors: dict[str, torch.Tensor]) -> None:
         for name, bound in self._id_bounds.items():
@@ -236,7 +218,7 @@ class CompiledModel:
             low = int(array.min())
             if low < 0:
                 raise ValueError(f"input {name!r}: embedding id {low} is negative")
-            for axis, start, end, rows in limits:
+            for axis, start, end, rows in ((lim.axis, lim.start, lim.end, lim.rows) for lim in limits):
                 part = array if axis is None else array[(slice(None),) * axis + (slice(start, end),)]
                 high = int(part.max()) if part.size else -1
                 if high >= rows:
@@ -247,13 +229,13 @@ class CompiledModel:
 
     def _check_offsets(self, tensors: dict[str, torch.Tensor]) -> None:
         for check in self._offset_checks:
-            offsets = tensors[check["offsets"]].numpy()
-            nnz = tensors[check["ids"]].shape[0]
-            bad_last = offsets[-1] != nnz if check["include_last_offset"] else offsets[-1] > nnz
+            offsets = tensors[check.offsets].numpy()
+            nnz = tensors[check.ids].shape[0]
+            bad_last = offsets[-1] != nnz if check.include_last_offset else offsets[-1] > nnz
             if offsets.size and (offsets[0] != 0 or np.any(np.diff(offsets) < 0) or bad_last):
-                raise ValueError(f"input {check['offsets']!r}: offsets must start at 0, never decrease and stay "
-                                 f"<= len({check['ids']}) = {nnz}"
-                                 + (" and end exactly there (include_last_offset)" if check["include_last_offset"] else ""))
+                raise ValueError(f"input {check.offsets!r}: offsets must start at 0, never decrease and stay "
+                                 f"<= len({check.ids}) = {nnz}"
+                                 + (" and end exactly there (include_last_offset)" if check.include_last_offset else ""))
 
     def __call__(self, *inputs: Any) -> Any:
         # The fast path, for tensors as torch allocates them: the compiled function checks dtypes, ranks
@@ -316,7 +298,7 @@ class CompiledModel:
 
     def __repr__(self) -> str:
         sig = ", ".join(f"{n}: {d}{self._shape_str(s)}" for n, d, s in self.inputs)
-        return f"CompiledModel({self.manifest['model']}({sig}) -> {self.manifest['target']['kind']})"
+        return f"CompiledModel({self.manifest.model}({sig}) -> {self.manifest.target.kind})"
 
 
 def load(path: str | Path, threads: int | None = None, check_hashes: bool = True,

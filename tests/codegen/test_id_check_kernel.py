@@ -87,7 +87,7 @@ def test_compiled_function_refuses_bad_ids_of_every_input() -> None:
     ids = torch.stack([torch.randint(0, 30, (4, 5)), torch.randint(0, 70, (4, 5))], dim=1)  # [4, 2, 5]
     item = torch.randint(0, 20, (4,))
     compiled = recc.compile(model, (ids, item))
-    assert sorted(compiled.manifest["id_checks"]["in_kernel"]) == ["ids", "item"] and compiled._fast
+    assert sorted(compiled.manifest.id_checks.in_kernel) == ["ids", "item"] and compiled._fast
     with torch.no_grad():
         assert float((compiled(ids, item) - model(ids, item)).abs().max()) <= 1e-5
     for which, index, bad, message in ((0, (1, 0, 2), 30, "embedding id 30 is out of range for a table of 30"),

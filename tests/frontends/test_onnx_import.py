@@ -76,7 +76,7 @@ def test_cli_compiles_an_onnx_file_and_the_artifact_matches_eager(tmp_path: Path
     path = _export(model, tmp_path / "ncf.onnx", "legacy")
     assert cli_main(["compile", str(path), "-o", str(tmp_path / "ncf.recc")]) == 0
     compiled = recc.load(tmp_path / "ncf.recc")
-    assert compiled.manifest["source"]["kind"] == "onnx"
+    assert compiled.manifest.source["kind"] == "onnx"
     assert compiled.report["final_ops"].get("batched_embedding_bag") == 1
     for batch in (1, 7):
         inputs = model.example_inputs(batch, seed=9)

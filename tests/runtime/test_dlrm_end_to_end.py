@@ -58,7 +58,8 @@ def test_save_load_roundtrip_and_numpy_inputs(model, compiled, tmp_path: Path) -
         expected = model(*inputs)
     assert max_abs_error(loaded(*[t.numpy() for t in inputs]), expected) <= FP32_ATOL
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["target"]["mcpu"] and manifest["inputs"][0]["shape"] == ["batch", 128]
+    assert manifest["target"]["mcpu"] and manifest["inputs"][0]["shape"] == [{"coef": 1, "symbols": ["batch"]}, 128]
+    assert "avx2" in manifest["target"]["features"]  # every x86 host recc supports has it; LLVM lists it
     assert all(not w["file"].endswith(".pkl") for w in manifest["weights"])
 
 
@@ -90,7 +91,7 @@ def test_bad_inputs_raise_clear_errors_and_process_survives(model, compiled) -> 
 
 def test_batch_one_has_its_own_static_function(model, compiled) -> None:
     """Batch 1 runs "main_b1" (static shapes); it equals eager (test above) and takes batch 1 only."""
-    assert compiled.manifest["specialized"] == {"main_b1": {"batch": 1}}
+    assert compiled.manifest.specialized == {"main_b1": {"batch": 1}}
     function, symbol, index, axis = compiled._batch_one
     assert (symbol, index, axis) == ("batch", 0, 0)
     dense, ids = (x.clone() for x in model.example_inputs(2, seed=5))
@@ -106,7 +107,7 @@ def test_ids_are_checked_inside_the_compiled_function(model, compiled) -> None:
     """Aligned tensors of the declared shape go straight to the compiled function, whose first kernel
     range-checks the ids: the function itself must refuse a bad id (before any gather reads a table), the
     call must then name it, and the next good call must be unaffected."""
-    assert compiled.manifest["id_checks"]["in_kernel"] == ["sparse_ids"] and compiled._fast
+    assert list(compiled.manifest.id_checks.in_kernel) == ["sparse_ids"] and compiled._fast
     dense, ids = (x.clone() for x in model.example_inputs(5, seed=4))  # torch-allocated: 64-byte aligned
     rows = model.info().tables[0].rows
     for bad in (rows, -3, 2**62):
@@ -149,6 +150,16 @@ def test_truncated_or_tampered_artifact_is_refused(compiled, tmp_path: Path) -> 
         recc.load(path)
     with pytest.raises(ArtifactError, match="no such artifact"):
         recc.load(tmp_path / "nope.recc")
+
+
+def test_host_without_a_required_cpu_feature_is_refused(compiled, tmp_path: Path) -> None:
+    path = _copy(compiled, tmp_path, "features.recc")
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["target"]["features"].append("avx1024-made-up")
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="uses avx1024-made-up, which this host's CPU lacks"):
+        recc.load(path)
+    assert recc.load(path, allow_cpu_mismatch=True) is not None
 
 
 def test_cli_compile_run_report(tmp_path: Path, capsys) -> None:

@@ -42,3 +42,16 @@ def resolve_target(name: str | TargetSpec) -> TargetSpec:
     if name in ("cuda", "gpu"):
         raise ValueError("target 'cuda' is not implemented yet (tracked as a later issue); use target='cpu'")
     raise ValueError(f"unknown target {name!r}; expected 'cpu', 'cpu:<llvm cpu name>'")
+
+
+def isa_features(target: TargetSpec) -> tuple[str, ...]:
+    """The ISA extensions (artifact.ISA_FEATURES) LLVM may use for this CPU target: a host must have them."""
+    if target.kind != "cpu":
+        return ()
+    import tvm
+    from tvm.target import codegen
+
+    from recc.compiler.artifact import ISA_FEATURES
+
+    have = {str(f) for f in codegen.llvm_get_cpu_features(target.to_tvm())}
+    return tuple(f for f in ISA_FEATURES if f in have)
