@@ -50,6 +50,7 @@ def _optimized(graph):
     return graph
 
 
+@pytest.mark.slow  # torch.export (and ONNX Runtime) of every model: tens of seconds
 @pytest.mark.parametrize("name,exporter", CASES)
 def test_exported_model_matches_pytorch_capture_eager_and_ort(name: str, exporter: str, tmp_path: Path) -> None:
     model = create(name, scale=SCALE, seed=0)

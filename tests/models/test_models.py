@@ -190,6 +190,7 @@ def test_output_shape_and_range(case: Case, batch: int) -> None:
         assert output.std(dim=0).max() > 0, "every sample scored the same"
 
 
+@pytest.mark.slow  # torch.export (and ONNX Runtime) of every model: tens of seconds
 @pytest.mark.parametrize("case", EXPORT_CASES, ids=lambda c: c.id)
 def test_export_with_dynamic_batch_matches_eager(case: Case) -> None:
     model = build(case)
