@@ -58,10 +58,6 @@ class ModelInfo:
     param_bytes: int
     notes: str
 
-    @property
-    def table_bytes(self) -> int:
-        return sum(table.bytes for table in self.tables)
-
 
 def scaled_rows(rows: int, scale: float) -> int:
     """Rows of a table at `scale`: tests run the real architectures with small tables."""
