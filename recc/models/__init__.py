@@ -1,4 +1,4 @@
-"""The eight DeepRecSys benchmark models, rebuilt in PyTorch (shared/docs/models.md).
+"""The eight DeepRecSys benchmark models, rebuilt in PyTorch (docs/models.md).
 
     create("dlrm-rmc1", scale=0.01, seed=0, interaction="cat") -> RecModel (eval mode, fp32)
 

@@ -1,7 +1,7 @@
 """The eight models: sizes against models.md, inputs, outputs, export with a symbolic batch.
 
 Everything runs at SCALE = 0.001 (tables of 28 to 10,000 rows) so the file takes seconds.
-The expected sizes below are written out from shared/docs/models.md, not read from the code, so
+The expected sizes below are written out from docs/models.md, not read from the code, so
 a drifting width or row count fails here.
 """
 
