@@ -14,8 +14,9 @@ The smallest complete example is recc/passes/fuse_dense_activation.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Iterable, Sequence, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -73,7 +74,7 @@ class Builder:
 class Rule:
     name: str
     root_op: str | tuple[str, ...]
-    match: Callable[[Graph, Node], "Match | Reject | None"]
+    match: Callable[[Graph, Node], Match | Reject | None]
     rewrite: Callable[[Builder, Node, Match], Value]
 
     def applies_to(self, node: Node) -> bool:

@@ -13,7 +13,7 @@ rewrite through the builder. Copy it to write a new fusion.
 from __future__ import annotations
 
 from recc.compiler.ir import Graph, Node, Value, producer_op, single_user
-from recc.compiler.rewrite import Builder, Match, Reject, Rule, RewritePass
+from recc.compiler.rewrite import Builder, Match, Reject, RewritePass, Rule
 
 FUSABLE = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "silu": "silu", "leaky_relu": "leaky_relu",
            "gelu": "gelu"}

@@ -4,7 +4,7 @@ it, which constant it holds, and which tensor it is a view of. Pure reads: nothi
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -64,4 +64,4 @@ def trace_view(value: Value, ops: tuple[str, ...] = VIEW_OPS,
     return value, views
 
 
-__all__ = ["producer_op", "single_user", "constant_scalar", "is_zero", "trace_view", "VIEW_OPS"]
+__all__ = ["VIEW_OPS", "constant_scalar", "is_zero", "producer_op", "single_user", "trace_view"]

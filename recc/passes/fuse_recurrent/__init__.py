@@ -50,4 +50,4 @@ class FuseRecurrent(GroupPass[Cell, list[Cell]]):
         return group[0].hidden
 
 
-__all__ = ["FuseRecurrent", "Cell", "match_cell", "TimeView", "time_view", "RULES"]
+__all__ = ["RULES", "Cell", "FuseRecurrent", "TimeView", "match_cell", "time_view"]
