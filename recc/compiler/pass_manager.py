@@ -2,7 +2,9 @@
 graph after each pass (and, with translation validation on, compares its numbers with the reference
 interpreter), and dumps the IR before/after each pass on request.
 
-Passes never print or read the environment; everything they may depend on is in `PassContext`.
+Passes never print or read the environment; everything they may depend on is in `PassContext`. A pass is
+anything with a `name`, a `summary` and `run(graph, ctx) -> PassStats`; recc's own passes are written in
+one shape, with the rules, builder and pass bases of `recc.compiler.rewrite`.
 """
 
 from __future__ import annotations
