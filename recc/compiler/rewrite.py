@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from recc.compiler.ir import Graph, Node, Value
+from recc.compiler.ir import is_zero as is_zero  # moved to the IR; still importable here for frontends
 from recc.compiler.pass_manager import PassContext, PassStats
 
 
