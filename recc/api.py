@@ -19,7 +19,7 @@ from recc.compiler.codegen.tvm.tuning import Tuner, TuningDatabase, default_data
 from recc.compiler.input_checks import id_checks
 from recc.compiler.ir.serialize import graph_to_json
 from recc.compiler.ir import Graph, print_graph
-from recc.compiler.pass_manager import PassContext, final_compute_ops, run_pipeline
+from recc.compiler.pass_manager import PassContext, run_pipeline
 from recc.passes.pipeline import DEFAULT_PIPELINE, build_passes
 from recc.frontends.torch_export import capture
 from recc.runtime.compiled_model import CompiledModel, load
@@ -81,7 +81,7 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
     weights = write_weights(root, [(name, lowered.weights[name]) for name in lowered.weight_names])
     (root / "graph.txt").write_text(print_graph(graph, origins=True))
     (root / "graph.json").write_text(json.dumps(graph_to_json(graph)))
-    report = {"model": name, "passes": [r.to_json() for r in reports], "final_ops": final_compute_ops(graph),
+    report = {"model": name, "passes": [r.to_json() for r in reports], "final_ops": graph.op_histogram(),
               "kernels": lowered.kernels, "timings_s": {k: round(v, 3) for k, v in timings.items()},
               "tuning": {"database": str(tuning_db) if tuning_db else None, "budget_s": tune_budget_s,
                          "reused": tuner.reused, "tuned": tuner.tuned},

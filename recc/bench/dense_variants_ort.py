@@ -24,7 +24,6 @@ import onnx
 import onnxruntime as ort
 import torch
 from recc.compiler.interpreter import interpret
-from recc.compiler.pass_manager import final_compute_ops
 from recc.frontends.torch_export import capture
 
 from recc.api import optimize
@@ -52,7 +51,7 @@ def _recc_final(module: torch.nn.Module, x: torch.Tensor) -> tuple[dict[str, int
     graph = capture(module, (x,))
     optimize(graph)
     activations = [n.attrs.get("activation", "") for n in graph.nodes if n.op == "dense"]
-    return final_compute_ops(graph), activations, interpret(graph, [x.numpy()])[0]
+    return graph.op_histogram(), activations, interpret(graph, [x.numpy()])[0]
 
 
 def _histogram(ops: dict[str, int] | list[str]) -> str:

@@ -13,30 +13,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from recc.compiler.ir import Graph, Value
+from recc.compiler.ir import Graph, Value, trace_view
 
 
 def _trace(value: Value) -> tuple[Value | None, tuple[int, int, int] | None]:
     """Follow reshape/slice producers to a graph input; returns (input, (axis, start, end)) where the
     slice is in the input's coordinates, or (input, None) if the whole input flows, or (None, None)."""
+    source, views = trace_view(value)
+    if source.kind != "input":
+        return None, None
     region: tuple[int, int, int] | None = None
-    while value.kind == "node":
-        node = value.producer
-        assert node is not None
-        if node.op == "reshape":
-            if region is not None:  # a slice after a reshape: coordinates no longer map; be conservative
-                region = None
-            value = node.inputs[0]
-        elif node.op == "slice" and node.attrs.get("step", 1) == 1 and region is None:
+    for node in views:  # nearest to `value` first
+        if node.op == "reshape":  # a slice after a reshape: coordinates no longer map; be conservative
+            region = None
+        elif node.attrs.get("step", 1) == 1 and region is None:
             size = node.inputs[0].type.shape[node.attrs["axis"]]
             end = node.attrs["end"] if node.attrs["end"] is not None else size
             if not isinstance(end, int):
                 return None, None
             region = (node.attrs["axis"], node.attrs["start"], end)
-            value = node.inputs[0]
         else:
             return None, None
-    return (value, region) if value.kind == "input" else (None, None)
+    return source, region
 
 
 def id_checks(graph: Graph) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 graph after each pass (and, with translation validation on, compares its numbers with the reference
 interpreter), and dumps the IR before/after each pass on request.
 
-Passes never print or read the environment; everything they may depend on is in `PassContext`.
+Passes never print or read the environment; everything they may depend on is in `PassContext`. A pass is
+anything with a `name`, a `summary` and `run(graph, ctx) -> PassStats`; recc's own passes are written in
+one shape, with the rules, builder and pass bases of `recc.compiler.rewrite`.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from recc.compiler.interpreter import interpret
-from recc.compiler.ir import Graph, Node, print_graph, verify
-from recc.compiler.rewrite import Match, Reject, Rule
+from recc.compiler.ir import Graph, print_graph, verify
 
 
 @dataclass(frozen=True)
@@ -65,70 +66,6 @@ class Pass(Protocol):
     summary: str
 
     def run(self, graph: Graph, ctx: PassContext) -> PassStats: ...
-
-
-class RewritePass:
-    """A pass made of rules: visit nodes in order; the first rule that matches a node rewrites it.
-
-    Repeats until no rule fires (a fixpoint), so chains (a rewrite enabling another) are handled and a
-    second run of the pass changes nothing.
-    """
-
-    name = "rewrite"
-    summary = ""
-    rules: Sequence[Rule] = ()
-    max_iterations = 50
-
-    def run(self, graph: Graph, ctx: PassContext) -> PassStats:
-        stats = PassStats()
-        for _ in range(self.max_iterations):
-            changed = False
-            seen_rejects: set[tuple[int, str]] = set()
-            for node in list(graph.nodes):
-                if node not in graph.nodes:  # removed by an earlier rewrite in this sweep
-                    continue
-                for rule in self.rules:
-                    if not rule.applies_to(node):
-                        continue
-                    found = rule.match(graph, node)
-                    if isinstance(found, Reject):
-                        if (id(node), rule.name) not in seen_rejects:
-                            seen_rejects.add((id(node), rule.name))
-                            stats.rejected(rule.name, found.reason)
-                        continue
-                    if isinstance(found, Match):
-                        self._apply(graph, node, rule, found)
-                        stats.rewrote(rule.name)
-                        changed = True
-                        break
-            if not changed:
-                if stats.rewrites:
-                    stats.rejects = {}
-                    self._count_final_rejects(graph, stats)
-                return stats
-        raise RuntimeError(f"pass {self.name} did not reach a fixpoint in {self.max_iterations} sweeps")
-
-    def _count_final_rejects(self, graph: Graph, stats: PassStats) -> None:
-        """Rejections are reported for the final graph only (earlier sweeps may have declined nodes that
-        a later rewrite then handled)."""
-        for node in graph.nodes:
-            for rule in self.rules:
-                if rule.applies_to(node):
-                    found = rule.match(graph, node)
-                    if isinstance(found, Reject):
-                        stats.rejected(rule.name, found.reason)
-
-    @staticmethod
-    def _apply(graph: Graph, root: Node, rule: Rule, match: Match) -> None:
-        before = {id(n) for n in graph.nodes}
-        new_value = rule.rewrite(graph, root, match)
-        for node in graph.nodes:
-            if id(node) not in before:
-                node.origin = f"rule {rule.name}" + (f" <- {root.origin}" if root.origin else "")
-        # The builder appends new nodes at the end; topo_sort moves them before their users.
-        graph.replace_all_uses(root.output, new_value)
-        graph.remove_dead()
-        graph.topo_sort()
 
 
 def _graph_numbers(graph: Graph, inputs: list[np.ndarray] | None) -> list[np.ndarray] | None:
@@ -192,7 +129,3 @@ def _dump(graph: Graph, stem: Path) -> None:
 
     stem.with_suffix(".svg").write_text(graph_to_svg(graph))
 
-
-def final_compute_ops(graph: Graph) -> dict[str, int]:
-    """Op histogram of the graph's compute nodes (inputs, params, constants and outputs are not nodes)."""
-    return graph.op_histogram()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from recc.passes.batch_embedding_bags import BatchEmbeddingBags
 from recc.passes.canonicalize_activations import CanonicalizeActivations
 from recc.passes.canonicalize_dense import CanonicalizeDense
+from recc.passes.canonicalize_lookups import CanonicalizeLookups
 from recc.passes.cse import CSE
 from recc.passes.eliminate_dead_nodes import EliminateDeadNodes
 from recc.passes.fold_constants import FoldConstants
@@ -15,8 +16,9 @@ from recc.passes.fuse_recurrent import FuseRecurrent
 from recc.passes.simplify_reshapes import SimplifyReshapes
 from recc.passes.simplify_slices import SimplifySlices
 
-PASSES = {cls.name: cls for cls in (SimplifyReshapes, FuseDenseActivation, BatchEmbeddingBags,
-                                         FuseDotInteraction, FuseAttention, FuseRecurrent, SimplifySlices, EliminateDeadNodes)}
-PASSES.update({cls.name: cls for cls in (CSE, CanonicalizeDense, FoldConstants, CanonicalizeActivations)})
+PASSES = {cls.name: cls for cls in (
+    SimplifyReshapes, CSE, CanonicalizeDense, FoldConstants, CanonicalizeActivations, FuseDenseActivation,
+    CanonicalizeLookups, BatchEmbeddingBags, FuseDotInteraction, FuseAttention, FuseRecurrent, SimplifySlices,
+    EliminateDeadNodes)}
 
 __all__ = ["PASSES"]

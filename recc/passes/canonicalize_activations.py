@@ -30,15 +30,17 @@ from typing import Any
 import numpy as np
 
 from recc.compiler.interpreter import constant_value, run_node
-from recc.compiler.ir import Graph, Node, Value
+from recc.compiler.ir import Graph, Node, Value, constant_scalar, is_zero, producer_op
 from recc.compiler.ir.types import is_float
-from recc.compiler.pass_manager import RewritePass
-from recc.compiler.rewrite import Match, Reject, Rule, is_zero, producer_op
+from recc.compiler.rewrite import Builder, Match, Reject, RewritePass, Rule
 
 MAX_REGION = 16
 SMOOTH_OPS = ("add", "sub", "mul", "div", "neg", "reciprocal", "exp", "erf", "tanh", "sigmoid", "pow", "sqrt")
 TRANSCENDENTAL = ("exp", "erf", "tanh", "sigmoid")
 PROBES = np.linspace(-8.0, 8.0, 401)
+MATCH_ERROR = 1e-6  # relative: |got - want| <= MATCH_ERROR * (1 + |want|) at every probe
+NEAR_MISS_ERROR = 1e-2  # closer than this but not a match: reported as a near miss
+SLOPE_NOT_BELOW_ONE = Reject("slope is not below 1")
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
 # target name -> (op, attrs, float64 reference)
@@ -50,13 +52,6 @@ SMOOTH_TARGETS: dict[str, tuple[str, dict[str, Any], Callable[[np.ndarray], np.n
     "gelu_tanh": ("gelu", {"approximate": "tanh"},
                   lambda x: 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))),
 }
-
-
-def _scalar(graph: Graph, value: Value) -> float | None:
-    if value.kind == "input" or any(d != 1 for d in value.type.shape):  # the type says it is no scalar
-        return None
-    array = constant_value(graph, value, max_elements=1)
-    return float(array.reshape(-1)[0]) if array is not None and array.size == 1 else None
 
 
 def _same_shape(node: Node, x: Value) -> bool:
@@ -72,11 +67,11 @@ def _leaky(graph: Graph, node: Node, x: Value, slope: Value) -> Match | Reject |
     mul = producer_op(slope, "mul")
     if mul is None or x not in mul.inputs:
         return None
-    a = _scalar(graph, mul.inputs[1] if mul.inputs[0] is x else mul.inputs[0])
+    a = constant_scalar(graph, mul.inputs[1] if mul.inputs[0] is x else mul.inputs[0], constant_value)
     if a is None:
-        return None
+        return Reject("slope is not a scalar constant")
     if node.op == "maximum" and a >= 1:
-        return Reject("slope is not below 1")
+        return SLOPE_NOT_BELOW_ONE
     return Match([node], {"x": x, "op": "leaky_relu", "attrs": {"alpha": a}})
 
 
@@ -90,6 +85,7 @@ def _match_clamp(graph: Graph, node: Node) -> Match | Reject | None:
 
 
 def _match_maximum(graph: Graph, node: Node) -> Match | Reject | None:
+    miss: Reject | None = None  # a near miss is reported only if neither operand order matches
     for x, other in (node.inputs, node.inputs[::-1]):
         if not _same_shape(node, x):
             continue
@@ -97,38 +93,39 @@ def _match_maximum(graph: Graph, node: Node) -> Match | Reject | None:
         if (zero is not None and zero.size and not zero.any()) or is_zero(graph, other):
             return _relu(graph, node, x)
         leaky = _leaky(graph, node, x, other)
-        if leaky is not None:
+        if isinstance(leaky, Match) or leaky == SLOPE_NOT_BELOW_ONE:
             return leaky
-    return None
+        miss = miss or (Reject("the constant operand is not zero") if zero is not None else leaky)
+    return miss
 
 
-def _condition(graph: Graph, cond: Value) -> tuple[Value, float, bool] | None:
+def _condition(graph: Graph, cond: Value) -> tuple[Value, float, bool] | Reject | None:
     """(x, t, sign) if cond says x > t (sign True) or x < t (sign False), with a scalar constant t."""
     compare = producer_op(cond, ("gt", "ge", "lt", "le"))
     if compare is None:
         return None
     for i in (0, 1):
-        t = _scalar(graph, compare.inputs[1 - i])
+        t = constant_scalar(graph, compare.inputs[1 - i], constant_value)
         if t is not None:
             greater = compare.op in ("gt", "ge")
             return compare.inputs[i], t, greater if i == 0 else not greater
-    return None
+    return Reject("threshold is not a scalar constant")
 
 
 def _match_where(graph: Graph, node: Node) -> Match | Reject | None:
     found = _condition(graph, node.inputs[0])
-    if found is None:
-        return None
+    if found is None or isinstance(found, Reject):
+        return found
     x, threshold, positive = found
     kept, fill = (node.inputs[1], node.inputs[2]) if positive else (node.inputs[2], node.inputs[1])
     if kept is not x or not _same_shape(node, x):
-        return None
+        return Reject("the kept branch is not the compared value")
     if threshold != 0.0:
         return Reject("threshold is not zero")
-    fill_value = _scalar(graph, fill)
+    fill_value = constant_scalar(graph, fill, constant_value)
     if fill_value is not None:
         return _relu(graph, node, x) if fill_value == 0.0 else Reject("fill value is not zero")
-    return _leaky(graph, node, x, fill)
+    return _leaky(graph, node, x, fill) or Reject("fill is neither a scalar nor a multiple of x")
 
 
 # -- smooth activations, matched semantically ----------------------------------------------------------
@@ -145,7 +142,7 @@ def _region(graph: Graph, root: Node, x: Value) -> list[Node] | None:
             return False
         visited.add(id(node))
         for v in node.inputs:
-            if v is x or _scalar(graph, v) is not None:
+            if v is x or constant_scalar(graph, v, constant_value) is not None:
                 continue
             if v.producer is None or not visit(v.producer):
                 return False
@@ -188,19 +185,25 @@ def _semantic_match(target: str) -> Callable[[Graph, Node], Match | Reject | Non
     def match(graph: Graph, root: Node) -> Match | Reject | None:
         if not is_float(root.output.type.dtype):
             return None
+        miss = None
         for x in _candidates(root):
             region = _region(graph, root, x) if _same_shape(root, x) else None
             if region is None or len(region) < 2 or not any(n.op in TRANSCENDENTAL for n in region):
                 continue
             got = _evaluate(graph, region, x)
-            if got is not None and np.all(np.abs(got - expected) <= 1e-6 * (1 + np.abs(expected))):
+            if got is None:
+                continue
+            if np.all(np.abs(got - expected) <= MATCH_ERROR * (1 + np.abs(expected))):
                 return Match([root], {"x": x, "op": op, "attrs": attrs})
-        return None
+            if np.all(np.abs(got - expected) <= NEAR_MISS_ERROR * (1 + np.abs(expected))):
+                miss = Reject(f"expression is within {NEAR_MISS_ERROR:g} of {target} but not {MATCH_ERROR:g} "
+                              "(a mistyped constant?)")
+        return miss
     return match
 
 
-def _rewrite(graph: Graph, node: Node, match: Match) -> Value:
-    return graph.add_node(match.data["op"], [match.data["x"]], match.data["attrs"], name=node.output.name).output
+def _rewrite(b: Builder, node: Node, match: Match) -> Value:
+    return b.op(match.data["op"], [match.data["x"]], match.data["attrs"], name=node.output.name)
 
 
 class CanonicalizeActivations(RewritePass):

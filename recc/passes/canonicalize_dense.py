@@ -24,10 +24,9 @@ from __future__ import annotations
 import numpy as np
 
 from recc.compiler.interpreter import constant_value
-from recc.compiler.ir import Graph, Node, Value
+from recc.compiler.ir import Graph, Node, Value, producer_op, single_user
 from recc.compiler.ir.types import is_float
-from recc.compiler.pass_manager import RewritePass
-from recc.compiler.rewrite import Match, Reject, Rule, producer_op, single_user
+from recc.compiler.rewrite import Builder, Match, Reject, RewritePass, Rule
 
 WEIGHT_MAX_ELEMENTS = 1 << 26  # a constant weight is read (and transposed) at compile time up to this size
 
@@ -71,11 +70,11 @@ def _match_constant_weight(graph: Graph, node: Node) -> Match | Reject | None:
     return Match([node], {"weight_t": weight})
 
 
-def _rewrite_matmul(graph: Graph, node: Node, match: Match) -> Value:
+def _rewrite_matmul(b: Builder, node: Node, match: Match) -> Value:
     weight = match.data.get("weight")
     if weight is None:
-        weight = graph.add_param(f"{node.inputs[1].name}_t", np.ascontiguousarray(match.data["weight_t"].T))
-    return graph.add_node("dense", [node.inputs[0], weight], {"activation": "none"}, name=node.output.name).output
+        weight = b.param(f"{node.inputs[1].name}_t", np.ascontiguousarray(match.data["weight_t"].T))
+    return b.op("dense", [node.inputs[0], weight], {"activation": "none"}, name=node.output.name)
 
 
 def _dense_operand(graph: Graph, node: Node) -> tuple[Node, Value] | None:
@@ -91,7 +90,7 @@ def _epilogue_guard(graph: Graph, node: Node, dense: Node, operand: Value) -> np
     """The operand as a per-output vector, or why it cannot fold into `dense`."""
     if dense.attrs.get("activation", "none") != "none":
         return Reject("dense already has an activation")
-    if not single_user(dense.output, graph):
+    if not single_user(graph, dense.output):
         return Reject("dense output has another user")
     array = constant_value(graph, operand)
     if array is None:
@@ -119,16 +118,16 @@ def _match_epilogue(graph: Graph, node: Node) -> Match | Reject | None:
     return Match([dense, node], {"vector": vector})
 
 
-def _rebuild_dense(graph: Graph, dense: Node, weight: np.ndarray | None, bias: np.ndarray | None, name: str) -> Value:
+def _rebuild_dense(b: Builder, dense: Node, weight: np.ndarray | None, bias: np.ndarray | None, name: str) -> Value:
     x, w = dense.inputs[0], dense.inputs[1]
     dtype = w.type.dtype
-    w_value = w if weight is None else graph.add_param(f"{w.name}_scaled", weight.astype(dtype))
+    w_value = w if weight is None else b.param(f"{w.name}_scaled", weight.astype(dtype))
     inputs = [x, w_value]
     if bias is not None:
-        inputs.append(graph.add_param(f"{name}_bias", np.ascontiguousarray(bias, dtype=dtype)))
+        inputs.append(b.param(f"{name}_bias", np.ascontiguousarray(bias, dtype=dtype)))
     elif len(dense.inputs) == 3:
         inputs.append(dense.inputs[2])
-    return graph.add_node("dense", inputs, dict(dense.attrs), name=name).output
+    return b.op("dense", inputs, dict(dense.attrs), name=name)
 
 
 def _old_bias(graph: Graph, dense: Node) -> np.ndarray:
@@ -138,18 +137,18 @@ def _old_bias(graph: Graph, dense: Node) -> np.ndarray:
     return np.asarray(constant_value(graph, dense.inputs[2]))
 
 
-def _rewrite_bias(graph: Graph, node: Node, match: Match) -> Value:
+def _rewrite_bias(b: Builder, node: Node, match: Match) -> Value:
     dense, vector = match.nodes[0], match.data["vector"]
-    bias = _old_bias(graph, dense) + (vector if node.op == "add" else -vector)
-    return _rebuild_dense(graph, dense, None, bias, node.output.name)
+    bias = _old_bias(b.graph, dense) + (vector if node.op == "add" else -vector)
+    return _rebuild_dense(b, dense, None, bias, node.output.name)
 
 
-def _rewrite_scale(graph: Graph, node: Node, match: Match) -> Value:
+def _rewrite_scale(b: Builder, node: Node, match: Match) -> Value:
     dense, vector = match.nodes[0], match.data["vector"]
     scale = vector if node.op == "mul" else (1 / vector).astype(vector.dtype)
-    weight = np.asarray(constant_value(graph, dense.inputs[1], WEIGHT_MAX_ELEMENTS))
-    bias = _old_bias(graph, dense) * scale if len(dense.inputs) == 3 else None
-    return _rebuild_dense(graph, dense, weight * scale[:, None], bias, node.output.name)
+    weight = np.asarray(constant_value(b.graph, dense.inputs[1], WEIGHT_MAX_ELEMENTS))
+    bias = _old_bias(b.graph, dense) * scale if len(dense.inputs) == 3 else None
+    return _rebuild_dense(b, dense, weight * scale[:, None], bias, node.output.name)
 
 
 def _match_input_scale(graph: Graph, dense: Node) -> Match | Reject | None:
@@ -166,7 +165,7 @@ def _match_input_scale(graph: Graph, dense: Node) -> Match | Reject | None:
         vector = _per_output(array, k, scaled.output.type.rank)
         if vector is None or scaled.output.type.shape != scaled.inputs[1 - i].type.shape:
             return Reject("input scale does not broadcast on the last axis")
-        if not single_user(scaled.output, graph):
+        if not single_user(graph, scaled.output):
             return Reject("scaled input has another user")
         if scaled.op == "div" and not vector.all():
             return Reject("divisor has a zero")
@@ -174,13 +173,12 @@ def _match_input_scale(graph: Graph, dense: Node) -> Match | Reject | None:
     return None
 
 
-def _rewrite_input_scale(graph: Graph, dense: Node, match: Match) -> Value:
+def _rewrite_input_scale(b: Builder, dense: Node, match: Match) -> Value:
     vector = match.data["vector"]
     scale = vector if match.nodes[0].op == "mul" else (1 / vector).astype(vector.dtype)
-    weight = np.asarray(constant_value(graph, dense.inputs[1], WEIGHT_MAX_ELEMENTS))
-    w_value = graph.add_param(f"{dense.inputs[1].name}_scaled", (weight * scale[None, :]).astype(weight.dtype))
-    return graph.add_node("dense", [match.data["x"], w_value] + dense.inputs[2:], dict(dense.attrs),
-                          name=dense.output.name).output
+    weight = np.asarray(constant_value(b.graph, dense.inputs[1], WEIGHT_MAX_ELEMENTS))
+    w_value = b.param(f"{dense.inputs[1].name}_scaled", (weight * scale[None, :]).astype(weight.dtype))
+    return b.op("dense", [match.data["x"], w_value] + dense.inputs[2:], dict(dense.attrs), name=dense.output.name)
 
 
 class CanonicalizeDense(RewritePass):

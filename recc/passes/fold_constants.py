@@ -16,8 +16,7 @@ import numpy as np
 
 from recc.compiler.interpreter import KERNELS, run_node
 from recc.compiler.ir import Graph, Node, Value
-from recc.compiler.pass_manager import RewritePass
-from recc.compiler.rewrite import Match, Reject, Rule
+from recc.compiler.rewrite import Builder, Match, Reject, RewritePass, Rule
 
 FREE_ELEMENTS = 1 << 16  # a result this small is always stored
 MAX_ELEMENTS = 1 << 24  # and none larger than this
@@ -38,9 +37,9 @@ def _match_constant(graph: Graph, node: Node) -> Match | Reject | None:
     return Match([node])
 
 
-def _rewrite_constant(graph: Graph, node: Node, match: Match) -> Value:
-    array = run_node(node, [np.asarray(graph.params[v.name]) for v in node.inputs], {})[0]
-    return graph.add_param(node.output.name, np.asarray(array, dtype=node.output.type.dtype))
+def _rewrite_constant(b: Builder, node: Node, match: Match) -> Value:
+    array = run_node(node, [np.asarray(b.graph.params[v.name]) for v in node.inputs], {})[0]
+    return b.param(node.output.name, np.asarray(array, dtype=node.output.type.dtype))
 
 
 def _is_constant(graph: Graph, value: Value, number: float) -> bool:
@@ -59,7 +58,7 @@ def _identity(number: float, sides: tuple[int, ...]):
     return match
 
 
-def _rewrite_identity(graph: Graph, node: Node, match: Match) -> Value:
+def _rewrite_identity(b: Builder, node: Node, match: Match) -> Value:
     return match.data["x"]
 
 

@@ -31,9 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from recc.compiler.ir import Graph, Node, Value
-from recc.compiler.pass_manager import RewritePass
-from recc.compiler.rewrite import Match, Reject, Rule, producer_op, single_user
+from recc.compiler.ir import Graph, Node, Value, constant_scalar, producer_op, single_user
+from recc.compiler.rewrite import Builder, Match, Reject, RewritePass, Rule
 
 ACTIVATIONS = ("none", "relu", "sigmoid", "tanh")
 
@@ -69,7 +68,7 @@ def _weights_and_scores(graph: Graph, root: Node) -> tuple[Value, Node, Value | 
     if last is None:
         return Reject("scores are not a reshaped dense output")
     intermediates = (weighted.output, spread, softmax.output, softmax.inputs[0], scores, last.output)
-    if not all(single_user(v, graph) for v in intermediates):
+    if not all(single_user(graph, v) for v in intermediates):
         return Reject("an attention intermediate has another user")
     return keys, softmax, bias, last
 
@@ -78,7 +77,7 @@ def _mlp(graph: Graph, last: Node) -> list[Node] | Reject:
     """The dense layers from the unit input to `last`, first first."""
     layers = [last]
     while (prev := producer_op(layers[-1].inputs[0], "dense")) is not None:
-        if not single_user(prev.output, graph):
+        if not single_user(graph, prev.output):
             return Reject("an attention intermediate has another user")
         layers.append(prev)
     layers.reverse()
@@ -105,7 +104,7 @@ def _unit_query(graph: Graph, unit: Value, keys: Value) -> Value | Reject:
     if (k is not keys or lifted is None or sub is None or mul is None or sub.inputs != [keys, spread]
             or set(map(id, mul.inputs)) != {id(keys), id(spread)} or lifted.inputs[0].type.rank != 2):
         return Reject("attention unit input is not [k, q, k-q, k*q]")
-    if not (single_user(unit, graph) and single_user(diff, graph) and single_user(prod, graph)):
+    if not (single_user(graph, unit) and single_user(graph, diff) and single_user(graph, prod)):
         return Reject("an attention intermediate has another user")
     return lifted.inputs[0]
 
@@ -130,22 +129,17 @@ def _folded_first_layer(weight: np.ndarray) -> np.ndarray:
     return np.concatenate([w_k + w_d, w_q - w_d, w_kq], axis=1)
 
 
-def _rewrite(graph: Graph, root: Node, match: Match) -> Value:
+def _rewrite(b: Builder, root: Node, match: Match) -> Value:
     data: dict[str, Any] = match.data
     layers: list[Node] = data["layers"]
     inputs = [data["keys"], data["query"]] + ([data["bias"]] if data["bias"] is not None else [])
-    first_weight = graph.add_param(f"{layers[0].inputs[1].name}_folded", _folded_first_layer(
-        graph.param_array(layers[0].inputs[1])))
+    first_weight = b.param(f"{layers[0].inputs[1].name}_folded", _folded_first_layer(
+        b.graph.param_array(layers[0].inputs[1])))
     for i, layer in enumerate(layers):
         inputs += [first_weight if i == 0 else layer.inputs[1], layer.inputs[2]]
     attrs = {"activations": tuple(layer.attrs.get("activation", "none") for layer in layers[:-1]),
              "has_score_bias": data["bias"] is not None}
-    return graph.add_node("target_attention", inputs, attrs, name=root.output.name).output
-
-
-def _scalar(graph: Graph, value: Value) -> float | None:
-    array = graph.param_array(value)
-    return float(np.asarray(array).reshape(-1)[0]) if array is not None and array.size == 1 else None
+    return b.op("target_attention", inputs, attrs, name=root.output.name)
 
 
 def _scaled(graph: Graph, value: Value) -> tuple[Value, float]:
@@ -153,7 +147,7 @@ def _scaled(graph: Graph, value: Value) -> tuple[Value, float]:
     node = value.producer
     if node is not None and node.op in ("mul", "div"):
         for x, c in ((node.inputs[0], node.inputs[1]), (node.inputs[1], node.inputs[0])):
-            s = _scalar(graph, c)
+            s = constant_scalar(graph, c)
             if s is not None and x.type == value.type and (node.op == "mul" or c is node.inputs[1]):
                 return x, (s if node.op == "mul" else 1.0 / s)
     return value, 1.0
@@ -183,14 +177,14 @@ def _match_sdpa(graph: Graph, root: Node) -> Match | Reject | None:
     if q.type.shape[:-2] != k.type.shape[:-2] or v.type.shape[:-2] != k.type.shape[:-2]:
         return Reject("q, k and v leading dims differ (broadcast attention is not fused)")
     chain = (root.inputs[0], softmax.inputs[0], scores, product, qk.inputs[1]) + ((qk.inputs[0],) if q is not qk.inputs[0] else ())
-    if not all(single_user(x, graph) for x in chain):
+    if not all(single_user(graph, x) for x in chain):
         return Reject("an attention intermediate has another user")
     return Match([root], {"qkv": [q, k, v], "bias": bias, "scale": scale * q_scale})
 
 
-def _rewrite_sdpa(graph: Graph, root: Node, match: Match) -> Value:
+def _rewrite_sdpa(b: Builder, root: Node, match: Match) -> Value:
     inputs = match.data["qkv"] + ([match.data["bias"]] if match.data["bias"] is not None else [])
-    return graph.add_node("attention", inputs, {"scale": match.data["scale"]}, name=root.output.name).output
+    return b.op("attention", inputs, {"scale": match.data["scale"]}, name=root.output.name)
 
 
 class FuseAttention(RewritePass):

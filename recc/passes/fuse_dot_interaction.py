@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from recc.compiler.ir import Graph, Node, Value
-from recc.compiler.pass_manager import RewritePass
-from recc.compiler.rewrite import Match, Reject, Rule, producer_op, single_user
+from recc.compiler.ir import Graph, Node, Value, producer_op, single_user
+from recc.compiler.rewrite import Builder, Match, Reject, RewritePass, Rule
 
 
 def _vector_source(piece: Value) -> Value | None:
@@ -43,8 +42,8 @@ def _interaction_chain(graph: Graph, tri: Value) -> tuple[Node, Node, Node, Node
         return Reject("the product is not Z times its transpose")
     if z.type.rank != 3 or concat.attrs["axis"] % 3 != 1:
         return Reject("Z is not a concat of [B, 1, D] vectors")
-    if not (single_user(tri, graph) and single_user(take.inputs[0], graph) and single_user(flat.inputs[0], graph)
-            and len(z.users) == 2 and z not in graph.outputs and single_user(transposed, graph)):
+    if not (single_user(graph, tri) and single_user(graph, take.inputs[0]) and single_user(graph, flat.inputs[0])
+            and len(z.users) == 2 and z not in graph.outputs and single_user(graph, transposed)):
         return Reject("an interaction intermediate has another user")
     return take, flat, product, permute, concat
 
@@ -70,10 +69,10 @@ def _match(graph: Graph, root: Node) -> Match | Reject | None:
     return Match([concat, *chain[:4], root], {"features": sources[1:]})
 
 
-def _rewrite(graph: Graph, root: Node, match: Match) -> Value:
+def _rewrite(b: Builder, root: Node, match: Match) -> Value:
     features: list[Value] = match.data["features"]
-    stacked = features[0] if len(features) == 1 else graph.add_node("concat", features, {"axis": 1}).output
-    return graph.add_node("dot_interaction", [root.inputs[0], stacked], name=root.output.name).output
+    stacked = features[0] if len(features) == 1 else b.op("concat", features, {"axis": 1})
+    return b.op("dot_interaction", [root.inputs[0], stacked], name=root.output.name)
 
 
 class FuseDotInteraction(RewritePass):

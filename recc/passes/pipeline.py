@@ -11,6 +11,7 @@ DEFAULT_PIPELINE: tuple[str, ...] = (
     "fold-constants",
     "canonicalize-activations",
     "fuse-dense-activation",
+    "canonicalize-lookups",
     "batch-embedding-bags",
     "fuse-dot-interaction",
     "fuse-attention",

@@ -7,9 +7,8 @@ that compute nothing; ONNX exports wrap batch-first layers in transposes that ca
 
 from __future__ import annotations
 
-from recc.compiler.ir import Graph, Node, Value
-from recc.compiler.pass_manager import RewritePass
-from recc.compiler.rewrite import Match, Rule, producer_op
+from recc.compiler.ir import Graph, Node, Value, producer_op
+from recc.compiler.rewrite import Builder, Match, RewritePass, Rule
 
 
 def _match_chain(graph: Graph, node: Node) -> Match | None:
@@ -17,11 +16,11 @@ def _match_chain(graph: Graph, node: Node) -> Match | None:
     return Match([inner, node]) if inner is not None else None
 
 
-def _rewrite_chain(graph: Graph, node: Node, match: Match) -> Value:
+def _rewrite_chain(b: Builder, node: Node, match: Match) -> Value:
     source = match.nodes[0].inputs[0]
     if source.type.shape == node.output.type.shape:
         return source
-    return graph.add_node("reshape", [source], {"shape": node.output.type.shape}, name=node.output.name).output
+    return b.op("reshape", [source], {"shape": node.output.type.shape}, name=node.output.name)
 
 
 def _match_identity(graph: Graph, node: Node) -> Match | None:
@@ -35,13 +34,13 @@ def _match_permutes(graph: Graph, node: Node) -> Match | None:
     return Match([inner, node]) if inner is not None else None
 
 
-def _rewrite_permutes(graph: Graph, node: Node, match: Match) -> Value:
+def _rewrite_permutes(b: Builder, node: Node, match: Match) -> Value:
     inner = match.nodes[0]
     perm = tuple(inner.attrs["perm"][i] for i in node.attrs["perm"])
     source = inner.inputs[0]
     if perm == tuple(range(len(perm))):
         return source
-    return graph.add_node("permute", [source], {"perm": perm}, name=node.output.name).output
+    return b.op("permute", [source], {"perm": perm}, name=node.output.name)
 
 
 def _match_identity_permute(graph: Graph, node: Node) -> Match | None:
@@ -54,6 +53,6 @@ class SimplifyReshapes(RewritePass):
     name = "simplify-reshapes"
     summary = "merge chains of reshapes (and of permutes) and drop those that change nothing"
     rules = (Rule("reshape-of-reshape", "reshape", _match_chain, _rewrite_chain),
-             Rule("identity-reshape", "reshape", _match_identity, lambda g, n, m: n.inputs[0]),
+             Rule("identity-reshape", "reshape", _match_identity, lambda b, n, m: n.inputs[0]),
              Rule("permute-of-permute", "permute", _match_permutes, _rewrite_permutes),
-             Rule("identity-permute", "permute", _match_identity_permute, lambda g, n, m: n.inputs[0]))
+             Rule("identity-permute", "permute", _match_identity_permute, lambda b, n, m: n.inputs[0]))

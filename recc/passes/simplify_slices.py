@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from recc.compiler.ir import Graph, Node, Value
-from recc.compiler.pass_manager import RewritePass
-from recc.compiler.rewrite import Match, Rule
+from recc.compiler.rewrite import Builder, Match, RewritePass, Rule
 
 
 def _unit_slice(value: Value, axis: int) -> tuple[Value, int, int] | None:
@@ -49,7 +48,7 @@ def _match_concat(graph: Graph, node: Node) -> Match | None:
     return Match([node], {"runs": runs}) if len(runs) < len(node.inputs) else None
 
 
-def _rewrite_concat(graph: Graph, node: Node, match: Match) -> Value:
+def _rewrite_concat(b: Builder, node: Node, match: Match) -> Value:
     axis = node.attrs["axis"]
     parts = []
     for run in match.data["runs"]:
@@ -58,10 +57,10 @@ def _rewrite_concat(graph: Graph, node: Node, match: Match) -> Value:
             continue
         source, start, _ = _unit_slice(run[0], axis)
         end = _unit_slice(run[-1], axis)[2]
-        parts.append(graph.add_node("slice", [source], {"axis": axis, "start": start, "end": end, "step": 1}).output)
+        parts.append(b.slice(source, axis, start, end))
     if len(parts) == 1:
         return parts[0]
-    return graph.add_node("concat", parts, {"axis": axis}, name=node.output.name).output
+    return b.op("concat", parts, {"axis": axis}, name=node.output.name)
 
 
 def _stacked_piece(value: Value, axis: int) -> tuple[Value, int, int] | None:
@@ -80,7 +79,7 @@ def _match_stack(graph: Graph, node: Node) -> Match | None:
     return Match([node], {"runs": runs}) if len(runs) < len(node.inputs) else None
 
 
-def _rewrite_stack(graph: Graph, node: Node, match: Match) -> Value:
+def _rewrite_stack(b: Builder, node: Node, match: Match) -> Value:
     parts = []
     for run in match.data["runs"]:
         if len(run) == 1:
@@ -88,12 +87,11 @@ def _rewrite_stack(graph: Graph, node: Node, match: Match) -> Value:
             continue
         source, start, end = _stacked_piece(run[0], 1)
         width = end - start
-        piece = graph.add_node("slice", [source], {"axis": 1, "start": start, "end": start + len(run) * width,
-                                                   "step": 1}).output
-        parts.append(graph.add_node("reshape", [piece], {"shape": (source.type.shape[0], len(run), width)}).output)
+        piece = b.slice(source, 1, start, start + len(run) * width)
+        parts.append(b.reshape(piece, (source.type.shape[0], len(run), width)))
     if len(parts) == 1:
         return parts[0]
-    return graph.add_node("concat", parts, {"axis": 1}, name=node.output.name).output
+    return b.op("concat", parts, {"axis": 1}, name=node.output.name)
 
 
 def _match_whole(graph: Graph, node: Node) -> Match | None:
@@ -108,4 +106,4 @@ class SimplifySlices(RewritePass):
     summary = "merge a concat (or stack) of adjacent slices of one value into one slice; drop whole-axis slices"
     rules = (Rule("concat-of-adjacent-slices", "concat", _match_concat, _rewrite_concat),
              Rule("stack-of-adjacent-slices", "concat", _match_stack, _rewrite_stack),
-             Rule("whole-slice", "slice", _match_whole, lambda g, n, m: n.inputs[0]))
+             Rule("whole-slice", "slice", _match_whole, lambda b, n, m: n.inputs[0]))

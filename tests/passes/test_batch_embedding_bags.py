@@ -1,4 +1,4 @@
-"""batch-embedding-bags: fires on tiny models (tables of several rows/dims, bags of several sizes, shared
+"""canonicalize-lookups + batch-embedding-bags: fires on tiny models (tables of several rows/dims, bags of several sizes, shared
 ids, embedding+sum and one-hot spellings), declines with reasons, idempotent, numbers kept (reference
 interpreter, and through TVM for the batched kernel). fp32, max abs error <= 1e-5 on values ~1."""
 
@@ -12,10 +12,12 @@ from recc.compiler.ir import Graph, TensorType, sym, verify
 from recc.compiler.pass_manager import PassContext
 from recc.frontends.torch_export import capture
 from recc.passes.batch_embedding_bags import BatchEmbeddingBags
+from recc.passes.canonicalize_lookups import CanonicalizeLookups
 from torch import nn
 
 import recc
 from tests.conftest import FP32_ATOL, max_abs_error
+from tests.passes.graphs import run
 
 ROWS, BAG = (50, 7, 300), 4
 
@@ -45,6 +47,11 @@ def _inputs(batch: int, seed: int) -> tuple[torch.Tensor, ...]:
     return ids, torch.randint(0, 20, (batch, 3), generator=g), torch.randint(0, 11, (batch,), generator=g)
 
 
+def _batch(graph: Graph):
+    """The two passes as the pipeline runs them: lookups canonicalized, then batched."""
+    return run(graph, CanonicalizeLookups(), BatchEmbeddingBags())
+
+
 def _captured(module: nn.Module) -> Graph:
     return capture(module.eval(), _inputs(4, 0))
 
@@ -52,7 +59,7 @@ def _captured(module: nn.Module) -> Graph:
 def test_batches_every_lookup_into_one_op_and_keeps_numbers() -> None:
     module = MixedTables()
     graph = _captured(module)
-    stats = BatchEmbeddingBags().run(graph, PassContext())
+    stats = _batch(graph)
     verify(graph)
     assert stats.rewrites == {"embedding-reduce-to-bag": 1, "one-hot-embedding-to-bag": 1, "batch-lookups": 1}
     ops = graph.op_histogram()
@@ -68,7 +75,7 @@ def test_batches_every_lookup_into_one_op_and_keeps_numbers() -> None:
 
 def test_is_idempotent() -> None:
     graph = _captured(MixedTables())
-    BatchEmbeddingBags().run(graph, PassContext())
+    _batch(graph)
     before = graph.op_histogram()
     again = BatchEmbeddingBags().run(graph, PassContext())
     assert again.rewrites == {} and graph.op_histogram() == before
@@ -85,7 +92,7 @@ def test_different_pooling_modes_are_batched_apart() -> None:
             return torch.cat([self.a(ids), self.b(ids)], dim=1)
 
     graph = capture(TwoModes().eval(), (torch.randint(0, 10, (3, 2)),))
-    stats = BatchEmbeddingBags().run(graph, PassContext())
+    stats = _batch(graph)
     assert stats.rewrites == {}
     assert stats.rejects == {"batch-lookups: the only lookup with mode=sum, has_weights=False": 1,
                              "batch-lookups: the only lookup with mode=mean, has_weights=False": 1}
@@ -105,7 +112,7 @@ class SharedTable(nn.Module):
 
 def test_declines_a_table_that_another_op_also_reads() -> None:
     graph = capture(SharedTable().eval(), (torch.randint(0, 10, (3, 2)), torch.randint(0, 10, (3, 5))))
-    stats = BatchEmbeddingBags().run(graph, PassContext())
+    stats = _batch(graph)
     reason = "batch-lookups: table is also read by another op (batching would store it twice)"
     assert stats.rejects[reason] == 2  # a's bag and the embedding+sum over a's table
     assert stats.rewrites == {"embedding-reduce-to-bag": 1}  # b alone: nothing to batch with
@@ -126,7 +133,7 @@ def test_per_sample_weights_are_batched_apart_from_unweighted_lookups() -> None:
     module = Weighted().eval()
     ids, w = torch.randint(0, 10, (3, 5)), torch.rand(3, 5)
     graph = capture(module, (ids, w))
-    stats = BatchEmbeddingBags().run(graph, PassContext())
+    stats = _batch(graph)
     assert stats.rewrites == {"batch-lookups": 1}
     assert stats.rejects == {"batch-lookups: the only lookup with mode=sum, has_weights=False": 1}
     assert graph.op_histogram()["batched_embedding_bag"] == 1
@@ -141,7 +148,7 @@ def test_offsets_layout_is_declined() -> None:
     outs = [g.add_node("embedding_bag", [g.add_param(f"t{i}", np.ones((5, 2), np.float32)), ids, offsets],
                        {"layout": "offsets", "mode": "sum", "has_weights": False}).output for i in range(2)]
     g.outputs = outs
-    stats = BatchEmbeddingBags().run(g, PassContext())
+    stats = _batch(g)
     assert stats.rejects == {"batch-lookups: offsets layout (variable-size bags) is not batched": 2}
     assert g.op_histogram() == {"embedding_bag": 2}
 
@@ -155,7 +162,7 @@ def test_ids_computed_from_another_lookup_are_not_batched_with_it() -> None:
     second = g.add_node("embedding_bag", [g.add_param("t1", np.ones((5, 2), np.float32)), derived],
                         {"layout": "fixed", "mode": "sum", "has_weights": False}).output
     g.outputs = [second]
-    stats = BatchEmbeddingBags().run(g, PassContext())
+    stats = _batch(g)
     assert stats.rejects == {"batch-lookups: ids depend on another lookup's result": 1,
                              "batch-lookups: the only lookup with mode=sum, has_weights=False": 1}
     assert g.op_histogram()["embedding_bag"] == 2
@@ -175,7 +182,7 @@ def test_a_lookup_with_another_user_still_batches() -> None:
 
     module = TwoUsers().eval()
     graph = capture(module, (torch.randint(0, 10, (3, 2)),))
-    assert BatchEmbeddingBags().run(graph, PassContext()).rewrites == {"batch-lookups": 1}
+    assert _batch(graph).rewrites == {"batch-lookups": 1}
     ids = torch.randint(0, 10, (5, 2))
     assert max_abs_error(interpret(graph, [ids.numpy()])[0], module(ids)) <= FP32_ATOL
 
@@ -183,7 +190,7 @@ def test_a_lookup_with_another_user_still_batches() -> None:
 @pytest.mark.parametrize("mode", ["sum", "mean"])
 def test_compiled_batched_kernel_matches_eager(mode: str) -> None:
     module = MixedTables(mode).eval()
-    compiled = recc.compile(module, _inputs(4, 0))
+    compiled = recc.compile(module, _inputs(4, 0), tuning_db=None)
     groups = 1 if mode == "sum" else 2  # the Embedding+sum and one-hot lookups pool with sum
     assert compiled.report["final_ops"]["batched_embedding_bag"] == groups
     assert compiled.report["kernels"]["batched_embedding_bag"] == groups

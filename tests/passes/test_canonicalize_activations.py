@@ -1,6 +1,6 @@
 """canonicalize-activations: each hand-written activation becomes the named op (rule asserted), numbers
 equal eager (fp32 max abs error <= 1e-5 on inputs of magnitude ~3), one negative test per guard (graph
-unchanged, reason asserted; a near-miss constant is not taken for gelu), idempotence."""
+unchanged, reason asserted: a near miss, such as a mistyped constant in gelu, is reported), idempotence."""
 
 from __future__ import annotations
 
@@ -135,7 +135,53 @@ def test_a_near_miss_constant_is_not_gelu() -> None:
     t = g.add_node("tanh", [g.add_node("mul", [inner, _const(g, SQRT_2_OVER_PI)]).output]).output
     half_x = g.add_node("mul", [x, _const(g, 0.5)]).output
     g.outputs = [g.add_node("mul", [half_x, g.add_node("add", [t, _const(g, 1.0)]).output]).output]
-    _unchanged(g, {})
+    _unchanged(g, {  # within 1e-2 of both gelus (they differ by ~1e-3), so a near miss of each
+        "expression-as-gelu: expression is within 0.01 of gelu but not 1e-06 (a mistyped constant?)": 1,
+        "expression-as-gelu_tanh: expression is within 0.01 of gelu_tanh but not 1e-06 (a mistyped constant?)": 1})
+
+
+def test_a_sigmoid_with_a_wrong_constant_is_a_reported_near_miss() -> None:  # 1 / (1 + exp(-1.001 x))
+    g, x = _graph()
+    e = g.add_node("exp", [g.add_node("mul", [x, _const(g, -1.001)]).output]).output
+    g.outputs = [g.add_node("reciprocal", [g.add_node("add", [e, _const(g, 1.0)]).output]).output]
+    _unchanged(g, {"expression-as-sigmoid: expression is within 0.01 of sigmoid but not 1e-06 (a mistyped constant?)": 1})
+
+
+def test_declines_maximum_with_a_nonzero_constant() -> None:  # max(x, 0.5) is not relu
+    g, x = _graph()
+    g.outputs = [g.add_node("maximum", [x, _const(g, 0.5)]).output]
+    _unchanged(g, {"maximum-as-activation: the constant operand is not zero": 1})
+
+
+def test_declines_maximum_with_a_slope_that_is_not_a_constant() -> None:  # max(x, y * x)
+    g, x = _graph()
+    y = g.add_input("y", TensorType((sym("batch"), 5), "float32"))
+    g.outputs = [g.add_node("maximum", [x, g.add_node("mul", [x, y]).output]).output]
+    _unchanged(g, {"maximum-as-activation: slope is not a scalar constant": 1})
+
+
+def test_declines_where_with_a_threshold_that_is_not_a_constant() -> None:  # where(x > y, x, 0)
+    g, x = _graph()
+    y = g.add_input("y", TensorType((sym("batch"), 5), "float32"))
+    above = g.add_node("gt", [x, y]).output
+    g.outputs = [g.add_node("where", [above, x, _const(g, 0.0)]).output]
+    _unchanged(g, {"where-as-activation: threshold is not a scalar constant": 1})
+
+
+def test_declines_where_that_keeps_another_value() -> None:  # where(x > 0, y, 0)
+    g, x = _graph()
+    y = g.add_input("y", TensorType((sym("batch"), 5), "float32"))
+    above = g.add_node("gt", [x, _const(g, 0.0)]).output
+    g.outputs = [g.add_node("where", [above, y, _const(g, 0.0)]).output]
+    _unchanged(g, {"where-as-activation: the kept branch is not the compared value": 1})
+
+
+def test_declines_where_with_a_fill_that_is_no_multiple_of_x() -> None:  # where(x > 0, x, y)
+    g, x = _graph()
+    y = g.add_input("y", TensorType((sym("batch"), 5), "float32"))
+    above = g.add_node("gt", [x, _const(g, 0.0)]).output
+    g.outputs = [g.add_node("where", [above, x, y]).output]
+    _unchanged(g, {"where-as-activation: fill is neither a scalar nor a multiple of x": 1})
 
 
 def test_an_expression_of_two_tensors_is_not_an_activation() -> None:  # x * sigmoid(y)

@@ -92,7 +92,7 @@ def test_declines_with_reason(variant: dict, reason: str) -> None:
 @pytest.mark.parametrize("widths,act", [((6, 5), "sigmoid"), ((20,), "relu"), ((17, 33, 3), "relu")])
 def test_compiled_kernel_matches_eager(widths: tuple[int, ...], act: str) -> None:
     module = Attention(widths=widths, act=act).eval()
-    compiled = recc.compile(module, _inputs(3, 0))
+    compiled = recc.compile(module, _inputs(3, 0), tuning_db=None)
     assert compiled.report["kernels"] == {"target_attention": 1}
     for batch in (1, 7, 300):
         inputs = _inputs(batch, 50 + batch)
@@ -158,7 +158,7 @@ def test_scaled_dot_product_declines_with_reason(variant: dict, reason: str) -> 
 @pytest.mark.parametrize("masked,dims", [(True, (5, 8, 8, 12)), (False, (1, 33, 6, 5))])
 def test_compiled_scaled_dot_product_kernel_matches_eager(masked: bool, dims: tuple[int, ...]) -> None:
     module = SDPA("functional", masked)
-    compiled = recc.compile(module, _sdpa_inputs(2, 0, *dims))
+    compiled = recc.compile(module, _sdpa_inputs(2, 0, *dims), tuning_db=None)
     assert compiled.report["kernels"] == {"attention": 1}
     for batch in (1, 7, 300):
         inputs = _sdpa_inputs(batch, 200 + batch, *dims)
@@ -178,7 +178,7 @@ def test_multihead_attention_module_compiles_to_one_attention_op() -> None:
             return self.mha(x, x, x, need_weights=False)[0]
 
     module = SelfAttention().eval()
-    compiled = recc.compile(module, (torch.randn(2, 7, 16),))
+    compiled = recc.compile(module, (torch.randn(2, 7, 16),), tuning_db=None)
     assert compiled.report["final_ops"]["attention"] == 1 and "softmax" not in compiled.report["final_ops"]
     for batch in (1, 5):
         x = torch.randn(batch, 7, 16)

@@ -8,11 +8,12 @@ import torch
 import torch.nn as nn
 
 from recc.compiler.interpreter import interpret
-from recc.compiler.ir import Graph, TensorType, sym, verify
+from recc.compiler.ir import Graph, verify
 from recc.compiler.pass_manager import PassContext
 from recc.frontends.torch_export import capture
 from recc.passes.fuse_dense_activation import FuseDenseActivation
 from tests.conftest import FP32_ATOL, max_abs_error
+from tests.passes.graphs import Small, assert_same_function, run
 
 ACTIVATIONS = {"relu": nn.ReLU(), "sigmoid": nn.Sigmoid(), "tanh": nn.Tanh(), "silu": nn.SiLU(),
                "gelu": nn.GELU(), "gelu_tanh": nn.GELU(approximate="tanh"), "leaky_relu": nn.LeakyReLU(0.2)}
@@ -34,13 +35,18 @@ def test_fuses_each_activation_and_keeps_numbers(name: str) -> None:
 
 
 def _dense_relu_graph(second_user: bool) -> Graph:
-    g = Graph()
-    x = g.add_input("x", TensorType((sym("batch"), 3), "float32"))
-    w = g.add_param("w", np.ones((2, 3), np.float32))
-    d = g.add_node("dense", [x, w], {"activation": "none"}).output
-    r = g.add_node("relu", [d]).output
-    g.outputs = [r, d] if second_user else [r]
-    return g
+    g = Small()
+    d = g.op("dense", g.input("x", 3), g.param("w", np.ones((2, 3), np.float32)), activation="none")
+    r = g.op("relu", d)
+    return g.returns(r, d) if second_user else g.returns(r)
+
+
+def test_fuses_a_small_graph_and_keeps_its_function() -> None:
+    g = _dense_relu_graph(second_user=False)
+    before = g.clone()
+    assert run(g, FuseDenseActivation()).rewrites == {"activation-into-dense": 1}
+    assert g.op_histogram() == {"dense": 1}
+    assert_same_function(before, g)
 
 
 def test_declines_when_dense_output_has_another_user() -> None:

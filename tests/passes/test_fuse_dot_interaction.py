@@ -78,7 +78,7 @@ def test_declines_with_reason(variant: dict, reason: str) -> None:
 @pytest.mark.parametrize("dim,tables", [(4, 3), (6, 1), (16, 9)])  # 6: lanes of 2; 1 table: one pair
 def test_compiled_kernel_matches_eager(dim: int, tables: int) -> None:
     module = Interaction(dim, tables).eval()
-    compiled = recc.compile(module, _inputs(3, 0, dim, tables))
+    compiled = recc.compile(module, _inputs(3, 0, dim, tables), tuning_db=None)
     assert compiled.report["kernels"]["dot_interaction"] == 1
     for batch in (1, 7, 300):
         inputs = _inputs(batch, 100 + batch, dim, tables)

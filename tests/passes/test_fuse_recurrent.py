@@ -146,7 +146,7 @@ def test_nn_gru_is_captured_as_gru_ops() -> None:
 
 def test_compiled_kernel_matches_eager() -> None:
     module = Extractor().eval()
-    compiled = recc.compile(module, _inputs(4), name="extractor")
+    compiled = recc.compile(module, _inputs(4), name="extractor", tuning_db=None)
     assert compiled.report["final_ops"].get("gru") == 1 and compiled.report["final_ops"].get("augru") == 1
     for batch in (1, 5, 64):
         inputs = _inputs(batch, seed=100 + batch)

@@ -113,9 +113,6 @@ def _attention(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     return [TensorType(q.shape[:-1] + (v.shape[-1],), q.dtype)]
 
 
-RECURRENT_CELLS = ("gru", "augru")
-
-
 def _recurrent(op: str, ts: list[TensorType], has_scores: bool) -> list[TensorType]:
     x = ts[0]
     w_hh, b_hh = ts[1 + has_scores], ts[2 + has_scores]

@@ -1,7 +1,7 @@
 """The graph: values, nodes, parameters held outside the graph, and the editing primitives passes use.
 
 A `Value` is produced by a graph input, a parameter, or a node output. Nodes are kept in a list in
-topological order; editing goes through `Graph.add_node`, `replace_all_uses` and `remove_dead`, which keep
+topological order; editing goes through `Graph.add_node`, `replace_all_uses` (or `redirect`) and `remove_dead`, which keep
 the use lists consistent. Parameters (weights, embedding tables, constants) live in `Graph.params` as
 numpy arrays (possibly memory-mapped), never inside nodes.
 """
@@ -99,21 +99,25 @@ class Graph:
 
     # -- editing ------------------------------------------------------------------------------------
     def replace_all_uses(self, old: Value, new: Value) -> None:
+        """Every reader of `old` (nodes and graph outputs) reads `new` instead."""
+        self.redirect(old, new, old.users)
+        self.replace_output(old, new)
+
+    def redirect(self, old: Value, new: Value, users: Iterable[Node]) -> None:
+        """The given readers of `old` read `new` instead; other readers keep reading `old`."""
         if old.type.dtype != new.type.dtype or old.type.rank != new.type.rank:
             raise ValueError(f"replacing {old!r} with {new!r}: types differ")
-        for user in list(old.users):
+        for user in {id(u): u for u in users}.values():
+            uses = sum(1 for v in user.inputs if v is old)
             user.inputs = [new if v is old else v for v in user.inputs]
-            new.users.append(user)
-        old.users.clear()
-        self.outputs = [new if v is old else v for v in self.outputs]
+            for _ in range(uses):
+                old.users.remove(user)
+                new.users.append(user)
 
-    def remove_node(self, node: Node) -> None:
-        for v in node.outputs:
-            if v.users or v in self.outputs:
-                raise ValueError(f"cannot remove {node.op}: output {v.name} is still used")
-        for v in node.inputs:
-            v.users.remove(node)
-        self.nodes.remove(node)
+    def replace_output(self, old: Value, new: Value) -> None:
+        if old.type.dtype != new.type.dtype or old.type.rank != new.type.rank:
+            raise ValueError(f"replacing {old!r} with {new!r}: types differ")
+        self.outputs = [new if v is old else v for v in self.outputs]
 
     def remove_dead(self) -> int:
         """Drop nodes whose outputs reach no graph output, and unused params. Returns nodes removed."""

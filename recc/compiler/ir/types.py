@@ -79,18 +79,10 @@ def numel(shape: tuple[Dim, ...]) -> Dim:
     return out
 
 
-def symbols_of(shape: tuple[Dim, ...]) -> set[str]:
-    return {n for d in shape if isinstance(d, Sym) for n in d.names}
-
-
 def bind_dim(d: Dim, env: dict[str, int]) -> int:
     if isinstance(d, int):
         return d
     return d.coef * prod(env[n] for n in d.names)
-
-
-def format_dim(d: Dim) -> str:
-    return str(d)
 
 
 @dataclass(frozen=True)

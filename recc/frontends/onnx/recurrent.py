@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from recc.compiler.ir import Value
-from recc.compiler.rewrite import is_zero
+from recc.compiler.ir import is_zero
 from recc.frontends.onnx.context import ConversionError, Ctx, OnnxNode
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from recc.compiler.ir import Value
+from recc.compiler.ir import Value, is_zero
 from recc.frontends.torch_export.converters.context import (
     ConversionError,
     Ctx,
@@ -46,8 +46,6 @@ def _gru(ctx: Ctx, node: torch.fx.Node, x: Any, hx: Any, params: Any, has_biases
          dropout: float, train: bool, bidirectional: bool, batch_first: bool) -> tuple[Value, Value]:
     """nn.GRU (eval, unidirectional, zero initial state): per layer, the input projection of all steps as
     one dense, then a `gru` op over the sequence. Returns (every step's output, final state per layer)."""
-    from recc.compiler.rewrite import is_zero
-
     if bidirectional:
         raise ConversionError("bidirectional GRU is not supported")
     if not is_zero(ctx.graph, ctx.value(hx)):
