@@ -48,7 +48,8 @@ def lower_attention(lw: LoweringContext, node: Node) -> relax.Expr:
                                               [groups, lw.dim(lq), lw.dim(lk)])))
     scale = float(node.attrs["scale"])
     fn = lw.kernel(("attention", lq, lk, dim, dv, scale, len(args) == 4),
-                   lambda: attention_kernels.scaled_dot_product_attention(lq, lk, dim, dv, scale, len(args) == 4))
+                   lambda: attention_kernels.scaled_dot_product_attention(lq, lk, dim, dv, scale,
+                                                                          len(args) == 4))
     out = lw.emit(relax.call_tir(fn, views, relax.TensorType([groups, lw.dim(lq), lw.dim(dv)], "float32")))
     return lw.emit(relax.op.reshape(out, [lw.dim(d) for d in node.output.type.shape]))
 

@@ -38,7 +38,8 @@ def lower_dense(lw: LoweringContext, node: Node) -> relax.Expr:
     if len(lead) != 1:
         flat_m = lw.product(lead)
         xe = lw.emit(relax.op.reshape(xe, [flat_m, lw.dim(k)]))
-        out = lw.emit(relax.call_tir(fn, [xe, packed, bias], relax.TensorType([flat_m, lw.dim(n)], "float32")))
+        flat_out = relax.TensorType([flat_m, lw.dim(n)], "float32")
+        out = lw.emit(relax.call_tir(fn, [xe, packed, bias], flat_out))
         return lw.emit(relax.op.reshape(out, [lw.dim(d) for d in node.output.type.shape]))
     return lw.emit(relax.call_tir(fn, [xe, packed, bias], lw.struct(node.output)))
 

@@ -41,7 +41,8 @@ class Lowered:
     weights: dict[str, np.ndarray]
     kernels: dict[str, int] = field(default_factory=dict)  # which kernel families were used, for reports
     checked_inputs: list[str] = field(default_factory=list)  # ids inputs range-checked inside the function
-    # functions besides "main" specialized to static values of the shape symbols, e.g. {"main_b1": {"batch": 1}}
+    # functions besides "main" specialized to static values of the shape symbols,
+    # e.g. {"main_b1": {"batch": 1}}
     specialized: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
@@ -58,7 +59,8 @@ def lower(graph: Graph, tuner: Any = None, id_limits: dict[str, list[list[Any]]]
     lw.counting = False
     for name, values in (specialize or {}).items():
         emit_function(lw, name, values)
-    return Lowered(lw.bb.get(), list(lw.weights), lw.weights, lw.kernels, lw.checked_inputs, dict(specialize or {}))
+    return Lowered(lw.bb.get(), list(lw.weights), lw.weights, lw.kernels, lw.checked_inputs,
+                   dict(specialize or {}))
 
 
 def emit_function(lw: LoweringContext, name: str, static: dict[str, int]) -> None:

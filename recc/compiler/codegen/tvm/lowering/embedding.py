@@ -8,8 +8,12 @@ from typing import Any
 import numpy as np
 from tvm import relax
 
-from recc.compiler.codegen.tvm.kernels.cpu import embedding as embedding_kernels
-from recc.compiler.codegen.tvm.kernels.cpu import embedding_offsets as offsets_kernels
+from recc.compiler.codegen.tvm.kernels.cpu.embedding import (
+    Segment,
+    batched_embedding_bag,
+    embedding_bag_fixed,
+)
+from recc.compiler.codegen.tvm.kernels.cpu.embedding_offsets import embedding_bag_offsets, embedding_lookup
 from recc.compiler.codegen.tvm.kernels.cpu.gather import DEFAULT_SCHEDULE, GatherSchedule
 from recc.compiler.codegen.tvm.lowering.context import LoweringContext
 from recc.compiler.codegen.tvm.tuning import PREFETCH_DISTANCES, time_kernel
@@ -27,15 +31,15 @@ def lower_embedding_bag(lw: LoweringContext, node: Node) -> relax.Expr:
     if attrs["layout"] == "fixed":
         bag = node.inputs[1].type.shape[1]
         key = ("embedding_bag_fixed", rows, dim, bag, attrs["mode"], has_weights)
-        fn = lw.kernel(key, lambda: embedding_kernels.embedding_bag_fixed(rows, dim, bag, attrs["mode"], has_weights))
+        fn = lw.kernel(key, lambda: embedding_bag_fixed(rows, dim, bag, attrs["mode"], has_weights))
     else:
-        key = ("embedding_bag_offsets", rows, dim, attrs["mode"], has_weights, bool(attrs.get("include_last_offset")))
-        fn = lw.kernel(key, lambda: offsets_kernels.embedding_bag_offsets(
-            rows, dim, attrs["mode"], has_weights, bool(attrs.get("include_last_offset"))))
+        last = bool(attrs.get("include_last_offset"))
+        key = ("embedding_bag_offsets", rows, dim, attrs["mode"], has_weights, last)
+        fn = lw.kernel(key, lambda: embedding_bag_offsets(rows, dim, attrs["mode"], has_weights, last))
     return lw.emit(relax.call_tir(fn, lw.args(node), lw.struct(node.output)))
 
 
-def segments(attrs: dict[str, Any]) -> tuple[embedding_kernels.Segment, ...]:
+def segments(attrs: dict[str, Any]) -> tuple[Segment, ...]:
     """The batched lookup's tables as kernel segments: maximal runs of consecutive tables with the same
     dim and bag size (DLRM: one; Wide&Deep: deep tables, then wide tables)."""
     runs: list[list[tuple[int, ...]]] = []
@@ -44,8 +48,8 @@ def segments(attrs: dict[str, Any]) -> tuple[embedding_kernels.Segment, ...]:
             runs[-1].append(table)
         else:
             runs.append([table])
-    return tuple(embedding_kernels.Segment(tuple(t[0] for t in run), run[0][1], run[0][2], tuple(t[3] for t in run),
-                                           out_col=run[0][5], weight_offset=run[0][4]) for run in runs)
+    return tuple(Segment(tuple(t[0] for t in run), run[0][1], run[0][2], tuple(t[3] for t in run),
+                         out_col=run[0][5], weight_offset=run[0][4]) for run in runs)
 
 
 def lower_batched_embedding_bag(lw: LoweringContext, node: Node) -> relax.Expr:
@@ -55,12 +59,11 @@ def lower_batched_embedding_bag(lw: LoweringContext, node: Node) -> relax.Expr:
     has_weights = bool(attrs.get("has_weights"))
     schedule = tuned_gather(lw, node, segs, ids_width)
     key = ("batched_embedding_bag", segs, ids_width, attrs["mode"], has_weights, schedule)
-    fn = lw.kernel(key, lambda: embedding_kernels.batched_embedding_bag(
-        segs, ids_width, attrs["mode"], has_weights, schedule))
+    fn = lw.kernel(key, lambda: batched_embedding_bag(segs, ids_width, attrs["mode"], has_weights, schedule))
     return lw.emit(relax.call_tir(fn, lw.args(node), lw.struct(node.output)))
 
 
-def tuned_gather(lw: LoweringContext, node: Node, segs: tuple[embedding_kernels.Segment, ...],
+def tuned_gather(lw: LoweringContext, node: Node, segs: tuple[Segment, ...],
                  ids_width: int) -> GatherSchedule:
     """The batched gather's schedule from the tuner (DEFAULT_SCHEDULE without one, or for tables too big
     to copy for a run); a candidate is timed at batch 256 on uniform random ids."""
@@ -80,8 +83,7 @@ def tuned_gather(lw: LoweringContext, node: Node, segs: tuple[embedding_kernels.
 
     def measure(params: dict[str, Any]) -> float:
         schedule = GatherSchedule(**params) if params else DEFAULT_SCHEDULE
-        func = embedding_kernels.batched_embedding_bag(segs, ids_width, attrs["mode"],
-                                                       bool(attrs.get("has_weights")), schedule)
+        func = batched_embedding_bag(segs, ids_width, attrs["mode"], bool(attrs.get("has_weights")), schedule)
         return time_kernel(func, lw.tuner.target, arguments)
 
     if total > TUNE_GATHER_MAX_ELEMENTS:
@@ -99,7 +101,7 @@ def lower_embedding(lw: LoweringContext, node: Node) -> relax.Expr:
     if table.type.dtype != "float32" or ids.type.dtype != "int64":
         table_e, ids_e = lw.args(node)
         return lw.emit(relax.op.take(table_e, ids_e, axis=0, mode="clip"))  # ids were range-checked
-    fn = lw.kernel(("embedding_lookup", rows, dim), lambda: offsets_kernels.embedding_lookup(rows, dim))
+    fn = lw.kernel(("embedding_lookup", rows, dim), lambda: embedding_lookup(rows, dim))
     table_e, ids_e = lw.args(node)
     count = lw.product(ids.type.shape)
     flat = lw.emit(relax.op.reshape(ids_e, [count])) if ids.type.rank != 1 else ids_e

@@ -43,7 +43,8 @@ def embedding_bag_offsets(rows: int, dim: int, mode: str, has_weights: bool, inc
     return _offsets_func(rows, dim, has_weights, 1 if include_last_offset else 0, walk)
 
 
-def _offsets_walk(dim: int, mode: str, has_weights: bool, include_last_offset: bool, schedule: GatherSchedule):
+def _offsets_walk(dim: int, mode: str, has_weights: bool, include_last_offset: bool,
+                  schedule: GatherSchedule):
     """Macro walk(table, ids, offsets, w, out, m): every bag, serially below `serial_below` ids + bags."""
     D = dim
     W, NP = dim_passes(D)
