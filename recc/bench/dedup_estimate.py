@@ -51,7 +51,7 @@ def run(model: str, scale: float, batches: list[int]) -> list[dict[str, Any]]:
     os.environ["TVM_NUM_THREADS"] = "1"
     import torch
     import tvm
-    from recc.compiler.codegen.tvm.kernels.embedding import Segment, batched_embedding_bag
+    from recc.compiler.codegen.tvm.kernels.cpu.embedding import Segment, batched_embedding_bag
     from recc.compiler.codegen.tvm.target import resolve_target
     from recc.models.dlrm import RMC1, RMC2, RMC3
     from recc.models.inputs import stacked_bag_ids

@@ -86,7 +86,7 @@ def run(model: str, scale: float, batches: list[int], threads: int, rounds: int)
     os.environ["TVM_NUM_THREADS"] = str(threads)  # before TVM starts its thread pool
     import torch
     import tvm
-    from recc.compiler.codegen.tvm.kernels.embedding import Segment, batched_embedding_bag
+    from recc.compiler.codegen.tvm.kernels.cpu.embedding import Segment, batched_embedding_bag
     from recc.compiler.codegen.tvm.target import resolve_target
     from recc.models.dlrm import RMC1, RMC2, RMC3
     from recc.models.rec_model import scaled_rows

@@ -8,7 +8,8 @@ import pytest
 import torch
 import tvm
 
-from recc.compiler.codegen.tvm.kernels.dense import dense_kernel, pack_weight
+from recc.compiler.codegen.tvm.kernels.cpu.common import pack_weight
+from recc.compiler.codegen.tvm.kernels.cpu.dense import dense_kernel
 from recc.compiler.codegen.tvm.target import resolve_target
 
 TORCH_ACT = {"none": lambda x: x, "relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,

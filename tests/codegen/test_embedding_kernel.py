@@ -16,15 +16,9 @@ import numpy as np
 import pytest
 import torch
 import tvm
-from recc.compiler.codegen.tvm.kernels.embedding import (
-    DEFAULT_SCHEDULE,
-    GatherSchedule,
-    Segment,
-    batched_embedding_bag,
-    embedding_bag_fixed,
-    embedding_bag_offsets,
-    embedding_lookup,
-)
+from recc.compiler.codegen.tvm.kernels.cpu.embedding import Segment, batched_embedding_bag, embedding_bag_fixed
+from recc.compiler.codegen.tvm.kernels.cpu.embedding_offsets import embedding_bag_offsets, embedding_lookup
+from recc.compiler.codegen.tvm.kernels.cpu.gather import DEFAULT_SCHEDULE, GatherSchedule
 from recc.compiler.codegen.tvm.target import resolve_target
 
 import recc

@@ -1,4 +1,4 @@
-"""The in-function embedding-id range check (kernels/checks.py) on its own, then inside compiled models.
+"""The in-function embedding-id range check (kernels/cpu/checks.py) on its own, then inside compiled models.
 
 Kernel level: one bound for the whole input (rank 1 and 3) and per-slot bounds along an axis (with a
 column that is not an id, bound -1 = none); each passes on valid ids including the largest, and fails on
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import tvm
-from recc.compiler.codegen.tvm.kernels.checks import BAD_ID_MESSAGE, id_range_check
+from recc.compiler.codegen.tvm.kernels.cpu.checks import BAD_ID_MESSAGE, id_range_check
 from recc.compiler.codegen.tvm.target import resolve_target
 
 import recc

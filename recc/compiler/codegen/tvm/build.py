@@ -9,8 +9,8 @@ import tvm
 from tvm import relax
 
 from recc.compiler.ir import Graph
-from recc.compiler.codegen.tvm.kernels.dense import register_tile
-from recc.compiler.codegen.tvm.lower import Lowered, batch_one_bucket, lower
+from recc.compiler.codegen.tvm.kernels.cpu.dense import register_tile
+from recc.compiler.codegen.tvm.lowering.driver import Lowered, batch_one_bucket, lower
 from recc.compiler.codegen.tvm.target import TargetSpec
 
 EXEC_MODE = "compiled"

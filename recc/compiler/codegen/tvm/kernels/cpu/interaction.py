@@ -15,11 +15,9 @@ from __future__ import annotations
 from tvm import tirx
 from tvm.script import tirx as T
 
+from recc.compiler.codegen.tvm.kernels.cpu.common import lane_sum, lanes
+
 SERIAL_BELOW_FLOPS = 200_000
-
-
-def _lanes(dim: int) -> int:
-    return next(v for v in (16, 8, 4, 2, 1) if dim % v == 0)
 
 
 def dot_interaction(dim: int, features: int, serial_below_flops: int = SERIAL_BELOW_FLOPS) -> tirx.PrimFunc:
@@ -27,15 +25,9 @@ def dot_interaction(dim: int, features: int, serial_below_flops: int = SERIAL_BE
         raise ValueError(f"dot_interaction needs dim >= 1 and >= 1 feature, got dim={dim}, features={features}")
     D, NF = dim, features
     OUT = D + (NF + 1) * NF // 2
-    V = _lanes(D)
+    V = lanes(D)
     flops_per_row = (NF + 1) * NF * D
     serial_max_m = max(0, (serial_below_flops - 1) // flops_per_row)
-
-    def lane_sum(acc):
-        total = acc[0]
-        for v in range(1, V):
-            total = total + acc[v]
-        return total
 
     @T.macro
     def dot(a, a0, bvec, b0, out, b, k):
@@ -45,7 +37,7 @@ def dot_interaction(dim: int, features: int, serial_below_flops: int = SERIAL_BE
         for c in range(D // V):
             for v in T.vectorized(V):
                 acc[v] = acc[v] + a[b, a0 + c * V + v] * bvec[b, b0 + c * V + v]
-        out[b, k] = lane_sum(acc)
+        out[b, k] = lane_sum(acc, V)
 
     @T.macro
     def one_row(x, f, out, b):

@@ -1,6 +1,6 @@
 """The fused dense kernel: Y = act(X @ W.T + b), hand-scheduled TIR for x86 CPUs (AVX2/AVX-512).
 
-Schedule (measured on this machine class; see shared/docs/toolchain-notes.md):
+Schedule (each choice measured, on x86 CPUs with AVX2 and AVX-512; the numbers are given below):
 - W is pre-packed at compile time as Wp[N/V, K, V] so the inner loop streams V contiguous outputs (V =
   `vector`: 16, or 32 with AVX-512).
 - A register tile of `rows` x V (4 x 16 with AVX2, 6 x 32 with AVX-512: see register_tile) accumulates
@@ -15,20 +15,18 @@ Schedule (measured on this machine class; see shared/docs/toolchain-notes.md):
   over column tiles when the layer is big: batch 1 of a big layer streams its weights on every core). One
   compiled kernel serves
   every batch size (symbolic m).
-Scratch tiles use the default (global) scope: TVM then emits a stack alloca that LLVM keeps in
-registers; "local" scope becomes a heap workspace and halves the speed.
+The register tile itself (accumulate, epilogue, store) is common.tile_gemm, shared with the attention and
+recurrent kernels.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import numpy as np
 from tvm.script import tirx as T
 
-VECTOR = 16  # outputs per column tile (two AVX2 registers, one AVX-512 register)
-ROWS = 4  # rows per register tile with AVX2: 8 accumulators of the 16 registers
+from recc.compiler.codegen.tvm.kernels.cpu.common import ROWS, VECTOR, tile_gemm
+
 # With AVX-512 a 4 x 16 tile is only 4 accumulators: the FMA units wait on their 4-cycle latency. Measured
 # (1 thread, 2-core Xeon with AVX-512, relu layers at batch 1024/256; torch's 2048^3 GEMM: 156-164 GFLOP/s):
 # 4x16 87, 8x16 134-143, 12x16 122-149, 4x32 136-153, 5x32 143-162, 6x32 150-170 GFLOP/s. 6 x 32 (12
@@ -39,57 +37,11 @@ ROWS_AVX512 = 8  # rows of the 16-wide AVX-512 tile
 SERIAL_BELOW_MACS = 200_000  # work per call below which the kernel does not use the thread pool
 
 
-def fast_exp(x):
-    """exp(x) for float32 as pure arithmetic (Cephes expf: x = n ln2 + r, a degree-6 polynomial in r, 2^n
-    built in the exponent bits), so LLVM vectorizes it. TVM lowers `T.exp` to `llvm.exp`, which LLVM
-    scalarizes into one libm call per lane: a sigmoid epilogue then cost more than DIN's attention
-    GEMMs. Relative error ~2e-7 (fp32 rounding); inputs are clamped to [-88.38, 88.38]."""
-    x = T.min(T.max(x, T.float32(-88.3762626647949)), T.float32(88.3762626647949))
-    n = T.floor(x * T.float32(1.44269504088896341) + T.float32(0.5))
-    r = x - n * T.float32(0.693359375) - n * T.float32(-2.12194440e-4)
-    p = T.float32(1.9875691500e-4)
-    for c in (1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1):
-        p = p * r + T.float32(c)
-    two_n = T.reinterpret("float32", T.shift_left(T.Cast("int32", n) + T.int32(127), T.int32(23)))
-    return (p * r * r + r + T.float32(1)) * two_n
-
-
-def activation_expr(name: str, x, alpha: float = 0.01):
-    """The TIR expression of an activation applied to x (used in kernel epilogues)."""
-    zero, one, half, two = T.float32(0), T.float32(1), T.float32(0.5), T.float32(2)
-    if name == "none":
-        return x
-    if name == "relu":
-        return T.max(x, zero)
-    if name == "sigmoid":
-        return one / (one + fast_exp(-x))
-    if name == "tanh":  # 2 sigmoid(2x) - 1: absolute error ~1e-7 near 0, exact limits at +-inf
-        return two / (one + fast_exp(-two * x)) - one
-    if name == "silu":
-        return x / (one + fast_exp(-x))
-    if name == "gelu":
-        return half * x * (one + T.erf(x * T.float32(1 / math.sqrt(2))))
-    if name == "gelu_tanh":
-        return half * x * (one + T.tanh(T.float32(math.sqrt(2 / math.pi)) * (x + T.float32(0.044715) * x * x * x)))
-    if name == "leaky_relu":
-        return T.Select(x > zero, x, x * T.float32(alpha))
-    raise ValueError(f"dense kernel has no epilogue for activation {name!r}")
-
-
 def default_row_block(k: int, n: int) -> int:
     """16 tiles per block when the weights outgrow L2 (they are re-read per row block), else 1: small
     layers need the parallelism more than the reuse (128x64 at batch 256, 2 threads: 116 us with 16, 58
     with 1). `recc compile --tune` measures instead."""
     return 16 if 4 * k * n >= 256 * 1024 else 1
-
-
-def pack_weight(weight: np.ndarray, vector: int = VECTOR) -> np.ndarray:
-    """[N, K] -> [ceil(N/vector), K, vector], zero-padded: the layout the kernel's inner loop streams."""
-    n, k = weight.shape
-    tiles = -(-n // vector)
-    padded = np.zeros((tiles * vector, k), dtype=weight.dtype)
-    padded[:n] = weight
-    return np.ascontiguousarray(padded.reshape(tiles, vector, k).transpose(0, 2, 1))
 
 
 def register_tile(target: Any) -> tuple[int, int]:
@@ -114,33 +66,12 @@ def dense_kernel(k: int, n: int, activation: str = "none", alpha: float = 0.01, 
     NT = -(-n // vector)
     NV, MR, K, N = vector, rows, k, n
     RB = row_block if row_block is not None else default_row_block(k, n)
-    full = n % vector == 0
-
-    def act(x):
-        return activation_expr(activation, x, alpha)
 
     # below this many multiply-adds the rows run on the calling thread: waking the pool costs more
     serial_max_m = max(0, (SERIAL_BELOW_MACS - 1) // (K * N))
 
     # rows [start, start + R) of column tile jt: R x NV accumulators over the whole K, then the epilogue
-    @T.macro
-    def band(X, Wp, B, Y, start, R, jt):
-        acc = T.alloc_buffer((R, NV), "float32")
-        for r in T.unroll(R):
-            for v in T.vectorized(NV):
-                acc[r, v] = T.float32(0)
-        for kk in range(K):
-            for r in T.unroll(R):
-                for v in T.vectorized(NV):
-                    acc[r, v] = acc[r, v] + X[start + r, kk] * Wp[jt, kk, v]
-        for r in T.unroll(R):
-            if full:
-                for v in T.vectorized(NV):
-                    Y[start + r, jt * NV + v] = act(acc[r, v] + B[jt * NV + v])
-            else:
-                for v in range(NV):
-                    if jt * NV + v < N:
-                        Y[start + r, jt * NV + v] = act(acc[r, v] + B[jt * NV + v])
+    band = tile_gemm(K, NV, activation, alpha, columns=N)
 
     @T.macro
     def tile(X, Wp, B, Y, m, f, t):

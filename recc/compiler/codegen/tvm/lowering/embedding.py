@@ -1,0 +1,116 @@
+"""embedding_bag, batched_embedding_bag and embedding: recc's gather kernels (kernels/cpu/embedding.py,
+embedding_offsets.py); the batched lookup's prefetch distance from the tuner (measured here when tuning)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from tvm import relax
+
+from recc.compiler.codegen.tvm.kernels.cpu.embedding import (
+    Segment,
+    batched_embedding_bag,
+    embedding_bag_fixed,
+)
+from recc.compiler.codegen.tvm.kernels.cpu.embedding_offsets import embedding_bag_offsets, embedding_lookup
+from recc.compiler.codegen.tvm.kernels.cpu.gather import DEFAULT_SCHEDULE, GatherSchedule
+from recc.compiler.codegen.tvm.lowering.context import LoweringContext
+from recc.compiler.codegen.tvm.tuning import PREFETCH_DISTANCES, time_kernel
+from recc.compiler.ir import Node
+from recc.compiler.ir.fused_ops import batched_table_layout
+
+TUNE_GATHER_MAX_ELEMENTS = 64 << 20  # larger flat tables are not copied for a tuning run
+
+
+def lower_embedding_bag(lw: LoweringContext, node: Node) -> relax.Expr:
+    table = node.inputs[0]
+    rows, dim = table.type.shape
+    attrs = node.attrs
+    has_weights = bool(attrs.get("has_weights"))
+    if attrs["layout"] == "fixed":
+        bag = node.inputs[1].type.shape[1]
+        key = ("embedding_bag_fixed", rows, dim, bag, attrs["mode"], has_weights)
+        fn = lw.kernel(key, lambda: embedding_bag_fixed(rows, dim, bag, attrs["mode"], has_weights))
+    else:
+        last = bool(attrs.get("include_last_offset"))
+        key = ("embedding_bag_offsets", rows, dim, attrs["mode"], has_weights, last)
+        fn = lw.kernel(key, lambda: embedding_bag_offsets(rows, dim, attrs["mode"], has_weights, last))
+    return lw.emit(relax.call_tir(fn, lw.args(node), lw.struct(node.output)))
+
+
+def segments(attrs: dict[str, Any]) -> tuple[Segment, ...]:
+    """The batched lookup's tables as kernel segments: maximal runs of consecutive tables with the same
+    dim and bag size (DLRM: one; Wide&Deep: deep tables, then wide tables)."""
+    runs: list[list[tuple[int, ...]]] = []
+    for table in batched_table_layout(attrs):
+        if runs and runs[-1][0][1:3] == table[1:3]:
+            runs[-1].append(table)
+        else:
+            runs.append([table])
+    return tuple(Segment(tuple(t[0] for t in run), run[0][1], run[0][2], tuple(t[3] for t in run),
+                         out_col=run[0][5], weight_offset=run[0][4]) for run in runs)
+
+
+def lower_batched_embedding_bag(lw: LoweringContext, node: Node) -> relax.Expr:
+    attrs = node.attrs
+    segs = segments(attrs)
+    ids_width = node.inputs[1].type.shape[1]
+    has_weights = bool(attrs.get("has_weights"))
+    schedule = tuned_gather(lw, node, segs, ids_width)
+    key = ("batched_embedding_bag", segs, ids_width, attrs["mode"], has_weights, schedule)
+    fn = lw.kernel(key, lambda: batched_embedding_bag(segs, ids_width, attrs["mode"], has_weights, schedule))
+    return lw.emit(relax.call_tir(fn, lw.args(node), lw.struct(node.output)))
+
+
+def tuned_gather(lw: LoweringContext, node: Node, segs: tuple[Segment, ...],
+                 ids_width: int) -> GatherSchedule:
+    """The batched gather's schedule from the tuner (DEFAULT_SCHEDULE without one, or for tables too big
+    to copy for a run); a candidate is timed at batch 256 on uniform random ids."""
+    attrs, weights = node.attrs, node.inputs[0]
+    if lw.tuner is None:
+        return DEFAULT_SCHEDULE
+    total = weights.type.shape[0]
+    rng = np.random.default_rng(0)
+
+    def arguments() -> list[np.ndarray]:
+        ids = np.zeros((256, ids_width), np.int64)
+        for rows, _, bag, col, _, _ in batched_table_layout(attrs):
+            ids[:, col:col + bag] = rng.integers(0, rows, (256, bag))
+        out = np.zeros((256, sum(attrs["table_dims"])), np.float32)
+        extra = [rng.random((256, ids_width), dtype=np.float32)] if attrs.get("has_weights") else []
+        return [rng.random(total, dtype=np.float32), ids, *extra, out]
+
+    def measure(params: dict[str, Any]) -> float:
+        schedule = GatherSchedule(**params) if params else DEFAULT_SCHEDULE
+        func = batched_embedding_bag(segs, ids_width, attrs["mode"], bool(attrs.get("has_weights")), schedule)
+        return time_kernel(func, lw.tuner.target, arguments)
+
+    if total > TUNE_GATHER_MAX_ELEMENTS:
+        return DEFAULT_SCHEDULE
+    shape = f"{len(attrs['table_rows'])}t:{sum(attrs['table_rows'])}r:{ids_width}i:{attrs['mode']}"
+    params = lw.tuner.params("batched_embedding_bag", shape,
+                             {"grid": [{"prefetch_distance": d} for d in PREFETCH_DISTANCES]}, measure)
+    return GatherSchedule(**params) if params else DEFAULT_SCHEDULE
+
+
+def lower_embedding(lw: LoweringContext, node: Node) -> relax.Expr:
+    """Plain lookups (DIN's behaviour sequence) through recc's prefetching gather kernel on flat ids."""
+    table, ids = node.inputs
+    rows, dim = table.type.shape
+    if table.type.dtype != "float32" or ids.type.dtype != "int64":
+        table_e, ids_e = lw.args(node)
+        return lw.emit(relax.op.take(table_e, ids_e, axis=0, mode="clip"))  # ids were range-checked
+    fn = lw.kernel(("embedding_lookup", rows, dim), lambda: embedding_lookup(rows, dim))
+    table_e, ids_e = lw.args(node)
+    count = lw.product(ids.type.shape)
+    flat = lw.emit(relax.op.reshape(ids_e, [count])) if ids.type.rank != 1 else ids_e
+    out = lw.emit(relax.call_tir(fn, [table_e, flat], relax.TensorType([count, lw.dim(dim)], "float32")))
+    return lw.emit(relax.op.reshape(out, [lw.dim(d) for d in node.output.type.shape]))
+
+
+LOWERINGS = {
+    "embedding_bag": lower_embedding_bag,
+    "embedding": lower_embedding,
+    "batched_embedding_bag": lower_batched_embedding_bag,
+}
