@@ -6,13 +6,14 @@ import json
 import platform
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
-from recc.compiler.artifact import IdChecks, Manifest, TargetInfo, TensorSpec, write_manifest, write_weights
+from recc.compiler.artifact import Manifest, TargetInfo, TensorSpec, write_manifest, write_weights
 from recc.compiler.codegen.tvm import build_library, resolve_target
 from recc.compiler.codegen.tvm.target import isa_features
 from recc.compiler.codegen.tvm.tuning import Tuner, TuningDatabase, default_database_path
@@ -75,7 +76,7 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
     start = time.perf_counter()
     tuner = Tuner(TuningDatabase.load(Path(tuning_db) if tuning_db else None), spec.mcpu, tune_budget_s,
                   log=say)
-    lowered = build_library(graph, spec, root / "lib.so", tuner, checks["ids"])
+    lowered = build_library(graph, spec, root / "lib.so", tuner, checks.ids)
     timings["build_s"] = time.perf_counter() - start
     say(f"built in {timings['build_s']:.1f} s; writing weights ...")
     weights = write_weights(root, [(name, lowered.weights[name]) for name in lowered.weight_names])
@@ -85,7 +86,7 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
               "kernels": lowered.kernels, "timings_s": {k: round(v, 3) for k, v in timings.items()},
               "tuning": {"database": str(tuning_db) if tuning_db else None, "budget_s": tune_budget_s,
                          "reused": tuner.reused, "tuned": tuner.tuned},
-              "unchecked_ids": checks["unchecked"]}
+              "unchecked_ids": list(checks.unchecked)}
     (root / "report.json").write_text(json.dumps(report, indent=2))
     write_manifest(root, Manifest(
         model=name,
@@ -93,7 +94,7 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
         outputs=tuple(TensorSpec(v.name, v.type.dtype, v.type.shape) for v in graph.outputs),
         target=TargetInfo(spec.kind, spec.mcpu, spec.num_cores, spec.arch, isa_features(spec)),
         weights=weights,
-        id_checks=IdChecks.from_json({**checks, "in_kernel": lowered.checked_inputs}),
+        id_checks=replace(checks, in_kernel=tuple(lowered.checked_inputs)),
         pipeline=tuple(p for p in pipeline if p not in disable_passes),
         versions=_versions(),
         source=source or {"kind": "python"},

@@ -48,7 +48,7 @@ def _kernel_calls(model: torch.nn.Module, inputs: list[torch.Tensor]) -> list[tu
     from recc.frontends.torch_export import capture
 
     graph = capture(model, inputs)
-    limits = id_checks(graph)["ids"]  # as recc.compile does: on the graph as captured
+    limits = id_checks(graph).ids  # as recc.compile does: on the graph as captured
     optimize(graph)
     target = resolve_target("cpu")
     lowered = lower_for_target(graph, target, id_limits=limits)  # what recc.compile builds, as bytecode

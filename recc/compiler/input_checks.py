@@ -3,7 +3,7 @@
 TVM's gathers do not check bounds: an id >= rows reads another table's rows or unmapped memory. So at
 compile time we trace every embedding op's ids (and offsets) back through slices and reshapes to a
 graph input, and record `input[..., start:end along axis, ...] < rows`. Codegen turns these into a check
-kernel at the top of the compiled function (kernels/checks.py), which fails the call before any gather
+kernel at the top of the compiled function (codegen's kernels/cpu/checks.py), which fails the call before any gather
 runs; limits it cannot express (several axes, a symbolic axis) and offsets are checked by the runtime
 before the call. Ids computed inside the graph (e.g. hashing) cannot be
 traced; they are listed as unchecked so the report says so.
@@ -11,8 +11,7 @@ traced; they are listed as unchecked so the report says so.
 
 from __future__ import annotations
 
-from typing import Any
-
+from recc.compiler.artifact import IdChecks, IdLimit, OffsetCheck
 from recc.compiler.ir import Graph, Value, trace_view
 
 
@@ -37,9 +36,10 @@ def _trace(value: Value) -> tuple[Value | None, tuple[int, int, int] | None]:
     return source, region
 
 
-def id_checks(graph: Graph) -> dict[str, Any]:
-    limits: dict[str, list[list[Any]]] = {}
-    offsets: list[dict[str, Any]] = []
+def id_checks(graph: Graph) -> IdChecks:
+    """The id range of every lookup in `graph`, as the artifact records it (in_kernel is codegen's to fill)."""
+    limits: dict[str, list[IdLimit]] = {}
+    offsets: list[OffsetCheck] = []
     unchecked: list[str] = []
     for node in graph.nodes:
         if node.op not in ("embedding", "embedding_bag"):
@@ -50,12 +50,11 @@ def id_checks(graph: Graph) -> dict[str, Any]:
             unchecked.append(node.output.name)
             continue
         axis, start, end = region if region is not None else (None, None, None)
-        limits.setdefault(source.name, []).append([axis, start, end, rows])
+        limits.setdefault(source.name, []).append(IdLimit(axis, start, end, rows))
         if node.op == "embedding_bag" and node.attrs["layout"] == "offsets":
             off_source, off_region = _trace(node.inputs[2])
             if off_source is None or off_region is not None or region is not None:
                 unchecked.append(node.output.name)
                 continue
-            offsets.append({"offsets": off_source.name, "ids": source.name,
-                            "include_last_offset": bool(node.attrs.get("include_last_offset"))})
-    return {"ids": limits, "offsets": offsets, "unchecked": unchecked}
+            offsets.append(OffsetCheck(off_source.name, source.name, bool(node.attrs.get("include_last_offset"))))
+    return IdChecks({name: tuple(lims) for name, lims in limits.items()}, tuple(offsets), tuple(unchecked))

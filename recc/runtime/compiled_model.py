@@ -239,7 +239,7 @@ class CompiledModel:
 
     def __call__(self, *inputs: Any) -> Any:
         # The fast path, for tensors as torch allocates them: the compiled function checks dtypes, ranks
-        # and dims itself, and its first kernels range-check the ids (kernels/checks.py), raising before
+        # and dims itself, and its first kernels range-check the ids (codegen's kernels/cpu/checks.py), raising before
         # anything reads a table; what it cannot see (device, alignment, strides) is checked here. Any
         # failure goes to the careful path, which converts what it can and explains what it cannot.
         if self._fast and len(inputs) == self._n_inputs:

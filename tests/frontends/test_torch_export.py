@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from recc.compiler.interpreter import interpret
 from recc.compiler.ir import print_graph

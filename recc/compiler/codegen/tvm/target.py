@@ -48,7 +48,6 @@ def isa_features(target: TargetSpec) -> tuple[str, ...]:
     """The ISA extensions (artifact.ISA_FEATURES) LLVM may use for this CPU target: a host must have them."""
     if target.kind != "cpu":
         return ()
-    import tvm
     from tvm.target import codegen
 
     from recc.compiler.artifact import ISA_FEATURES

@@ -1,7 +1,7 @@
 """Schedule tuning for recc's kernels: a small measured search, bounded by a time budget, remembered in a
 tuning database (JSON) that later compiles reuse with or without tuning.
 
-MetaSchedule does not run with this TVM wheel (see shared/docs/toolchain-notes.md), and recc's kernels
+MetaSchedule does not run with this TVM wheel (docs/toolchain-notes.md), and recc's kernels
 have few knobs, so the tuner is a grid over them, each candidate built on its own and timed on this
 machine with random inputs at a representative batch:
 - dense: `row_block` (register tiles per column tile sharing its packed weights from L2), batch 256;

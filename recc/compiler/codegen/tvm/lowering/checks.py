@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax
 
+from recc.compiler.artifact import id_bounds
 from recc.compiler.codegen.tvm.kernels.cpu.checks import id_range_check
 from recc.compiler.codegen.tvm.lowering.context import LoweringContext
 from recc.compiler.ir import Value
@@ -15,16 +16,14 @@ def check_ids(lw: LoweringContext, value: Value) -> None:
     cover it whole); every consumer then reads the check's in-place result, so the check runs before any
     gather. Other limits stay with the runtime's check before the call."""
     limits, shape = lw.id_limits.get(value.name), value.type.shape
-    if not limits or value.type.dtype != "int64" or len({lim[0] for lim in limits}) != 1:
+    if not limits or value.type.dtype != "int64" or len({lim.axis for lim in limits}) != 1:
         return
-    axis = limits[0][0]
+    axis = limits[0].axis
     if axis is None:
-        bounds = np.array([min(lim[3] for lim in limits)], np.int64)
+        bounds = np.array([min(lim.rows for lim in limits)], np.int64)
     elif isinstance(shape[axis], int):
-        bounds = np.full(shape[axis], -1, np.int64)  # -1: as unsigned, no limit (not an id column)
-        for _, start, end, rows in limits:
-            part = bounds[start:end]
-            bounds[start:end] = np.where(part < 0, rows, np.minimum(part, rows))
+        # the kernel compares as unsigned: the uint64 bounds the runtime uses, bit for bit (no limit: -1)
+        bounds = id_bounds(limits, shape[axis]).view(np.int64)
     else:
         return
     fn = lw.kernel(("check_ids", len(shape), axis, len(bounds)),

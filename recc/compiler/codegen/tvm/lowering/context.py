@@ -9,6 +9,7 @@ import numpy as np
 from tvm import relax
 from tvm import tirx as tir
 
+from recc.compiler.artifact import IdLimit
 from recc.compiler.codegen.tvm.kernels.cpu.common import ROWS, VECTOR
 from recc.compiler.ir import Graph, Node, Value
 from recc.compiler.ir.types import Dim
@@ -21,7 +22,7 @@ class LoweringContext:
     the shape symbols and each value's expression. Kernels, packed weights and the weight order are
     shared by every function of the module."""
 
-    def __init__(self, graph: Graph, tuner: Any = None, id_limits: dict[str, list[list[Any]]] | None = None,
+    def __init__(self, graph: Graph, tuner: Any = None, id_limits: dict[str, tuple[IdLimit, ...]] | None = None,
                  dense_tile: tuple[int, int] = (ROWS, VECTOR)) -> None:
         self.graph = graph
         self.tuner = tuner

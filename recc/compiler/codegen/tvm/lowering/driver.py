@@ -10,6 +10,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from recc.compiler.artifact import IdLimit
 from recc.compiler.codegen.tvm.kernels.cpu.common import ROWS, VECTOR
 from recc.compiler.codegen.tvm.lowering import attention, dense, embedding, interaction, recurrent
 from recc.compiler.codegen.tvm.lowering.checks import check_ids
@@ -46,11 +47,11 @@ class Lowered:
     specialized: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
-def lower(graph: Graph, tuner: Any = None, id_limits: dict[str, list[list[Any]]] | None = None,
+def lower(graph: Graph, tuner: Any = None, id_limits: dict[str, tuple[IdLimit, ...]] | None = None,
           specialize: dict[str, dict[str, int]] | None = None,
           dense_tile: tuple[int, int] = (ROWS, VECTOR)) -> Lowered:
     """`tuner` (tuning.Tuner): schedule parameters remembered in a tuning database, or searched now.
-    `id_limits` (input_checks.id_checks()["ids"]): the ids inputs to range-check inside the function.
+    `id_limits` (input_checks.id_checks().ids): the ids inputs to range-check inside the function.
     `specialize`: more functions beside "main", each with some shape symbols fixed, e.g.
     {"main_b1": {"batch": 1}} (see batch_one_bucket). `dense_tile`: the dense kernels' register tile
     (rows, vector) for the target (kernels/cpu/dense.py register_tile)."""
