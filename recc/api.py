@@ -56,12 +56,14 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
                   dump_ir: str | Path | None = None, threads: int | None = None,
                   progress: Callable[[str], None] | None = None, timings: dict[str, float] | None = None,
                   source: dict[str, Any] | None = None, tune_budget_s: float | None = None,
-                  tuning_db: str | Path | None = DEFAULT_TUNING_DB) -> CompiledModel:
+                  tuning_db: str | Path | None = DEFAULT_TUNING_DB,
+                  signing_key: bytes | str | None = None) -> CompiledModel:
     """Optimize and build an IR graph into a CompiledModel (backed by a temporary artifact).
 
     Kernel schedules come from the tuning database `tuning_db` (None: no database) where it has them;
     with `tune_budget_s`, kernels it lacks are tuned now on this machine, within that many seconds, and
-    remembered there."""
+    remembered there. `signing_key` signs the artifact's manifest (HMAC-SHA256; `recc.load(path, key=)`
+    then refuses anything not signed with it)."""
     say = progress or (lambda msg: None)
     timings = dict(timings or {})
     spec = resolve_target(target)
@@ -99,8 +101,8 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
         versions=_versions(),
         source=source or {"kind": "python"},
         specialized=lowered.specialized,
-    ))
-    return CompiledModel(root, threads=threads, _owned_tmp=tmp)
+    ), signing_key=signing_key.encode() if isinstance(signing_key, str) else signing_key)
+    return CompiledModel(root, threads=threads, key=signing_key, _owned_tmp=tmp)
 
 
 def compile(module: torch.nn.Module, example_inputs: Sequence[Any], target: str = "cpu", *,
@@ -108,13 +110,15 @@ def compile(module: torch.nn.Module, example_inputs: Sequence[Any], target: str 
             pipeline: Sequence[str] = DEFAULT_PIPELINE, disable_passes: Sequence[str] = (), verify: bool = False,
             dump_ir: str | Path | None = None, threads: int | None = None,
             progress: Callable[[str], None] | None = None, source: dict[str, Any] | None = None,
-            tune_budget_s: float | None = None, tuning_db: str | Path | None = DEFAULT_TUNING_DB) -> CompiledModel:
+            tune_budget_s: float | None = None, tuning_db: str | Path | None = DEFAULT_TUNING_DB,
+            signing_key: bytes | str | None = None) -> CompiledModel:
     """Compile a PyTorch module for `target`.
 
     `example_inputs` fix dtypes and non-batch dims; dim 0 of every input is a symbolic batch, so one
     compiled model serves every batch size. `verify=True` runs the reference interpreter after every pass
     on the example inputs and stops at the first pass that changes the function. `tune_budget_s` tunes
     kernel schedules on this machine within that many seconds (see compile_graph; `tuning_db`).
+    `signing_key` signs the artifact (see compile_graph).
     """
     say = progress or (lambda msg: None)
     tensors = [torch.as_tensor(x) for x in example_inputs]
@@ -126,7 +130,8 @@ def compile(module: torch.nn.Module, example_inputs: Sequence[Any], target: str 
     say(f"captured {len(graph.nodes)} nodes in {capture_s:.1f} s")
     validate = [t.numpy() for t in tensors] if verify else None
     return compile_graph(graph, name or type(module).__name__, target, pipeline, disable_passes, validate, dump_ir,
-                         threads, progress, {"capture_s": capture_s}, source, tune_budget_s, tuning_db)
+                         threads, progress, {"capture_s": capture_s}, source, tune_budget_s, tuning_db,
+                         signing_key)
 
 
 __all__ = ["compile", "compile_graph", "optimize", "load", "CompiledModel"]

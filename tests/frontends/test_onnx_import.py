@@ -168,7 +168,7 @@ def test_onnx_gru_op_becomes_dense_and_gru(tmp_path: Path) -> None:
     x = torch.randn(7, 6, 5)
     with torch.no_grad():
         want = module(x)
-    for got, expected in zip(interpret(graph, [x.numpy()]), want):
+    for got, expected in zip(interpret(graph, [x.numpy()]), want, strict=True):
         assert max_abs_error(got, expected) <= FP32_ATOL
 
 

@@ -70,6 +70,6 @@ def assert_same_function(before: Graph, after: Graph, batches: tuple[int, ...] =
     """`after` computes what `before` did (reference interpreter, fp32 tolerance)."""
     for batch in batches:
         inputs = inputs_for(before, batch, seed=batch, high=high)
-        for want, got in zip(interpret(before, inputs), interpret(after, inputs)):
+        for want, got in zip(interpret(before, inputs), interpret(after, inputs), strict=True):
             assert want.shape == got.shape
             np.testing.assert_allclose(got, want, atol=atol, rtol=0)

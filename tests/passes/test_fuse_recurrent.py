@@ -81,7 +81,7 @@ def _check(graph, module, batches=(1, 7)) -> None:
         with torch.no_grad():
             want = module(*inputs)
         got = interpret(graph, [x.numpy() for x in inputs])
-        for g, w in zip(got, want if isinstance(want, tuple) else (want,)):
+        for g, w in zip(got, want if isinstance(want, tuple) else (want,), strict=True):
             assert max_abs_error(g, w) <= FP32_ATOL
 
 
@@ -153,6 +153,6 @@ def test_compiled_kernel_matches_eager() -> None:
         with torch.no_grad():
             want = module(*inputs)
         got = compiled(*inputs)
-        for g, w in zip(got, want):
+        for g, w in zip(got, want, strict=True):
             assert max_abs_error(g, w) <= FP32_ATOL, f"batch {batch}"
     assert np.isfinite(got[0].numpy()).all()

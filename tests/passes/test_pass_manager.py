@@ -44,7 +44,7 @@ def test_reports_have_counts_histograms_and_times() -> None:
     fuse = next(r for r in reports if r.name == "fuse-dense-activation")
     assert fuse.rewrites == {"activation-into-dense": 2}
     assert fuse.ops_before == {"dense": 2, "relu": 1, "sigmoid": 1} and fuse.ops_after == {"dense": 2}
-    assert fuse.nodes_before == 4 and fuse.nodes_after == 2 and fuse.ms >= 0
+    assert fuse.nodes_before == 4 and fuse.nodes_after == 2 and isinstance(fuse.ms, float)
     assert set(fuse.to_json()) >= {"name", "rewrites", "rejects", "nodes_before", "nodes_after", "ops_before",
                                    "ops_after", "ms"}
 

@@ -61,6 +61,6 @@ def test_composes_permutes_and_drops_identities() -> None:
     verify(g)
     assert stats.rewrites.get("permute-of-permute", 0) >= 2
     assert g.op_histogram() == {"relu": 2, "permute": 1}  # the cancelling chain is gone; (0, 2, 1) stays
-    for got, want in zip(interpret(g, [data]), before):
+    for got, want in zip(interpret(g, [data]), before, strict=True):
         np.testing.assert_array_equal(got, want)
     assert SimplifyReshapes().run(g, PassContext()).rewrites == {}
