@@ -152,21 +152,26 @@ def _check(root: Path, pristine, key: bytes | None, kind: str) -> None:
         _log(test, kind, "loaded; consistent edit (only a signature can refuse it)")
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-@given(data=st.data())
-def test_damage_is_refused_or_harmless(pristine, tmp_path_factory, data) -> None:
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+
+
+def _damaged_copy(pristine, tmp_path_factory, data: st.DataObject) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("damaged") / "m.recc"
     shutil.copytree(pristine[0], root, symlinks=True)
-    kind = _damage(root, data)
+    return root, _damage(root, data)
+
+
+@FUZZ
+@given(data=st.data())
+def test_damage_is_refused_or_harmless(pristine, tmp_path_factory, data) -> None:
+    root, kind = _damaged_copy(pristine, tmp_path_factory, data)
     _check(root, pristine, None, kind)
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@FUZZ
 @given(data=st.data())
 def test_with_a_key_demanded_every_listed_change_is_refused(pristine, tmp_path_factory, data) -> None:
-    root = tmp_path_factory.mktemp("damaged") / "m.recc"
-    shutil.copytree(pristine[0], root, symlinks=True)
-    kind = _damage(root, data)
+    root, kind = _damaged_copy(pristine, tmp_path_factory, data)
     if kind in ("extra", "no-op"):
         _check(root, pristine, KEY, kind)  # an unlisted file is never read: loads, same answers
         return

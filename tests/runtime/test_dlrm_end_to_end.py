@@ -12,7 +12,7 @@ import torch
 
 import recc
 from recc.cli import main as cli_main
-from recc.compiler.artifact import ArtifactError
+from recc.compiler.artifact import ArtifactError, manifest_digest
 from recc.models import create
 from tests.conftest import FP32_ATOL, max_abs_error
 
@@ -155,6 +155,7 @@ def test_host_without_a_required_cpu_feature_is_refused(compiled, tmp_path: Path
     path = _copy(compiled, tmp_path, "features.recc")
     manifest = json.loads((path / "manifest.json").read_text())
     manifest["target"]["features"].append("avx1024-made-up")
+    manifest["digest"] = manifest_digest(manifest)  # a consistent edit: the CPU check itself must refuse it
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="uses avx1024-made-up, which this host's CPU lacks"):
         recc.load(path)
