@@ -90,12 +90,17 @@ class TensorSpec:
 # -- id ranges --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class IdLimit:
-    """`input[..., start:end along axis, ...] < rows` (axis None: the whole input)."""
+    """`input[..., start:end along axis, ...] < rows` (axis None: the whole input); ids must also be >= 0,
+    or with `wrap` (a gather that reads row `id + rows` for a negative id, as `w[ids]` does) >= -rows."""
 
     axis: int | None
     start: int | None
     end: int | None
     rows: int
+    wrap: bool = False
+
+    def to_json(self) -> list[Any]:  # [axis, start, end, rows], plus `true` when the gather wraps
+        return [self.axis, self.start, self.end, self.rows] + ([True] if self.wrap else [])
 
 
 def id_bounds(limits: Sequence[IdLimit], size: int) -> np.ndarray:
@@ -123,7 +128,7 @@ class IdChecks:
     in_kernel: tuple[str, ...] = ()  # ids inputs the compiled function range-checks itself
 
     def to_json(self) -> dict[str, Any]:
-        return {"ids": {k: [[x.axis, x.start, x.end, x.rows] for x in v] for k, v in self.ids.items()},
+        return {"ids": {k: [x.to_json() for x in v] for k, v in self.ids.items()},
                 "offsets": [o.__dict__ for o in self.offsets], "unchecked": list(self.unchecked),
                 "in_kernel": list(self.in_kernel)}
 
@@ -132,8 +137,8 @@ class IdChecks:
         _need(isinstance(j, dict) and isinstance(j.get("ids"), dict), "id_checks")
         ids = {}
         for name, lims in j["ids"].items():
-            _need(isinstance(lims, list) and all(isinstance(x, list) and len(x) == 4 and isinstance(x[3], int)
-                                                 for x in lims), f"id_checks.ids.{name}")
+            _need(isinstance(lims, list) and all(isinstance(x, list) and len(x) in (4, 5) and isinstance(x[3], int)
+                                                 and x[4:] in ([], [True]) for x in lims), f"id_checks.ids.{name}")
             ids[name] = tuple(IdLimit(*x) for x in lims)
         try:
             offsets = tuple(OffsetCheck(o["offsets"], o["ids"], bool(o["include_last_offset"]))
