@@ -103,6 +103,10 @@ class IdLimit:
         return [self.axis, self.start, self.end, self.rows] + ([True] if self.wrap else [])
 
 
+# what the compiled function's index check raises (kernels/cpu/checks.py); the runtime recognises it
+BAD_ID_MESSAGE = "recc: an embedding id is out of range"
+
+
 def id_bounds(limits: Sequence[IdLimit], size: int) -> np.ndarray:
     """Per-element upper bounds along the limits' one axis of static `size`, as uint64: viewed as uint64
     a negative id is huge, so `ids >= bound` catches both ends at once; columns no table reads get the

@@ -19,7 +19,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from recc.compiler.artifact import ArtifactError, IdLimit, Manifest, id_bounds, load_weight, read_manifest
+from recc.compiler.artifact import (
+    BAD_ID_MESSAGE,
+    ArtifactError,
+    IdLimit,
+    Manifest,
+    id_bounds,
+    load_weight,
+    read_manifest,
+)
 from recc.compiler.ir.types import Sym
 from recc.runtime.host import host_features
 
@@ -289,7 +297,14 @@ class CompiledModel:
         self._check_ids(dict(zip(self.input_names, tensors)))
         function = self._function_for(env.get(self._batch_one[1]) if self._batch_one else None)
         # tvm-ffi takes torch tensors as they are and returns torch tensors (no DLPack round trips)
-        return self._results(function(*[self._aligned(t) for t in tensors], *self._weights))
+        try:
+            return self._results(function(*[self._aligned(t) for t in tensors], *self._weights))
+        except Exception as e:  # TVM raises its own error types; only the index check is ours to explain
+            if BAD_ID_MESSAGE not in str(e):
+                raise
+            lookups = ", ".join(self.manifest.id_checks.unchecked) or "?"
+            raise ValueError(f"an index computed inside the model is out of range for its table (checked "
+                             f"before the gather; lookups whose ids the model computes: {lookups})") from None
 
     @staticmethod
     def _aligned(array: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ from recc.compiler.codegen.tvm.kernels.cpu.checks import id_range_check
 from recc.compiler.codegen.tvm.lowering.context import LoweringContext
 from recc.compiler.input_checks import Requirement, requirement, trace_ids
 from recc.compiler.interpreter import checked_index
-from recc.compiler.ir import Node, Value
+from recc.compiler.ir import Node, Value, trace_view
 
 _NO_LIMIT = np.iinfo(np.uint64).max
 
@@ -70,15 +70,31 @@ def _covered_by_input_check(lw: LoweringContext, req: Requirement) -> bool:
     if source is None or source.name not in lw.input_bounds:
         return False
     axis, bounds = lw.input_bounds[source.name]
-    if req.axis is not None:  # per-column requirement: only on the input itself
-        if source is not req.ids or axis != req.axis:
+    if req.axis is not None:  # per-column requirement: on the input, or a reshape merging its trailing axes
+        have = _flat_bounds(source, req.ids, axis, bounds, req.axis)
+        if have is None:
             return False
-        need = id_bounds([IdLimit(req.axis, s, e, r) for s, e, r in req.columns], len(bounds))  # type: ignore[arg-type]
-        return bool(np.all(bounds <= need))
+        need = id_bounds([IdLimit(req.axis, s, e, r) for s, e, r in req.columns], len(have))  # type: ignore[arg-type]
+        return bool(np.all(have <= need))
     rows = np.uint64(req.columns[0][2])
     if axis is not None and region is not None and region[0] == axis:  # the region's own bounds
         return bool(np.all(bounds[region[1]:region[2]] <= rows))
     return bool(np.all(bounds <= rows))  # one bound, or every bound along the axis
+
+
+def _flat_bounds(source: Value, ids: Value, axis: int | None, bounds: np.ndarray, at: int) -> np.ndarray | None:
+    """The input check's bounds for each position along axis `at` of `ids`, where `ids` is `source` or a
+    reshape of it that keeps the axes before `at` and merges the rest into one; else None."""
+    shape, rank = source.type.shape, source.type.rank
+    if trace_view(ids, ("reshape",))[0] is not source or ids.type.rank != at + 1 \
+            or tuple(shape[:at]) != tuple(ids.type.shape[:at]) or not all(isinstance(d, int) for d in shape[at:]):
+        return None
+    if axis is None:
+        return np.broadcast_to(bounds, (int(np.prod(shape[at:])),))
+    if axis < at:
+        return None
+    per_axis = bounds.reshape((-1,) + (1,) * (rank - axis - 1))
+    return np.broadcast_to(per_axis, tuple(shape[at:])).reshape(-1)  # type: ignore[arg-type]
 
 
 def _constant_indices(lw: LoweringContext, node: Node, req: Requirement) -> relax.Expr:

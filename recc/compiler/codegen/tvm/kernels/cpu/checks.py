@@ -18,7 +18,9 @@ from __future__ import annotations
 from tvm import tirx
 from tvm.script import tirx as T
 
-BAD_ID_MESSAGE = "recc: an embedding id is out of range"
+from recc.compiler.artifact import BAD_ID_MESSAGE
+
+__all__ = ["BAD_ID_MESSAGE", "id_range_check"]
 
 
 def id_range_check(rank: int, axis: int | None, period: int, dtype: str = "int64", shift: int = 0) -> tirx.PrimFunc:
