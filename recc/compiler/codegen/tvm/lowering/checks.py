@@ -149,4 +149,8 @@ def guarded_args(lw: LoweringContext, node: Node) -> list[relax.Expr]:
         dtype = req.ids.type.dtype
         rows, zero = relax.const(req.columns[0][2], dtype), relax.const(0, dtype)
         args[1] = lw.emit(relax.op.where(relax.op.less(args[1], zero), relax.op.add(args[1], rows), args[1]))
+    if node.op in ("embedding_bag", "batched_embedding_bag"):  # recc's kernels read int64 ids and offsets
+        for i in (1, 2) if node.attrs.get("layout") == "offsets" else (1,):
+            if node.inputs[i].type.dtype != "int64":
+                args[i] = lw.emit(relax.op.astype(args[i], "int64"))
     return args
