@@ -1,7 +1,7 @@
 """Which inputs carry gather indices (embedding ids), and the range each part of them must lie in.
 
 TVM's gathers do not check bounds: an id >= rows reads another table's rows or unmapped memory. So every
-gather (`embedding`, `embedding_bag`, `batched_embedding_bag`, `take`) states what its indices must satisfy
+gather (`embedding`, `embedding_bag`, `batched_embedding_bag`, `take`, `gather`) states what its indices must satisfy
 (`requirement`): `0 <= id < rows`, or `-rows <= id < rows` for a gather that wraps a negative id once
 (`take` with `wrap`, which `w[ids]` and ONNX Gather produce). At compile time we trace each gather's
 indices back through slices, reshapes, transposes and value-preserving casts to a graph input
@@ -21,7 +21,7 @@ from recc.compiler.artifact import IdChecks, IdLimit, OffsetCheck
 from recc.compiler.ir import Graph, Node, Value, trace_view
 from recc.compiler.ir.fused_ops import batched_table_layout
 
-GATHER_OPS = ("embedding", "embedding_bag", "batched_embedding_bag", "take")
+GATHER_OPS = ("embedding", "embedding_bag", "batched_embedding_bag", "take", "gather")
 
 # casts that keep every integer value as it is (so a check on the source is a check on the cast)
 _INT_BITS = {"bool": 1, "uint8": 8, "int8": 8, "int16": 16, "uint16": 16, "int32": 32, "uint32": 32, "int64": 64}
@@ -89,7 +89,7 @@ def requirement(node: Node) -> Requirement:
     if node.op == "batched_embedding_bag":
         cols = tuple((col, col + bag, rows) for rows, _, bag, col, _, _ in batched_table_layout(node.attrs))
         return Requirement(node.inputs[1], 1, cols)
-    if node.op == "take":
+    if node.op in ("take", "gather"):
         table, axis = node.inputs[0], node.attrs["axis"] % node.inputs[0].type.rank
         rows = table.type.shape[axis]
         return Requirement(node.inputs[1], None, ((0, 0, rows if isinstance(rows, int) else None),),

@@ -57,6 +57,14 @@ def _take(xs: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
     return np.take(xs[0], checked_index(xs[1], xs[0].shape[axis], bool(attrs.get("wrap"))), axis=axis)
 
 
+def _gather(xs: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
+    x, idx = xs
+    axis = attrs["axis"] % x.ndim
+    index = checked_index(idx, x.shape[axis])
+    x = x[tuple(slice(None) if d == axis else slice(0, n) for d, n in enumerate(idx.shape))]
+    return np.ascontiguousarray(np.take_along_axis(x, index, axis=axis))
+
+
 def _embedding_bag(xs: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
     table, ids = xs[0], checked_index(xs[1], xs[0].shape[0])
     weights = xs[-1] if attrs.get("has_weights") else None
@@ -187,6 +195,7 @@ KERNELS: dict[str, Kernel] = {
     "permute": lambda x, a: np.ascontiguousarray(np.transpose(x[0], a["perm"])),
     "slice": lambda x, a: np.ascontiguousarray(_slice(x[0], a)),
     "take": _take,
+    "gather": _gather,
     "expand": lambda x, a: np.ascontiguousarray(np.broadcast_to(x[0], a["_shape"])),
     "sum": lambda x, a: x[0].sum(axis=tuple(a["axes"]), keepdims=a.get("keepdims", False)).astype(x[0].dtype),
     "mean": lambda x, a: x[0].mean(axis=tuple(a["axes"]), keepdims=a.get("keepdims", False)).astype(x[0].dtype),

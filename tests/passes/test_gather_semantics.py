@@ -90,3 +90,16 @@ def test_take_limits_record_wrap() -> None:
     _, graph = _take(wrap=True)
     assert id_checks(graph).ids == {"ids": (IdLimit(None, None, None, 10, True),)}
     assert IdChecks.from_json(id_checks(graph).to_json()) == id_checks(graph)
+
+
+def test_gather_reads_like_torch_gather() -> None:
+    g = Small()
+    x, ids = g.input("x", 5), g.input("ids", 2, dtype="int64")
+    graph = g.returns(g.op("gather", x, ids, axis=1))
+    data = np.arange(15, dtype=np.float32).reshape(3, 5)
+    out, = interpret(graph, [data, np.array([[0, 4], [1, 1], [3, 2]])])
+    np.testing.assert_array_equal(out, [[0, 4], [6, 6], [13, 12]])
+    for bad in (-1, 5):
+        with pytest.raises(IndexError):
+            interpret(graph, [data, np.array([[0, bad], [1, 1], [3, 2]])])
+    assert id_checks(graph).ids == {"ids": (IdLimit(None, None, None, 5),)}

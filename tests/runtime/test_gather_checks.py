@@ -2,7 +2,7 @@
 an in-range result equal to eager's, and a ValueError where eager raises IndexError/RuntimeError.
 
 `w[ids]` wraps a negative id once (ids -1 reads the last row, -rows the first, -rows - 1 is refused);
-`index_select` and `F.embedding` refuse negatives. Ids that reach the lookup through a cast are traced to
+`index_select`, `torch.gather` and `F.embedding` refuse negatives. Ids that reach the lookup through a cast are traced to
 the input and checked there; ids computed in the graph (`ids * 2 + 1`) are checked right before the
 gather, inside the compiled function (which refuses a bad index even when called without the runtime).
 Plus the inputs that used to reach TVM raw: int32 ids, batch 0, zero bags, requires_grad, sparse.
@@ -125,13 +125,20 @@ def test_lookups_follow_eager(how: str, dtype: torch.dtype, ids: list, bad: list
         _same_as_eager(model, compiled, wrong)
 
 
-def test_torch_gather_is_refused_at_compile_time() -> None:
-    class Gathered(torch.nn.Module):
-        def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-            return torch.gather(x, 1, ids)
+class Gathered(torch.nn.Module):
+    def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        return torch.gather(x, 1, ids)
 
-    with pytest.raises(Exception, match="gather"):
-        recc.compile(Gathered(), (torch.randn(2, 10), torch.tensor([[1], [2]])))
+
+def test_torch_gather_follows_eager() -> None:
+    x, ids = torch.randn(3, 10), torch.tensor([[1, 2], [3, 9], [0, 0]])
+    compiled = recc.compile(Gathered(), (x, ids))
+    assert compiled._fast  # the whole input is checked first thing in the function
+    _same_as_eager(Gathered(), compiled, x, ids)
+    for bad in (10, -1, 10**9):
+        wrong = ids.clone()
+        wrong[1, 1] = bad
+        _same_as_eager(Gathered(), compiled, x, wrong)
 
 
 def test_one_input_whole_and_sliced_keeps_each_tables_bound() -> None:

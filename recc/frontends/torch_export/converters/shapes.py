@@ -109,6 +109,12 @@ def _index_select(ctx: Ctx, node: torch.fx.Node, x: Any, dim: int, index: Any) -
     return ctx.emit("take", [xv, ctx.value(index)], axis=dim % xv.type.rank, wrap=False)
 
 
+@converts("gather.default")
+def _gather(ctx: Ctx, node: torch.fx.Node, x: Any, dim: int, index: Any, sparse_grad: bool = False) -> Value:
+    xv = ctx.value(x)  # torch refuses negative indices here
+    return ctx.emit("gather", [xv, ctx.value(index)], axis=dim % xv.type.rank)
+
+
 @converts("index.Tensor")
 def _index(ctx: Ctx, node: torch.fx.Node, x: Any, indices: Any) -> Value:
     """x[:, i, j, ...] with index tensors on consecutive axes -> reshape + one take.

@@ -67,6 +67,9 @@ def lower_generic(lw: LoweringContext, node: Node) -> relax.Expr:
     if op == "take":  # indices proven or checked in range (and wrapped) by guarded_args
         table, index = guarded_args(lw, node)
         return lw.emit(relax.op.take(table, index, axis=a["axis"], mode="clip"))
+    if op == "gather":  # torch.gather, indices checked by guarded_args
+        data, index = guarded_args(lw, node)
+        return lw.emit(relax.op.gather_elements(data, index, axis=a["axis"]))
     if op == "expand":
         return lw.emit(relax.op.broadcast_to(args[0], out_shape))
     if op in REDUCTIONS:
