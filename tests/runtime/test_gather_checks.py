@@ -78,9 +78,13 @@ def test_indexed_table_follows_eager(indexed, last: int) -> None:
 
 
 def test_indexed_table_checks_inside_the_function(indexed) -> None:
-    """Called without the runtime's checks, the compiled function still refuses a bad index."""
+    """The wrapping range -rows <= id < rows is checked by the compiled function: called without the
+    runtime's checks, it still refuses a bad index."""
     _, compiled = indexed
     assert compiled.manifest.id_checks.ids["ids"][0].wrap
+    # checked once, first thing (the gather needs no second check), so the fast path stays on
+    assert compiled.manifest.id_checks.in_kernel == ("ids",) and compiled._fast
+    assert compiled.report["kernels"]["check_ids"] == 1
     x = torch.randn(4, 8)
     compiled._main(torch.tensor([0, 1, 2, -ROWS]), x, *compiled._weights)  # wraps to row 0
     for bad in (ROWS, -ROWS - 1):

@@ -37,17 +37,22 @@ def check_ids(lw: LoweringContext, value: Value) -> None:
     gather. Other limits stay with the runtime's check before the call (and the checks before gathers)."""
     limits, shape = lw.id_limits.get(value.name), value.type.shape
     if not limits or value.type.dtype != "int64" or len({lim.axis for lim in limits}) != 1 \
-            or any(lim.wrap for lim in limits):
+            or len({lim.wrap for lim in limits}) != 1:
         return
-    axis = limits[0].axis
-    if axis is None:
+    axis, shift = limits[0].axis, 0
+    if limits[0].wrap:  # w[ids]: -rows <= id < rows, as id + rows < 2 * rows; one table's rows only
+        if axis is not None or len({lim.rows for lim in limits}) != 1:
+            return
+        shift = limits[0].rows
+        bounds = np.array([2 * shift], np.uint64)
+    elif axis is None:
         bounds = np.array([min(lim.rows for lim in limits)], np.uint64)
     elif isinstance(shape[axis], int):
         bounds = id_bounds(limits, shape[axis])  # the uint64 bounds the runtime uses, bit for bit
     else:
         return
-    lw.exprs[id(value)] = _emit_check(lw, value, lw.exprs[id(value)], axis, bounds, 0)
-    lw.input_bounds[value.name] = (axis, bounds)
+    lw.exprs[id(value)] = _emit_check(lw, value, lw.exprs[id(value)], axis, bounds, shift)
+    lw.input_bounds[value.name] = (axis, bounds, shift)
     if lw.counting:
         lw.checked_inputs.append(value.name)
 
@@ -64,12 +69,15 @@ def _emit_check(lw: LoweringContext, value: Value, expr: relax.Expr, axis: int |
 
 def _covered_by_input_check(lw: LoweringContext, req: Requirement) -> bool:
     """True if the check at the top of the function already proves `req` (same or tighter bounds)."""
-    if req.wrap or req.ids.type.dtype not in ("int64", "int32"):
+    if req.ids.type.dtype not in ("int64", "int32"):
         return False
     source, region = trace_ids(req.ids)
     if source is None or source.name not in lw.input_bounds:
         return False
-    axis, bounds = lw.input_bounds[source.name]
+    axis, bounds, shift = lw.input_bounds[source.name]
+    if req.wrap or shift:  # a wrapping check covers a wrapping gather of the same table size only
+        rows = req.columns[0][2]
+        return bool(req.wrap and req.axis is None and axis is None and shift == rows and bounds[0] <= 2 * rows)
     if req.axis is not None:  # per-column requirement: on the input, or a reshape merging its trailing axes
         have = _flat_bounds(source, req.ids, axis, bounds, req.axis)
         if have is None:

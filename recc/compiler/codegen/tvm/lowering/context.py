@@ -29,9 +29,9 @@ class LoweringContext:
         self.dense_tile = dense_tile
         self.id_limits = id_limits or {}
         self.checked_inputs: list[str] = []
-        # per function: input -> (axis, uint64 bounds) its first check enforces; gathers whose indices
+        # per function: input -> (axis, uint64 bounds, shift) its first check enforces; gathers whose indices
         # were proven or checked (lowering/checks.py guarded_args)
-        self.input_bounds: dict[str, tuple[int | None, np.ndarray]] = {}
+        self.input_bounds: dict[str, tuple[int | None, np.ndarray, int]] = {}
         self.guarded: set[int] = set()
         self.bb = relax.BlockBuilder()
         self.symbols: dict[str, Any] = {}  # shape symbol -> tir.Var, or an IntImm where specialized
