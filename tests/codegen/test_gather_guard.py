@@ -66,3 +66,26 @@ def test_a_lowering_that_skips_the_guard_is_refused(monkeypatch) -> None:
     monkeypatch.setitem(driver.LOWERINGS, "take", unguarded)
     with pytest.raises(UncheckedGatherError, match="did not range-check"):
         _lower(_graph(computed=True))
+
+
+def _batched_over_concat(big_rows: int):
+    """Two ids inputs (checked first against tables of 5 and 9 rows), concatenated for one batched lookup
+    whose second table has `big_rows` rows."""
+    g = Small()
+    a, b = g.input("a", 1, dtype="int64"), g.input("b", 2, dtype="int64")
+    small_a = g.op("embedding_bag", g.param("ta", np.zeros((5, 4), np.float32)), a, mode="sum", layout="fixed")
+    small_b = g.op("embedding_bag", g.param("tb", np.zeros((9, 4), np.float32)), b, mode="sum", layout="fixed")
+    ids = g.op("concat", a, b, axis=1)
+    weights = g.param("flat", np.zeros(5 * 4 + big_rows * 4, np.float32))
+    batched = g.op("batched_embedding_bag", weights, ids, table_rows=[5, big_rows], table_dims=[4, 4],
+                   bag_sizes=[1, 2], id_cols=[0, 1], mode="sum")
+    return g.returns(small_a, small_b, batched)
+
+
+@pytest.mark.parametrize("big_rows, extra_checks", [(9, 0), (20, 0), (7, 1)])
+def test_batched_lookup_over_concatenated_inputs(big_rows: int, extra_checks: int) -> None:
+    """Covered by the inputs' own checks when its tables are at least as large (DIN, DIEN); checked again
+    right before it when a table is smaller than the one the input was checked for."""
+    lowered = _lower(_batched_over_concat(big_rows))
+    assert lowered.checked_inputs == ["a", "b"]
+    assert lowered.kernels["check_ids"] == 2 + extra_checks

@@ -71,6 +71,9 @@ def _covered_by_input_check(lw: LoweringContext, req: Requirement) -> bool:
     """True if the check at the top of the function already proves `req` (same or tighter bounds)."""
     if req.ids.type.dtype not in ("int64", "int32"):
         return False
+    pieces = _concat_pieces(req)
+    if pieces is not None:
+        return all(_covered_by_input_check(lw, piece) for piece in pieces)
     source, region = trace_ids(req.ids)
     if source is None or source.name not in lw.input_bounds:
         return False
@@ -88,6 +91,25 @@ def _covered_by_input_check(lw: LoweringContext, req: Requirement) -> bool:
     if axis is not None and region is not None and region[0] == axis:  # the region's own bounds
         return bool(np.all(bounds[region[1]:region[2]] <= rows))
     return bool(np.all(bounds <= rows))  # one bound, or every bound along the axis
+
+
+def _concat_pieces(req: Requirement) -> list[Requirement] | None:
+    """A per-column requirement on a concat along its axis (a batched lookup over several ids inputs) as
+    one requirement per concatenated piece, each with the columns that fall in it; else None."""
+    node = req.ids.producer
+    if req.axis is None or node is None or node.op != "concat" or node.attrs["axis"] % req.ids.type.rank != req.axis:
+        return None
+    pieces, offset = [], 0
+    for piece in node.inputs:
+        width = piece.type.shape[req.axis]
+        if not isinstance(width, int):
+            return None
+        cols = tuple((max(s, offset) - offset, min(e, offset + width) - offset, r)
+                     for s, e, r in req.columns if s < offset + width and e > offset)
+        if cols:  # a piece no table reads needs nothing
+            pieces.append(Requirement(piece, req.axis, cols))
+        offset += width
+    return pieces
 
 
 def _flat_bounds(source: Value, ids: Value, axis: int | None, bounds: np.ndarray, at: int) -> np.ndarray | None:
