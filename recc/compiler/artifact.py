@@ -128,7 +128,7 @@ class OffsetCheck:
 class IdChecks:
     ids: dict[str, tuple[IdLimit, ...]] = field(default_factory=dict)
     offsets: tuple[OffsetCheck, ...] = ()
-    unchecked: tuple[str, ...] = ()  # lookups whose ids are computed in the graph: not checkable
+    unchecked: tuple[str, ...] = ()  # gathers whose ids the graph computes: checked in the function, not before
     in_kernel: tuple[str, ...] = ()  # ids inputs the compiled function range-checks itself
 
     def to_json(self) -> dict[str, Any]:

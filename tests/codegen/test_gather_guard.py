@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tvm import relax
+
 from recc.compiler.codegen.tvm.lowering import driver
 from recc.compiler.codegen.tvm.lowering.checks import UncheckedGatherError
 from recc.compiler.input_checks import id_checks
 from tests.passes.graphs import Small
-from tvm import relax
 
 TABLE = np.zeros((10, 4), np.float32)
 

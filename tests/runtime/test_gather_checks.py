@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
+import recc
 from recc.api import compile_graph
 from recc.compiler.artifact import BAD_ID_MESSAGE
 from recc.frontends.torch_export.capture import capture
-
-import recc
 
 ROWS = 100
 
