@@ -95,12 +95,21 @@ class TensorSpec:
 # -- id ranges --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class IdLimit:
-    """`input[..., start:end along axis, ...] < rows` (axis None: the whole input)."""
+    """`input[..., start:end along axis, ...] < rows` (axis None: the whole input); ids must also be >= 0,
+    or with `wrap` (a gather that reads row `id + rows` for a negative id, as `w[ids]` does) >= -rows."""
 
     axis: int | None
     start: int | None
     end: int | None
     rows: int
+    wrap: bool = False
+
+    def to_json(self) -> list[Any]:  # [axis, start, end, rows], plus `true` when the gather wraps
+        return [self.axis, self.start, self.end, self.rows] + ([True] if self.wrap else [])
+
+
+# what the compiled function's index check raises (kernels/cpu/checks.py); the runtime recognises it
+BAD_ID_MESSAGE = "recc: an embedding id is out of range"
 
 
 def id_bounds(limits: Sequence[IdLimit], size: int) -> np.ndarray:
@@ -124,11 +133,11 @@ class OffsetCheck:
 class IdChecks:
     ids: dict[str, tuple[IdLimit, ...]] = field(default_factory=dict)
     offsets: tuple[OffsetCheck, ...] = ()
-    unchecked: tuple[str, ...] = ()  # lookups whose ids are computed in the graph: not checkable
+    unchecked: tuple[str, ...] = ()  # gathers whose ids the graph computes: checked in the function, not before
     in_kernel: tuple[str, ...] = ()  # ids inputs the compiled function range-checks itself
 
     def to_json(self) -> dict[str, Any]:
-        return {"ids": {k: [[x.axis, x.start, x.end, x.rows] for x in v] for k, v in self.ids.items()},
+        return {"ids": {k: [x.to_json() for x in v] for k, v in self.ids.items()},
                 "offsets": [o.__dict__ for o in self.offsets], "unchecked": list(self.unchecked),
                 "in_kernel": list(self.in_kernel)}
 
@@ -137,8 +146,8 @@ class IdChecks:
         _need(isinstance(j, dict) and isinstance(j.get("ids"), dict), "id_checks")
         ids = {}
         for name, lims in j["ids"].items():
-            _need(isinstance(lims, list) and all(isinstance(x, list) and len(x) == 4 and isinstance(x[3], int)
-                                                 for x in lims), f"id_checks.ids.{name}")
+            _need(isinstance(lims, list) and all(isinstance(x, list) and len(x) in (4, 5) and isinstance(x[3], int)
+                                                 and x[4:] in ([], [True]) for x in lims), f"id_checks.ids.{name}")
             ids[name] = tuple(IdLimit(*x) for x in lims)
         try:
             offsets = tuple(OffsetCheck(o["offsets"], o["ids"], bool(o["include_last_offset"]))

@@ -39,8 +39,34 @@ def _activation(x: np.ndarray, name: str, attrs: dict[str, Any]) -> np.ndarray:
     raise ValueError(f"unknown activation {name}")
 
 
+def checked_index(ids: np.ndarray, rows: int, wrap: bool = False) -> np.ndarray:
+    """`ids` as int64 indices into `rows`, as torch reads them: a gather that wraps (`w[ids]`, `take` with
+    wrap) adds `rows` to a negative id once; then every id must lie in 0..rows-1, else IndexError (torch's
+    error for the same ids; numpy would wrap a negative id where torch refuses it)."""
+    ids = np.asarray(ids).astype(np.int64)
+    if wrap:
+        ids = np.where(ids < 0, ids + rows, ids)
+    if ids.size and (ids.min() < 0 or ids.max() >= rows):
+        bad = ids.min() if ids.min() < 0 else ids.max()
+        raise IndexError(f"index {bad} is out of bounds for a dimension of size {rows}")
+    return ids
+
+
+def _take(xs: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
+    axis = attrs["axis"] % xs[0].ndim
+    return np.take(xs[0], checked_index(xs[1], xs[0].shape[axis], bool(attrs.get("wrap"))), axis=axis)
+
+
+def _gather(xs: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
+    x, idx = xs
+    axis = attrs["axis"] % x.ndim
+    index = checked_index(idx, x.shape[axis])
+    x = x[tuple(slice(None) if d == axis else slice(0, n) for d, n in enumerate(idx.shape))]
+    return np.ascontiguousarray(np.take_along_axis(x, index, axis=axis))
+
+
 def _embedding_bag(xs: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
-    table, ids = xs[0], xs[1]
+    table, ids = xs[0], checked_index(xs[1], xs[0].shape[0])
     weights = xs[-1] if attrs.get("has_weights") else None
     if attrs["layout"] == "fixed":
         rows = table[ids]  # [B, L, D]
@@ -168,14 +194,15 @@ KERNELS: dict[str, Kernel] = {
     "reshape": lambda x, a: x[0].reshape(a["_shape"]),
     "permute": lambda x, a: np.ascontiguousarray(np.transpose(x[0], a["perm"])),
     "slice": lambda x, a: np.ascontiguousarray(_slice(x[0], a)),
-    "take": lambda x, a: np.take(x[0], x[1], axis=a["axis"]),
+    "take": _take,
+    "gather": _gather,
     "expand": lambda x, a: np.ascontiguousarray(np.broadcast_to(x[0], a["_shape"])),
     "sum": lambda x, a: x[0].sum(axis=tuple(a["axes"]), keepdims=a.get("keepdims", False)).astype(x[0].dtype),
     "mean": lambda x, a: x[0].mean(axis=tuple(a["axes"]), keepdims=a.get("keepdims", False)).astype(x[0].dtype),
     "max": lambda x, a: x[0].max(axis=tuple(a["axes"]), keepdims=a.get("keepdims", False)),
     "min": lambda x, a: x[0].min(axis=tuple(a["axes"]), keepdims=a.get("keepdims", False)),
     "cast": lambda x, a: x[0].astype(a["dtype"]),
-    "embedding": lambda x, a: x[0][x[1]],
+    "embedding": lambda x, a: x[0][checked_index(x[1], x[0].shape[0])],
     "embedding_bag": _embedding_bag,
     "batched_embedding_bag": _batched_embedding_bag,
     "dot_interaction": _dot_interaction,

@@ -26,5 +26,6 @@ def format_report(report: dict[str, Any]) -> str:
     if report.get("kernels"):
         lines.append("recc kernels: " + ", ".join(f"{k} x{v}" for k, v in report["kernels"].items()))
     if report.get("unchecked_ids"):
-        lines.append("warning: ids computed in-graph are not bounds-checked: " + ", ".join(report["unchecked_ids"]))
+        lines.append("note: ids computed in-graph are range-checked inside the compiled function, right before "
+                     "the gather: " + ", ".join(report["unchecked_ids"]))
     return "\n".join(lines)

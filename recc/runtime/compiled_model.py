@@ -19,7 +19,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from recc.compiler.artifact import ArtifactError, IdLimit, Manifest, id_bounds, load_weight, read_manifest
+from recc.compiler.artifact import (
+    BAD_ID_MESSAGE,
+    ArtifactError,
+    IdLimit,
+    Manifest,
+    id_bounds,
+    load_weight,
+    read_manifest,
+)
 from recc.compiler.ir.types import Sym
 from recc.runtime.host import host_features
 
@@ -119,9 +127,10 @@ class CompiledModel:
 
     @staticmethod
     def _prepare_limits(limits: tuple[IdLimit, ...]) -> list[IdLimit]:
-        rows = {lim.rows for lim in limits}
-        if len(rows) == 1:  # one bound for the whole input: a single max suffices
-            return [IdLimit(None, None, None, rows.pop())]
+        kinds = {(lim.rows, lim.wrap) for lim in limits}
+        if len(kinds) == 1:  # one bound for the whole input: a single max suffices
+            rows, wrap = kinds.pop()
+            return [IdLimit(None, None, None, rows, wrap)]
         return list(limits)
 
     @staticmethod
@@ -139,13 +148,16 @@ class CompiledModel:
         return CompiledModel._to_tvm(torch.from_numpy(np.ascontiguousarray(array)))
 
     @staticmethod
-    def _bound_array(limits: list[IdLimit], shape: list[Any]) -> np.ndarray:
-        """Upper bounds (uint64, broadcastable to the input) for a one-comparison check (artifact.id_bounds)."""
+    def _bound_array(limits: list[IdLimit], shape: list[Any]) -> np.ndarray | None:
+        """Upper bounds (uint64, broadcastable to the input) for a one-comparison check (artifact.id_bounds),
+        or None where the limits need checking one by one (wrapping gathers, several axes)."""
+        if any(lim.wrap for lim in limits):
+            return None
         if len(limits) == 1 and limits[0].axis is None:
             return np.array(limits[0].rows, np.uint64)
         axes = {lim.axis for lim in limits}
-        if len(axes) != 1 or None in axes:
-            return np.array(min(lim.rows for lim in limits), np.uint64)  # conservative; the slow path explains
+        if len(axes) != 1 or None in axes or not isinstance(shape[next(iter(axes))], int):
+            return None
         axis = axes.pop()
         size = shape[axis]  # an axis that is sliced into tables has a static size
         return id_bounds(limits, size).reshape((size,) + (1,) * (len(shape) - axis - 1))
@@ -155,7 +167,8 @@ class CompiledModel:
         """The input as a contiguous CPU torch tensor of the declared dtype, or a ValueError saying why not.
         The common case (a tensor that already fits) takes a short path; anything else the careful one."""
         want, rank, static, symbolic = self._fast_specs[index]
-        if type(x) is torch.Tensor and x.dtype is want and x.dim() == rank and x.device.type == "cpu":
+        if type(x) is torch.Tensor and x.dtype is want and x.dim() == rank and x.device.type == "cpu" \
+                and x.layout is torch.strided and not x.requires_grad:
             shape = x.shape
             fits = all(shape[a] == d for a, d in static)
             for axis, coef, sym_name in symbolic if fits else ():
@@ -175,6 +188,10 @@ class CompiledModel:
             x = torch.from_numpy(np.ascontiguousarray(x))
         elif not isinstance(x, torch.Tensor):
             raise ValueError(f"input {name!r}: expected a torch.Tensor or numpy array, got {type(x).__name__}")
+        if x.layout is not torch.strided:
+            raise ValueError(f"input {name!r}: {str(x.layout).removeprefix('torch.')} tensors are not supported; "
+                             "pass a dense tensor (x.to_dense())")
+        x = x.detach()  # inference only: no autograd graph through the compiled function
         want = _TORCH_DTYPES[dtype]
         if x.dtype != want:
             if want == torch.int64 and x.dtype in _WIDENABLE_TO_INT64:
@@ -208,37 +225,49 @@ class CompiledModel:
 
     def _check_ids(self, tensors: dict[str, torch.Tensor]) -> None:
         for name, bound in self._id_bounds.items():
-            array = tensors[name].numpy()
+            if bound is None:  # limits checked one by one
+                self._explain_bad_ids({name: tensors[name]})
+                continue
+            array = tensors[name].numpy().astype(np.int64, copy=False)  # int32 ids: values, not their bytes
             if array.size and (array.view(np.uint64) >= bound).any():
                 self._explain_bad_ids(tensors)
         if self._offset_checks:
             self._check_offsets(tensors)
 
     def _explain_bad_ids(self, tensors: dict[str, torch.Tensor]) -> None:
-        """The slow path: find the offending id and table and raise a ValueError naming them."""
-        for name, limits in self._id_limits.items():
-            ids = tensors[name]
-            if ids.numel() == 0:
+        """The slow path: find the offending id and table and raise a ValueError naming them (returns if
+        every id in `tensors` is in range)."""
+        for name, ids in tensors.items():
+            if name not in self._id_limits or ids.numel() == 0:
                 continue
-            array = ids.numpy()
-            low = int(array.min())
-            if low < 0:
-                raise ValueError(f"input {name!r}: embedding id {low} is negative")
-            for axis, start, end, rows in ((lim.axis, lim.start, lim.end, lim.rows) for lim in limits):
-                part = array if axis is None else array[(slice(None),) * axis + (slice(start, end),)]
-                high = int(part.max()) if part.size else -1
-                if high >= rows:
-                    where = "" if axis is None else f" (indices {start}:{end} of dim {axis})"
-                    raise ValueError(f"input {name!r}{where}: embedding id {high} is out of range for a table "
-                                     f"of {rows} rows (valid ids are 0..{rows - 1})")
-        raise AssertionError("an id failed the range check but no table explains it")  # a recc bug
+            array = ids.numpy().astype(np.int64, copy=False)
+            for lim in self._id_limits[name]:
+                part = array if lim.axis is None else array[(slice(None),) * lim.axis + (slice(lim.start, lim.end),)]
+                if part.size:
+                    self._refuse_ids(name, lim, int(part.min()), int(part.max()))
+        if len(tensors) > 1:
+            raise AssertionError("an id failed the range check but no table explains it")  # a recc bug
+
+    @staticmethod
+    def _refuse_ids(name: str, lim: IdLimit, low: int, high: int) -> None:
+        where = "" if lim.axis is None else f" (indices {lim.start}:{lim.end} of dim {lim.axis})"
+        lowest = -lim.rows if lim.wrap else 0
+        valid = f"{lowest}..{lim.rows - 1}"
+        if low < lowest and not lim.wrap:
+            raise ValueError(f"input {name!r}{where}: embedding id {low} is negative (valid ids are {valid})")
+        bad = low if low < lowest else high if high >= lim.rows else None
+        if bad is not None:
+            raise ValueError(f"input {name!r}{where}: embedding id {bad} is out of range for a table of "
+                             f"{lim.rows} rows (valid ids are {valid})")
 
     def _check_offsets(self, tensors: dict[str, torch.Tensor]) -> None:
         for check in self._offset_checks:
             offsets = tensors[check.offsets].numpy()
             nnz = tensors[check.ids].shape[0]
+            if not offsets.size:  # no bags
+                continue
             bad_last = offsets[-1] != nnz if check.include_last_offset else offsets[-1] > nnz
-            if offsets.size and (offsets[0] != 0 or np.any(np.diff(offsets) < 0) or bad_last):
+            if offsets[0] != 0 or np.any(np.diff(offsets) < 0) or bad_last:
                 raise ValueError(f"input {check.offsets!r}: offsets must start at 0, never decrease and stay "
                                  f"<= len({check.ids}) = {nnz}"
                                  + (" and end exactly there (include_last_offset)" if check.include_last_offset else ""))
@@ -250,7 +279,8 @@ class CompiledModel:
         # failure goes to the careful path, which converts what it can and explains what it cannot.
         if self._fast and len(inputs) == self._n_inputs:
             for x in inputs:
-                if type(x) is not torch.Tensor or not x.is_cpu or x.data_ptr() & 63 or not x.is_contiguous():
+                if type(x) is not torch.Tensor or x.layout is not torch.strided or x.requires_grad or not x.is_cpu \
+                        or x.data_ptr() & 63 or not x.is_contiguous():
                     break
             else:
                 batch = inputs[self._batch_one[2]].shape[self._batch_one[3]] if self._batch_one else None
@@ -273,7 +303,14 @@ class CompiledModel:
         self._check_ids(dict(zip(self.input_names, tensors)))
         function = self._function_for(env.get(self._batch_one[1]) if self._batch_one else None)
         # tvm-ffi takes torch tensors as they are and returns torch tensors (no DLPack round trips)
-        return self._results(function(*[self._aligned(t) for t in tensors], *self._weights))
+        try:
+            return self._results(function(*[self._aligned(t) for t in tensors], *self._weights))
+        except Exception as e:  # TVM raises its own error types; only the index check is ours to explain
+            if BAD_ID_MESSAGE not in str(e):
+                raise
+            lookups = ", ".join(self.manifest.id_checks.unchecked) or "?"
+            raise ValueError(f"an index computed inside the model is out of range for its table (checked "
+                             f"before the gather; lookups whose ids the model computes: {lookups})") from None
 
     @staticmethod
     def _aligned(array: torch.Tensor) -> torch.Tensor:

@@ -204,6 +204,18 @@ def _take(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     return [TensorType(x.shape[:axis] + idx.shape + x.shape[axis + 1:], x.dtype)]
 
 
+@_register("gather", (2, 2), "out[..i..] = x[..index[..i..] along `axis`..] (torch.gather); shape of index")
+def _gather(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    x, idx = ts
+    axis = _axis("gather", attrs["axis"], x.rank)
+    if not is_int(idx.dtype) or idx.rank != x.rank:
+        raise _fail("gather", f"indices must be integers of the data's rank, got {idx} for {x}")
+    for d, (n, m) in enumerate(zip(x.shape, idx.shape)):
+        if d != axis and isinstance(n, int) and isinstance(m, int) and m > n:
+            raise _fail("gather", f"index dim {d} is {m}, larger than the data's {n}")
+    return [TensorType(idx.shape, x.dtype)]
+
+
 @_register("expand", (1, 1), "broadcast to `shape`")
 def _expand(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     shape = tuple(attrs["shape"])

@@ -41,7 +41,7 @@ def _gather(ctx: Ctx, node: OnnxNode) -> Any:
     x = ctx.value(node, 0)
     axis %= x.type.rank
     if indices is None:
-        return ctx.emit("take", [x, ctx.value(node, 1)], axis=axis)
+        return ctx.emit("take", [x, ctx.value(node, 1)], axis=axis, wrap=True)  # ONNX: -n <= index < n
     size = x.type.shape[axis]
     if isinstance(size, int):
         indices = np.where(indices < 0, indices + size, indices)

@@ -105,8 +105,14 @@ def _select(ctx: Ctx, node: torch.fx.Node, x: Any, dim: int, index: int) -> Valu
 
 @converts("index_select.default")
 def _index_select(ctx: Ctx, node: torch.fx.Node, x: Any, dim: int, index: Any) -> Value:
-    xv = ctx.value(x)
-    return ctx.emit("take", [xv, ctx.value(index)], axis=dim % xv.type.rank)
+    xv = ctx.value(x)  # torch refuses negative indices here (unlike x[index])
+    return ctx.emit("take", [xv, ctx.value(index)], axis=dim % xv.type.rank, wrap=False)
+
+
+@converts("gather.default")
+def _gather(ctx: Ctx, node: torch.fx.Node, x: Any, dim: int, index: Any, sparse_grad: bool = False) -> Value:
+    xv = ctx.value(x)  # torch refuses negative indices here
+    return ctx.emit("gather", [xv, ctx.value(index)], axis=dim % xv.type.rank)
 
 
 @converts("index.Tensor")
@@ -124,8 +130,8 @@ def _index(ctx: Ctx, node: torch.fx.Node, x: Any, indices: Any) -> Value:
     if axes != list(range(axes[0], axes[-1] + 1)):
         raise ConversionError("advanced indexing on non-consecutive axes")
     index_values = [ctx.value(indices[a]) for a in axes]
-    if len(axes) == 1:
-        return ctx.emit("take", [xv, index_values[0]], axis=axes[0])
+    if len(axes) == 1:  # x[ids] reads x[ids + n] for a negative id, as Python indexing does
+        return ctx.emit("take", [xv, index_values[0]], axis=axes[0], wrap=True)
     arrays = [ctx.graph.param_array(v) for v in index_values]
     if any(a is None for a in arrays):
         raise ConversionError("multi-axis indexing needs constant index tensors")

@@ -29,6 +29,10 @@ class LoweringContext:
         self.dense_tile = dense_tile
         self.id_limits = id_limits or {}
         self.checked_inputs: list[str] = []
+        # per function: input -> (axis, uint64 bounds, shift) its first check enforces; gathers whose indices
+        # were proven or checked (lowering/checks.py guarded_args)
+        self.input_bounds: dict[str, tuple[int | None, np.ndarray, int]] = {}
+        self.guarded: set[int] = set()
         self.bb = relax.BlockBuilder()
         self.symbols: dict[str, Any] = {}  # shape symbol -> tir.Var, or an IntImm where specialized
         self.exprs: dict[int, relax.Expr] = {}
@@ -42,6 +46,7 @@ class LoweringContext:
         """A new function: shape symbols in `static` are constants in it; no value lowered yet."""
         self.symbols = {sym: tir.IntImm("int64", value) for sym, value in static.items()}
         self.exprs, self.weight_by_name = {}, {}
+        self.input_bounds, self.guarded = {}, set()
 
     # -- shapes -------------------------------------------------------------------------------------
     def dim(self, d: Dim) -> Any:

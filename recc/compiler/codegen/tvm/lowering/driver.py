@@ -13,9 +13,10 @@ from tvm import relax
 from recc.compiler.artifact import IdLimit
 from recc.compiler.codegen.tvm.kernels.cpu.common import ROWS, VECTOR
 from recc.compiler.codegen.tvm.lowering import attention, dense, embedding, interaction, recurrent
-from recc.compiler.codegen.tvm.lowering.checks import check_ids
+from recc.compiler.codegen.tvm.lowering.checks import UncheckedGatherError, check_ids
 from recc.compiler.codegen.tvm.lowering.context import LoweringContext
 from recc.compiler.codegen.tvm.lowering.generic import lower_generic
+from recc.compiler.input_checks import GATHER_OPS
 from recc.compiler.ir import Graph, Node
 
 # The ops that get recc kernels: each module's LOWERINGS table (op -> lowering); any other op goes
@@ -83,6 +84,9 @@ def emit_function(lw: LoweringContext, name: str, static: dict[str, int]) -> Non
                 check_ids(lw, v)
             for node in graph.nodes:
                 lw.exprs[id(node.output)] = LOWERINGS.get(node.op, lower_generic)(lw, node)
+                if node.op in GATHER_OPS and id(node) not in lw.guarded:  # its indices were never checked
+                    raise UncheckedGatherError(f"codegen: the lowering of {node.op} %{node.output.name} "
+                                               "did not range-check its indices (lowering/checks.py guarded_args)")
             results = [lw.value(v) for v in graph.outputs]
             result = results[0] if len(results) == 1 else relax.Tuple(results)
             gv = lw.bb.emit_output(result)

@@ -15,6 +15,7 @@ from recc.compiler.codegen.tvm.kernels.cpu.embedding import (
 )
 from recc.compiler.codegen.tvm.kernels.cpu.embedding_offsets import embedding_bag_offsets, embedding_lookup
 from recc.compiler.codegen.tvm.kernels.cpu.gather import DEFAULT_SCHEDULE, GatherSchedule
+from recc.compiler.codegen.tvm.lowering.checks import guarded_args
 from recc.compiler.codegen.tvm.lowering.context import LoweringContext
 from recc.compiler.codegen.tvm.tuning import PREFETCH_DISTANCES, time_kernel
 from recc.compiler.ir import Node
@@ -36,7 +37,7 @@ def lower_embedding_bag(lw: LoweringContext, node: Node) -> relax.Expr:
         last = bool(attrs.get("include_last_offset"))
         key = ("embedding_bag_offsets", rows, dim, attrs["mode"], has_weights, last)
         fn = lw.kernel(key, lambda: embedding_bag_offsets(rows, dim, attrs["mode"], has_weights, last))
-    return lw.emit(relax.call_tir(fn, lw.args(node), lw.struct(node.output)))
+    return lw.emit(relax.call_tir(fn, guarded_args(lw, node), lw.struct(node.output)))
 
 
 def segments(attrs: dict[str, Any]) -> tuple[Segment, ...]:
@@ -60,7 +61,7 @@ def lower_batched_embedding_bag(lw: LoweringContext, node: Node) -> relax.Expr:
     schedule = tuned_gather(lw, node, segs, ids_width)
     key = ("batched_embedding_bag", segs, ids_width, attrs["mode"], has_weights, schedule)
     fn = lw.kernel(key, lambda: batched_embedding_bag(segs, ids_width, attrs["mode"], has_weights, schedule))
-    return lw.emit(relax.call_tir(fn, lw.args(node), lw.struct(node.output)))
+    return lw.emit(relax.call_tir(fn, guarded_args(lw, node), lw.struct(node.output)))
 
 
 def tuned_gather(lw: LoweringContext, node: Node, segs: tuple[Segment, ...],
@@ -98,11 +99,10 @@ def lower_embedding(lw: LoweringContext, node: Node) -> relax.Expr:
     """Plain lookups (DIN's behaviour sequence) through recc's prefetching gather kernel on flat ids."""
     table, ids = node.inputs
     rows, dim = table.type.shape
+    table_e, ids_e = guarded_args(lw, node)
     if table.type.dtype != "float32" or ids.type.dtype != "int64":
-        table_e, ids_e = lw.args(node)
         return lw.emit(relax.op.take(table_e, ids_e, axis=0, mode="clip"))  # ids were range-checked
     fn = lw.kernel(("embedding_lookup", rows, dim), lambda: embedding_lookup(rows, dim))
-    table_e, ids_e = lw.args(node)
     count = lw.product(ids.type.shape)
     flat = lw.emit(relax.op.reshape(ids_e, [count])) if ids.type.rank != 1 else ids_e
     out = lw.emit(relax.call_tir(fn, [table_e, flat], relax.TensorType([count, lw.dim(dim)], "float32")))

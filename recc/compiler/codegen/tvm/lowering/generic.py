@@ -7,6 +7,7 @@ from typing import Any, Callable
 import numpy as np
 from tvm import relax
 
+from recc.compiler.codegen.tvm.lowering.checks import guarded_args
 from recc.compiler.codegen.tvm.lowering.context import LoweringContext
 from recc.compiler.ir import Node
 
@@ -63,8 +64,12 @@ def lower_generic(lw: LoweringContext, node: Node) -> relax.Expr:
         return lw.emit(relax.op.strided_slice(args[0], [a["axis"]], [a["start"]],
                                               [lw.dim(end) if not isinstance(end, int) else end],
                                               [a.get("step", 1)]))
-    if op == "take":
-        return lw.emit(relax.op.take(args[0], args[1], axis=a["axis"], mode="clip"))
+    if op == "take":  # indices proven or checked in range (and wrapped) by guarded_args
+        table, index = guarded_args(lw, node)
+        return lw.emit(relax.op.take(table, index, axis=a["axis"], mode="clip"))
+    if op == "gather":  # torch.gather, indices checked by guarded_args
+        data, index = guarded_args(lw, node)
+        return lw.emit(relax.op.gather_elements(data, index, axis=a["axis"]))
     if op == "expand":
         return lw.emit(relax.op.broadcast_to(args[0], out_shape))
     if op in REDUCTIONS:

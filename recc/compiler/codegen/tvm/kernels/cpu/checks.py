@@ -18,11 +18,15 @@ from __future__ import annotations
 from tvm import tirx
 from tvm.script import tirx as T
 
-BAD_ID_MESSAGE = "recc: an embedding id is out of range"
+from recc.compiler.artifact import BAD_ID_MESSAGE
+
+__all__ = ["BAD_ID_MESSAGE", "id_range_check"]
 
 
-def id_range_check(rank: int, axis: int | None, period: int) -> tirx.PrimFunc:
-    """`period`: the number of bounds (the static size of `axis`; 1 when `axis` is None)."""
+def id_range_check(rank: int, axis: int | None, period: int, dtype: str = "int64", shift: int = 0) -> tirx.PrimFunc:
+    """`period`: the number of bounds (the static size of `axis`; 1 when `axis` is None). `dtype`: the ids'
+    integer type (read as int64). `shift` is added to every id before the unsigned comparison: a gather
+    that wraps negative ids once (`w[ids]`) checks `-rows <= id < rows` as `id + rows < 2 * rows`."""
     dims = [tirx.Var(f"d{i}", "int64") for i in range(rank)]
     one = tirx.IntImm("int64", 1)
     outer, mid, inner = one, one, one
@@ -39,8 +43,8 @@ def id_range_check(rank: int, axis: int | None, period: int) -> tirx.PrimFunc:
     @T.prim_func(private=True)
     def check_ids(var_ids: T.handle, bounds: T.Buffer((P,), "int64")):
         T.func_attr({"tir.noalias": True})
-        ids = T.match_buffer(var_ids, dims, "int64")
-        flat = T.decl_buffer((total,), "int64", data=ids.data)
+        ids = T.match_buffer(var_ids, dims, dtype)
+        flat = T.decl_buffer((total,), dtype, data=ids.data)
         bad = T.alloc_buffer((1,), "int32")
         top = T.alloc_buffer((1,), "uint64")
         bad[0] = 0
@@ -48,7 +52,8 @@ def id_range_check(rank: int, axis: int | None, period: int) -> tirx.PrimFunc:
             for m in range(mid):
                 top[0] = T.uint64(0)
                 for i in range(inner):
-                    top[0] = T.max(top[0], T.Cast("uint64", flat[(o * mid + m) * inner + i]))
+                    top[0] = T.max(top[0], T.Cast("uint64", T.Cast("int64", flat[(o * mid + m) * inner + i])
+                                                             + T.int64(shift)))
                 bad[0] = bad[0] | T.Cast("int32", top[0] >= T.Cast("uint64", bounds[m]))
         assert bad[0] == 0, BAD_ID_MESSAGE
 
