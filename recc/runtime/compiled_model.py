@@ -12,6 +12,7 @@ sharing TVM's memory.
 from __future__ import annotations
 
 import shutil
+import threading
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,6 @@ class CompiledModel:
                  allow_cpu_mismatch: bool = False, key: bytes | str | None = None,
                  _owned_tmp: tempfile.TemporaryDirectory | None = None) -> None:
         import tvm
-        from tvm import relax
 
         self.path = Path(path)
         self._tmp = _owned_tmp
@@ -68,18 +68,24 @@ class CompiledModel:
         m = self.manifest
         self._check_host(m, allow_cpu_mismatch)
         _configure_threads(threads)
+        self.inputs = [(t.name, t.dtype, list(t.shape)) for t in m.inputs]
+        # batch 1 has a function of its own with static shapes (the VM skips shape arithmetic), if the
+        # artifact has one: (function name, symbol, input index, axis) where the batch is read
+        self._batch_one = self._find_batch_one(m.specialized)
+        # One VM per calling thread (the library and the weights are shared): concurrent calls never share
+        # a VM's registers or its memory pool, so each caller gets its own result, and a later call never
+        # overwrites an earlier call's output (outputs are fresh tensors the caller owns).
+        self._local = threading.local()
         try:  # TVM raises its own error types for a bad shared object or one that is not a Relax executable
-            library = tvm.runtime.load_module(str(self.path / "lib.so"))
-            self._vm = relax.VirtualMachine(library, tvm.cpu())
-            self._main = self._vm["main"]
-            arity = self._vm._get_function_arity("main")
+            self._library = tvm.runtime.load_module(str(self.path / "lib.so"))
+            self._thread_functions()
+            arity = self._local.vm._get_function_arity("main")
         except Exception as e:
             raise ArtifactError(f"{self.path / 'lib.so'}: not a loadable recc library ({e})") from e
         if arity != len(m.inputs) + len(m.weights):
             raise ArtifactError(f"{self.path / 'lib.so'}: its function takes {arity} parameters, the manifest lists "
                                 f"{len(m.inputs)} inputs and {len(m.weights)} weights")
         self._weights = [self._to_tvm(load_weight(self.path, w)) for w in m.weights]
-        self.inputs = [(t.name, t.dtype, list(t.shape)) for t in m.inputs]
         self.input_names = [i[0] for i in self.inputs]
         # per input: (torch dtype, rank, static dims, symbolic dims) for the fast path of _coerce
         self._fast_specs = [(_TORCH_DTYPES.get(dtype), len(shape), [(a, d) for a, d in enumerate(shape) if isinstance(d, int)],
@@ -93,9 +99,6 @@ class CompiledModel:
         in_kernel = set(m.id_checks.in_kernel)
         self._fast = not self._offset_checks and all(name in in_kernel for name in self._id_bounds)
         self._n_inputs = len(self.inputs)
-        # batch 1 has a function of its own with static shapes (the VM skips shape arithmetic), if the
-        # artifact has one: (function, symbol, input index, axis) where the batch is read
-        self._batch_one = self._find_batch_one(m.specialized)
         self._single_output = len(m.outputs) == 1
 
     def _find_batch_one(self, specialized: dict[str, dict[str, int]]) -> tuple[Any, str, int, int] | None:
@@ -105,11 +108,27 @@ class CompiledModel:
             symbol = next(iter(values))
             for index, (_, _, shape) in enumerate(self.inputs):
                 if Sym((symbol,)) in shape:
-                    return self._vm[name], symbol, index, shape.index(Sym((symbol,)))
+                    return name, symbol, index, shape.index(Sym((symbol,)))
         return None
 
+    def _thread_functions(self) -> tuple[Any, Any]:
+        """This thread's (main, batch-1 function or None), on a VM of its own made at its first call."""
+        import tvm
+        from tvm import relax
+
+        vm = relax.VirtualMachine(self._library, tvm.cpu())
+        self._local.vm = vm
+        self._local.functions = (vm["main"], vm[self._batch_one[0]] if self._batch_one else None)
+        return self._local.functions
+
     def _function_for(self, batch: int | None) -> Any:
-        return self._batch_one[0] if batch == 1 and self._batch_one is not None else self._main
+        functions = getattr(self._local, "functions", None) or self._thread_functions()
+        return functions[1] if batch == 1 and functions[1] is not None else functions[0]
+
+    @property
+    def _main(self) -> Any:
+        """This thread's `main` (any batch)."""
+        return self._function_for(None)
 
     # -- loading --------------------------------------------------------------------------------------
     @staticmethod

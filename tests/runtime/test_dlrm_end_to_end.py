@@ -91,8 +91,9 @@ def test_bad_inputs_raise_clear_errors_and_process_survives(model, compiled) -> 
 def test_batch_one_has_its_own_static_function(model, compiled) -> None:
     """Batch 1 runs "main_b1" (static shapes); it equals eager (test above) and takes batch 1 only."""
     assert compiled.manifest.specialized == {"main_b1": {"batch": 1}}
-    function, symbol, index, axis = compiled._batch_one
-    assert (symbol, index, axis) == ("batch", 0, 0)
+    name, symbol, index, axis = compiled._batch_one
+    assert (name, symbol, index, axis) == ("main_b1", "batch", 0, 0)
+    function = compiled._function_for(1)
     dense, ids = (x.clone() for x in model.example_inputs(2, seed=5))
     with pytest.raises(RuntimeError, match="mismatch"):
         function(dense, ids, *compiled._weights)
