@@ -27,12 +27,26 @@ VECTOR = 16  # outputs per column tile (two AVX2 registers, one AVX-512 register
 ROWS = 4  # rows per register tile with AVX2: 8 accumulators of the 16 registers
 
 
+EXP_OVERFLOW = 88.72283935546875  # ln(FLT_MAX): expf overflows to +inf at and above it
+INF = float("inf")
+
+
 def fast_exp(x):
     """exp(x) for float32 as pure arithmetic (Cephes expf: x = n ln2 + r, a degree-6 polynomial in r, 2^n
     built in the exponent bits), so LLVM vectorizes it. TVM lowers `T.exp` to `llvm.exp`, which LLVM
     scalarizes into one libm call per lane: a sigmoid epilogue then cost more than DIN's attention
-    GEMMs. Relative error ~2e-7 (fp32 rounding); inputs are clamped to [-88.38, 88.38]."""
-    x = T.min(T.max(x, T.float32(-88.3762626647949)), T.float32(88.3762626647949))
+    GEMMs. Relative error ~2e-7 (fp32 rounding); the polynomial runs on x clamped to [-88.38, 88.38].
+
+    IEEE as expf: exp(-inf) = 0 (the clamp's low end builds 2^-127 as exponent bits 0), exp(NaN) = NaN
+    and exp(x) = +inf from ln(FLT_MAX) up: the last select passes x + inf (NaN or +inf) for those. The
+    clamp itself turns NaN into its low bound (T.max is a select on x > lo), so the polynomial never
+    sees NaN (no float -> int conversion of NaN)."""
+    y = _exp_polynomial(T.min(T.max(x, T.float32(-88.3762626647949)), T.float32(88.3762626647949)))
+    return T.Select(x < T.float32(EXP_OVERFLOW), y, x + T.float32(INF))
+
+
+def _exp_polynomial(x):
+    """exp(x) for x in [-88.38, 88.38] (fast_exp's arithmetic)."""
     n = T.floor(x * T.float32(1.44269504088896341) + T.float32(0.5))
     r = x - n * T.float32(0.693359375) - n * T.float32(-2.12194440e-4)
     p = T.float32(1.9875691500e-4)
@@ -47,16 +61,17 @@ def activation_expr(name: str, x, alpha: float = 0.01):
     zero, one, half, two = T.float32(0), T.float32(1), T.float32(0.5), T.float32(2)
     if name == "none":
         return x
-    if name == "relu":
-        return T.max(x, zero)
+    if name == "relu":  # not T.max(x, 0): a select on x > 0 (maxps(x, 0)), which turns NaN into 0
+        return T.Select(x < zero, zero, x)
     if name == "sigmoid":
         return one / (one + fast_exp(-x))
     if name == "tanh":  # 2 sigmoid(2x) - 1: absolute error ~1e-7 near 0, exact limits at +-inf
         return two / (one + fast_exp(-two * x)) - one
     if name == "silu":
         return x / (one + fast_exp(-x))
-    if name == "gelu":
-        return half * x * (one + T.erf(x * T.float32(1 / math.sqrt(2))))
+    if name == "gelu":  # eager's: x (1 + erf(x / sqrt 2)) / 2, and NaN for x = +-inf (as torch's CPU kernel)
+        gelu = x * (one + T.erf(x * T.float32(1 / math.sqrt(2)))) * half
+        return T.Select(T.fabs(x) < T.float32(INF), gelu, T.float32(float("nan")))
     if name == "gelu_tanh":
         return half * x * (one + T.tanh(T.float32(math.sqrt(2 / math.pi)) * (x + T.float32(0.044715) * x * x * x)))
     if name == "leaky_relu":
