@@ -95,8 +95,7 @@ def _unchanged(g: Graph, rejects: dict[str, int]) -> None:
 
 @pytest.mark.parametrize("name", sorted(n for n in CASES if CASES[n][2] in ("relu", "leaky_relu")))
 def test_piecewise_linear_rewrites_keep_nan_and_inf(name: str) -> None:
-    forward, _, op, _ = CASES[name]
-    module = Activation(forward)
+    module = Activation(CASES[name][0])
     graph = capture(module, (torch.randn(4, 5),))
     CanonicalizeActivations().run(graph, PassContext())
     graph.remove_dead()

@@ -16,6 +16,7 @@ from recc.compiler.codegen.tvm.lowering.context import LoweringContext
 from recc.compiler.ir import Node
 from recc.compiler.ir.types import is_float
 
+
 def _const(value: float, like: relax.Expr) -> relax.Expr:
     return relax.const(value, like.ty.dtype)
 
