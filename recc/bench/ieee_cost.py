@@ -7,7 +7,8 @@ one process.
 `_old_activation_expr`: relu as T.max(x, 0), fast_exp clamped with no NaN / overflow select, gelu without
 the +-inf select), swapped into the kernel modules while it is built; `new` is the kernels as shipped.
 The kernels: dense + relu, dense + sigmoid, dense + gelu, DIN's target attention (S 50, D 32, MLP 80-40-1
-sigmoid, score bias), GRU and AUGRU (DIEN: L 40 (GRU) / 40 (AUGRU), H 64). Inputs are seeded random
+sigmoid, score bias), GRU and AUGRU (DIEN's: L 40, H 64), and a control: the new DIN kernel built twice and
+timed as if old and new (the noise and order bias of the method alone). Inputs are seeded random
 normals of the shapes each PrimFunc takes; old and new outputs are compared first (finite inputs: they
 must agree). Timing: 1 thread (TVM_NUM_THREADS=1, set before TVM starts), each round times every kernel
 in both variants (the order alternates between rounds) as a block of calls after 2 warm-up calls; the
@@ -38,6 +39,7 @@ from recc.bench.machine import describe_machine
 from recc.compiler.codegen.tvm.kernels.cpu import attention, common, dense, recurrent
 from recc.compiler.codegen.tvm.target import resolve_target
 
+CONTROL = "control: din target_attention, new vs new"  # A/A: the ratio noise and order bias alone
 KERNELS: dict[str, Callable[[], Any]] = {
     "dense 512x256 relu": lambda: dense.dense_kernel(512, 256, "relu"),
     "dense 256x256 sigmoid": lambda: dense.dense_kernel(256, 256, "sigmoid"),
@@ -45,6 +47,7 @@ KERNELS: dict[str, Callable[[], Any]] = {
     "din target_attention": lambda: attention.target_attention(50, 32, (80, 40, 1), ("sigmoid", "sigmoid"), True),
     "gru L40 H64": lambda: recurrent.gru_sequence(40, 64, "gru"),
     "augru L40 H64": lambda: recurrent.gru_sequence(40, 64, "augru"),
+    CONTROL: lambda: attention.target_attention(50, 32, (80, 40, 1), ("sigmoid", "sigmoid"), True),
 }
 
 
@@ -121,8 +124,11 @@ def _prepare(batch: int) -> dict[str, dict[str, Callable[[], Any]]]:
     for i, (name, make) in enumerate(KERNELS.items()):
         func = make()
         new = _build(make)
-        with _old_epilogues():
+        if name == CONTROL:
             old = _build(make)
+        else:
+            with _old_epilogues():
+                old = _build(make)
         args_new, args_old = _arguments(func, batch, i), _arguments(func, batch, i)
         new(*args_new)
         old(*args_old)
