@@ -4,8 +4,8 @@ one process.
     python -m recc.bench.ieee_cost [--batch 64] [--rounds 15] [--out bench/results/ieee]
 
 `old` is each kernel built with the epilogues as they were before (kept here only, `_old_fast_exp` and
-`_old_activation_expr`: relu as T.max(x, 0), fast_exp clamped with no NaN / overflow select, gelu without
-the +-inf select), swapped into the kernel modules while it is built; `new` is the kernels as shipped.
+`_old_activation_expr`: relu as T.max(x, 0), fast_exp clamped by T.max / T.min (NaN -> -88.38, +inf ->
+88.38) with 2^n from a float -> int conversion, gelu without the +-inf select), swapped into the kernel modules while it is built; `new` is the kernels as shipped.
 The kernels: dense + relu, dense + sigmoid, dense + gelu, DIN's target attention (S 50, D 32, MLP 80-40-1
 sigmoid, score bias), GRU and AUGRU (DIEN's: L 40, H 64), and a control: the new DIN kernel built twice and
 timed as if old and new (the noise and order bias of the method alone). Inputs are seeded random
