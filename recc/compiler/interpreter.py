@@ -28,8 +28,8 @@ def _activation(x: np.ndarray, name: str, attrs: dict[str, Any]) -> np.ndarray:
         return (1 / (1 + np.exp(-x))).astype(x.dtype)
     if name == "tanh":
         return np.tanh(x)
-    if name == "gelu":
-        return (0.5 * x * (1 + _erf(x / math.sqrt(2)))).astype(x.dtype)
+    if name == "gelu":  # NaN at +-inf, as torch's CPU kernel
+        return np.where(np.isinf(x), np.nan, 0.5 * x * (1 + _erf(x / math.sqrt(2)))).astype(x.dtype)
     if name == "gelu_tanh":
         return (0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))).astype(x.dtype)
     if name == "silu":

@@ -1,6 +1,7 @@
 """The many spellings of an activation -> the one op fuse-dense-activation folds into a dense:
 
-    clamp(x, min=0) | maximum(x, 0) | where(x > 0, x, 0) | threshold(x, 0, 0)  -> relu(x)
+    clamp(x, min=0) | maximum(x, 0) | where(x <= 0, 0, x) | threshold(x, 0, 0)  -> relu(x)
+    (not where(x > 0, x, 0): it turns NaN into 0, relu keeps NaN)
     where(x > 0, x, a * x) | maximum(x, a * x)  (a < 1)                       -> leaky_relu(x, alpha=a)
     any smooth expression of one tensor x and scalar constants (exp, erf, tanh, sigmoid, reciprocal,
     + - * /, pow) that equals sigmoid / silu / tanh / gelu / gelu(tanh) on a probe grid
@@ -123,8 +124,10 @@ def _match_where(graph: Graph, node: Node) -> Match | Reject | None:
     if threshold != 0.0:
         return Reject("threshold is not zero")
     fill_value = constant_scalar(graph, fill, constant_value)
-    if fill_value is not None:
-        return _relu(graph, node, x) if fill_value == 0.0 else Reject("fill value is not zero")
+    if fill_value is not None and fill_value != 0.0:
+        return Reject("fill value is not zero")
+    if fill_value is not None:  # relu keeps NaN: where(x > 0, x, 0) makes it 0, where(x <= 0, 0, x) keeps it
+        return _relu(graph, node, x) if kept is node.inputs[2] else Reject("where turns NaN into 0, relu keeps it")
     return _leaky(graph, node, x, fill) or Reject("fill is neither a scalar nor a multiple of x")
 
 

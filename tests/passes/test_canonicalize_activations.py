@@ -37,7 +37,6 @@ CASES: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], str, str, dict]] 
     "clamp_min(0.0)": (lambda x: torch.clamp_min(x, 0.0), "clamp-as-relu", "relu", {}),
     "maximum(x, 0)": (lambda x: torch.maximum(x, torch.zeros(())), "maximum-as-activation", "relu", {}),
     "maximum(zeros_like, x)": (lambda x: torch.maximum(torch.zeros_like(x), x), "maximum-as-activation", "relu", {}),
-    "where(x > 0, x, 0)": (lambda x: torch.where(x > 0, x, 0.0), "where-as-activation", "relu", {}),
     "where(x <= 0, 0, x)": (lambda x: torch.where(x <= 0, 0.0, x), "where-as-activation", "relu", {}),
     "threshold(x, 0, 0)": (lambda x: F.threshold(x, 0.0, 0.0), "where-as-activation", "relu", {}),
     "where(x > 0, x, 0.2 x)": (lambda x: torch.where(x > 0, x, 0.2 * x), "where-as-activation", "leaky_relu",
@@ -92,6 +91,27 @@ def _unchanged(g: Graph, rejects: dict[str, int]) -> None:
     assert stats.rewrites == {}
     assert stats.rejects == rejects
     assert print_graph(g) == before
+
+
+@pytest.mark.parametrize("name", sorted(n for n in CASES if CASES[n][2] in ("relu", "leaky_relu")))
+def test_piecewise_linear_rewrites_keep_nan_and_inf(name: str) -> None:
+    module = Activation(CASES[name][0])
+    graph = capture(module, (torch.randn(4, 5),))
+    CanonicalizeActivations().run(graph, PassContext())
+    graph.remove_dead()
+    x = torch.randn(7, 5, generator=torch.Generator().manual_seed(7))
+    x[0, 1], x[3, 0], x[6, 4], x[2, 2] = float("nan"), float("inf"), float("-inf"), -0.0
+    torch.testing.assert_close(torch.from_numpy(interpret(graph, [x.numpy()])[0]), module(x), equal_nan=True)
+
+
+def test_declines_where_that_drops_nan() -> None:  # where(x > 0, x, 0): NaN -> 0, relu keeps NaN
+    module = Activation(lambda x: torch.where(x > 0, x, 0.0))
+    graph = capture(module, (torch.randn(4, 5),))
+    stats = CanonicalizeActivations().run(graph, PassContext())
+    assert stats.rewrites == {}
+    assert stats.rejects == {"where-as-activation: where turns NaN into 0, relu keeps it": 1}
+    x = torch.tensor([[float("nan"), 1.0, -1.0, float("inf"), float("-inf")]])
+    torch.testing.assert_close(torch.from_numpy(interpret(graph, [x.numpy()])[0]), module(x), equal_nan=True)
 
 
 def test_declines_clamp_with_an_upper_bound() -> None:  # relu6 is not relu

@@ -52,7 +52,7 @@ def _linear(m: Spelling, x: torch.Tensor) -> torch.Tensor:
 
 
 def _where_relu(y: torch.Tensor) -> torch.Tensor:
-    return torch.where(y > 0, y, 0.0)
+    return torch.where(y <= 0, 0.0, y)  # relu with NaN kept (where(y > 0, y, 0) turns NaN into 0: not relu)
 
 
 def _sigmoid_by_hand(y: torch.Tensor) -> torch.Tensor:
@@ -100,7 +100,7 @@ SPELLINGS: dict[str, tuple[Callable[[Spelling, torch.Tensor], torch.Tensor], int
     "linear -> BatchNorm1d (eval) -> relu": (lambda m, x: torch.relu(m.bn(_linear(m, x))), 1, "relu"),
     "clamp(min=0)": (lambda m, x: torch.clamp(_linear(m, x), min=0), 1, "relu"),
     "maximum(y, 0)": (lambda m, x: torch.maximum(_linear(m, x), torch.zeros(())), 1, "relu"),
-    "where(y > 0, y, 0)": (lambda m, x: _where_relu(_linear(m, x)), 1, "relu"),
+    "where(y <= 0, 0, y)": (lambda m, x: _where_relu(_linear(m, x)), 1, "relu"),
     "threshold(y, 0, 0)": (lambda m, x: F.threshold(_linear(m, x), 0.0, 0.0), 1, "relu"),
     "1 / (1 + exp(-y))": (lambda m, x: _sigmoid_by_hand(_linear(m, x)), 1, "sigmoid"),
     "y * sigmoid(y)": (lambda m, x: _silu_by_hand(_linear(m, x)), 1, "silu"),

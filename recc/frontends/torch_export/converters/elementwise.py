@@ -84,12 +84,12 @@ def _clamp(ctx: Ctx, node: torch.fx.Node, x: Any, lo: Any = None, hi: Any = None
 
 @converts("threshold.default")
 def _threshold(ctx: Ctx, node: torch.fx.Node, x: Any, threshold: Any, value: Any) -> Value:
-    """threshold(x, t, v) = x if x > t else v, spelled as where(x > t, x, v) (canonicalize-activations
-    recognizes relu in it)."""
+    """threshold(x, t, v) = v if x <= t else x (NaN stays NaN, as in torch), spelled as where(x <= t, v, x)
+    (canonicalize-activations recognizes relu in it)."""
     xv = ctx.value(x)
     dtype = xv.type.dtype
-    above = ctx.emit("gt", [xv, ctx.operand(threshold, dtype)])
-    return ctx.emit("where", [above, xv, ctx.operand(value, dtype)])
+    at_most = ctx.emit("le", [xv, ctx.operand(threshold, dtype)])
+    return ctx.emit("where", [at_most, ctx.operand(value, dtype), xv])
 
 
 @converts("batch_norm.default", "_native_batch_norm_legit_no_training.default")

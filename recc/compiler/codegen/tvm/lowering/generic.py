@@ -1,4 +1,9 @@
-"""Every op without a recc kernel: Relax operators, legalized by TVM's defaults."""
+"""Every op without a recc kernel: Relax operators, legalized by TVM's defaults.
+
+IEEE semantics as eager PyTorch: TVM legalizes max / min (relu, clip, maximum, the max and min reductions)
+to selects on a comparison, which drop a NaN operand; those ops are spelled here so that NaN propagates
+(relu(NaN) = clamp(NaN) = maximum(NaN, y) = max over a row with NaN = NaN), and gelu (erf) is NaN at
++-inf as torch's CPU kernel."""
 
 from __future__ import annotations
 
@@ -10,12 +15,46 @@ from tvm import relax
 from recc.compiler.codegen.tvm.lowering.checks import guarded_args
 from recc.compiler.codegen.tvm.lowering.context import LoweringContext
 from recc.compiler.ir import Node
+from recc.compiler.ir.types import is_float
+
+
+def _const(value: float, like: relax.Expr) -> relax.Expr:
+    return relax.const(value, like.ty.dtype)
+
+
+def _relu(x: relax.Expr) -> relax.Expr:
+    """where(x < 0, 0, x): NaN stays NaN (relax's relu is max(x, 0), a select on x > 0)."""
+    return relax.op.where(relax.op.less(x, _const(0.0, x)), _const(0.0, x), x)
+
+
+def _gelu(x: relax.Expr) -> relax.Expr:
+    return relax.op.where(relax.op.isinf(x), _const(float("nan"), x), relax.op.nn.gelu(x))
+
+
+def _clip(x: relax.Expr, lo: float | None, hi: float | None) -> relax.Expr:
+    """min(max(x, lo), hi) with NaN kept (torch.clamp)."""
+    out = x if lo is None else relax.op.where(relax.op.less(x, _const(lo, x)), _const(lo, x), x)
+    return out if hi is None else relax.op.where(relax.op.greater(x, _const(hi, x)), _const(hi, x), out)
+
+
+def _extremum(op: str, x: relax.Expr, y: relax.Expr) -> relax.Expr:
+    """maximum / minimum, NaN if either operand is (torch.maximum)."""
+    both = relax.op.maximum(x, y) if op == "maximum" else relax.op.minimum(x, y)
+    return relax.op.where(relax.op.isnan(x), x, relax.op.where(relax.op.isnan(y), y, both))
+
+
+def _reduce_extremum(op: str, x: relax.Expr, axes: list[int], keepdims: bool) -> relax.Expr:
+    """max / min over axes, NaN where the reduced elements hold one (torch.amax)."""
+    nans = relax.op.sum(relax.op.astype(relax.op.isnan(x), x.ty.dtype), axis=axes, keepdims=keepdims)
+    reduced = REDUCTIONS[op](x, axis=axes, keepdims=keepdims)
+    return relax.op.where(relax.op.greater(nans, _const(0.0, x)), _const(float("nan"), x), reduced)
+
 
 ACTIVATIONS: dict[str, Callable[[relax.Expr, dict[str, Any]], relax.Expr]] = {
-    "relu": lambda x, a: relax.op.nn.relu(x),
+    "relu": lambda x, a: _relu(x),
     "sigmoid": lambda x, a: relax.op.sigmoid(x),
     "tanh": lambda x, a: relax.op.tanh(x),
-    "gelu": lambda x, a: relax.op.nn.gelu(x),
+    "gelu": lambda x, a: _gelu(x),
     "gelu_tanh": lambda x, a: relax.op.nn.gelu_tanh(x),
     "silu": lambda x, a: relax.op.nn.silu(x),
     "leaky_relu": lambda x, a: relax.op.nn.leakyrelu(x, a.get("alpha", 0.01)),
@@ -37,6 +76,13 @@ REDUCTIONS = {"sum": relax.op.sum, "mean": relax.op.mean, "max": relax.op.max, "
 def lower_generic(lw: LoweringContext, node: Node) -> relax.Expr:
     args, a, op = lw.args(node), node.attrs, node.op
     out_shape = [lw.dim(d) for d in node.output.type.shape]
+    floating = is_float(node.output.type.dtype)
+    if op in ("maximum", "minimum") and floating:
+        return lw.emit(_extremum(op, *args))
+    if op in ("max", "min") and floating:
+        return lw.emit(_reduce_extremum(op, args[0], list(a["axes"]), a.get("keepdims", False)))
+    if op == "clamp" and floating:
+        return lw.emit(_clip(args[0], a.get("min"), a.get("max")))
     if op in SIMPLE:
         return lw.emit(SIMPLE[op](*args))
     if op in ACTIVATIONS:

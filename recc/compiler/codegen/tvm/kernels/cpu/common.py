@@ -27,19 +27,33 @@ VECTOR = 16  # outputs per column tile (two AVX2 registers, one AVX-512 register
 ROWS = 4  # rows per register tile with AVX2: 8 accumulators of the 16 registers
 
 
+EXP_LOW = -88.3762626647949  # 2^n built from floor(x log2 e + 0.5) = -127: exponent bits 0, exp = 0
+EXP_HIGH = 88.72283935546875  # fp32 ln(FLT_MAX) rounded up: n = 128, exponent bits 255, exp = +inf
+ROUNDER = 12582912.0  # 1.5 * 2^23: n + ROUNDER holds the integer n in its low mantissa bits
+ROUNDER_BITS = 0x4B400000
+INF = float("inf")
+
+
 def fast_exp(x):
     """exp(x) for float32 as pure arithmetic (Cephes expf: x = n ln2 + r, a degree-6 polynomial in r, 2^n
     built in the exponent bits), so LLVM vectorizes it. TVM lowers `T.exp` to `llvm.exp`, which LLVM
     scalarizes into one libm call per lane: a sigmoid epilogue then cost more than DIN's attention
-    GEMMs. Relative error ~2e-7 (fp32 rounding); inputs are clamped to [-88.38, 88.38]."""
-    x = T.min(T.max(x, T.float32(-88.3762626647949)), T.float32(88.3762626647949))
+    GEMMs. Relative error ~2e-7 (fp32 rounding) on [-88.38, 88.38].
+
+    IEEE at no extra instruction: the clamp to [EXP_LOW, EXP_HIGH] is written as selects that keep NaN
+    (vmaxps / vminps with the bound first); 2^n comes from the bits of n + ROUNDER (integer arithmetic on
+    float bits, no float -> int conversion, which is undefined for NaN), so NaN flows through the
+    polynomial to the result; -inf clamps to EXP_LOW, whose 2^n is 0 (exp = 0); +inf clamps to EXP_HIGH,
+    whose 2^n is +inf (exp = +inf). Between 88.38 and ln(FLT_MAX) the result is +inf where expf is still
+    2.4e38-3.4e38 (the epilogues only divide by 1 + exp: 0 instead of ~3e-39)."""
+    x = T.Select(T.float32(EXP_HIGH) < x, T.float32(EXP_HIGH), T.Select(x < T.float32(EXP_LOW), T.float32(EXP_LOW), x))
     n = T.floor(x * T.float32(1.44269504088896341) + T.float32(0.5))
     r = x - n * T.float32(0.693359375) - n * T.float32(-2.12194440e-4)
     p = T.float32(1.9875691500e-4)
     for c in (1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1):
         p = p * r + T.float32(c)
-    two_n = T.reinterpret("float32", T.shift_left(T.Cast("int32", n) + T.int32(127), T.int32(23)))
-    return (p * r * r + r + T.float32(1)) * two_n
+    biased = T.reinterpret("int32", n + T.float32(ROUNDER)) - T.int32(ROUNDER_BITS - 127)
+    return (p * r * r + r + T.float32(1)) * T.reinterpret("float32", T.shift_left(biased, T.int32(23)))
 
 
 def activation_expr(name: str, x, alpha: float = 0.01):
@@ -47,16 +61,17 @@ def activation_expr(name: str, x, alpha: float = 0.01):
     zero, one, half, two = T.float32(0), T.float32(1), T.float32(0.5), T.float32(2)
     if name == "none":
         return x
-    if name == "relu":
-        return T.max(x, zero)
+    if name == "relu":  # not T.max(x, 0): a select on x > 0 (maxps(x, 0)), which turns NaN into 0
+        return T.Select(x < zero, zero, x)
     if name == "sigmoid":
         return one / (one + fast_exp(-x))
     if name == "tanh":  # 2 sigmoid(2x) - 1: absolute error ~1e-7 near 0, exact limits at +-inf
         return two / (one + fast_exp(-two * x)) - one
     if name == "silu":
         return x / (one + fast_exp(-x))
-    if name == "gelu":
-        return half * x * (one + T.erf(x * T.float32(1 / math.sqrt(2))))
+    if name == "gelu":  # eager's: x (1 + erf(x / sqrt 2)) / 2, and NaN for x = +-inf (as torch's CPU kernel)
+        gelu = x * (one + T.erf(x * T.float32(1 / math.sqrt(2)))) * half
+        return T.Select(T.fabs(x) < T.float32(INF), gelu, T.float32(float("nan")))
     if name == "gelu_tanh":
         return half * x * (one + T.tanh(T.float32(math.sqrt(2 / math.pi)) * (x + T.float32(0.044715) * x * x * x)))
     if name == "leaky_relu":
