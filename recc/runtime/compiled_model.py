@@ -35,7 +35,7 @@ from recc.runtime.host import host_features
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64,
                  "int32": torch.int32, "bool": torch.bool, "float16": torch.float16, "int8": torch.int8,
                  "uint8": torch.uint8, "bfloat16": torch.bfloat16}
-_WIDENABLE_TO_INT64 = (torch.int32, torch.int16, torch.int8, torch.uint8)
+_WIDENABLE_TO_INT64 = (torch.int32,)  # as eager: lookups take int64 or int32 ids, nothing narrower
 
 
 def _compact_strides(shape: torch.Size) -> tuple[int, ...]:
