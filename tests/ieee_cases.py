@@ -3,6 +3,8 @@ them, tests/passes/test_interpreter_ieee.py interprets them): NaN, +inf and -inf
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -99,3 +101,34 @@ def augru_inputs(b: int, s: int) -> tuple[torch.Tensor, ...]:
 def seeded(module_type: type, *args: int) -> nn.Module:
     torch.manual_seed(0)
     return module_type(*args)
+
+
+def _dot_interaction_case() -> tuple:
+    from recc.models import create
+
+    model = create("dlrm-rmc1", scale=0.001, seed=0)
+    return model, lambda b, s: model.example_inputs(b, seed=s), "dot_interaction", None, None
+
+
+def cases() -> dict[str, Callable[[], tuple]]:
+    """name -> () -> (module, make_inputs(batch, seed), fused op or None, poisoned inputs or None, reference)."""
+    table: dict[str, Callable[[], tuple]] = {
+        f"dense-{name}": (lambda name=name: (dense_module(name), lambda b, s: (randn(b, 12, seed=s),), "dense",
+                                              None, None))
+        for name in sorted(MODULE_ACT)}
+    table.update({
+        "embedding-mlp": lambda: (seeded(EmbeddingMLP), embedding_inputs, None, None, None),
+        "target-attention": lambda: (seeded(TargetAttention), attention_unit_inputs, "target_attention", (0, 1),
+                                     None),
+        "sdpa": lambda: (Attention(), sdpa_inputs, "attention", None, math_sdpa),
+        "gru": lambda: (seeded(_recurrent("GRU"), 8, 16), gru_inputs, "gru", None, None),
+        "augru": lambda: (seeded(_recurrent("AUGRU"), 8, 16), augru_inputs, "augru", None, None),
+        "dot-interaction": _dot_interaction_case,
+    })
+    return table
+
+
+def _recurrent(name: str) -> type:
+    from recc.models import recurrent
+
+    return getattr(recurrent, name)
