@@ -24,7 +24,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -118,10 +118,12 @@ def _block(fn: Callable[[], Any], calls: int) -> float:
     return (time.perf_counter() - start) / calls
 
 
-def _prepare(batch: int) -> dict[str, dict[str, Callable[[], Any]]]:
+def _prepare(batch: int, only: Sequence[str] = ()) -> dict[str, dict[str, Callable[[], Any]]]:
     """Per kernel, the old and new callables, after checking that they agree on finite inputs."""
     prepared = {}
     for i, (name, make) in enumerate(KERNELS.items()):
+        if only and name not in only:
+            continue
         func = make()
         new = _build(make)
         if name == CONTROL:
@@ -137,8 +139,8 @@ def _prepare(batch: int) -> dict[str, dict[str, Callable[[], Any]]]:
     return prepared
 
 
-def measure(batch: int, rounds: int, block_s: float) -> dict[str, Any]:
-    prepared = _prepare(batch)
+def measure(batch: int, rounds: int, block_s: float, only: Sequence[str] = ()) -> dict[str, Any]:
+    prepared = _prepare(batch, only)
     calls = {name: max(3, int(block_s / _block(fns["new"], 3))) for name, fns in prepared.items()}
     times: dict[str, dict[str, list[float]]] = {name: {"old": [], "new": []} for name in prepared}
     for r in range(rounds):
@@ -176,10 +178,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--block-s", type=float, default=0.02, help="seconds per timed block")
     parser.add_argument("--out", default="bench/results/ieee")
+    parser.add_argument("--kernels", default="", help="comma-separated subset of the kernels (default: all)")
     args = parser.parse_args(argv)
     result = {"command": " ".join(["python -m recc.bench.ieee_cost", *(argv if argv is not None else sys.argv[1:])]),
               "batch": args.batch, "rounds": args.rounds, "threads": int(os.environ["TVM_NUM_THREADS"]),
-              "machine": describe_machine(), "kernels": measure(args.batch, args.rounds, args.block_s)}
+              "machine": describe_machine(), "kernels": measure(args.batch, args.rounds, args.block_s,
+                                 [k for k in args.kernels.split(",") if k])}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "ieee_cost.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -10,8 +10,9 @@ from recc.bench.ieee_cost import KERNELS, main
 
 
 def test_ieee_cost_writes_results(tmp_path: Path) -> None:
-    main(["--batch", "5", "--rounds", "1", "--block-s", "0.001", "--out", str(tmp_path)])
+    some = [name for name in KERNELS if name.startswith("dense")][:2]  # each kernel builds twice: keep it short
+    main(["--batch", "5", "--rounds", "1", "--block-s", "0.001", "--kernels", ",".join(some), "--out", str(tmp_path)])
     result = json.loads((tmp_path / "ieee_cost.json").read_text())
-    assert sorted(result["kernels"]) == sorted(KERNELS)
+    assert sorted(result["kernels"]) == sorted(some)
     assert all(row["old_us"] > 0 and row["new_us"] > 0 for row in result["kernels"].values())
-    assert "| din target_attention |" in (tmp_path / "ieee_cost.md").read_text()
+    assert f"| {some[0]} |" in (tmp_path / "ieee_cost.md").read_text()
