@@ -46,7 +46,9 @@ def fast_exp(x):
     polynomial to the result; -inf clamps to EXP_LOW, whose 2^n is 0 (exp = 0); +inf clamps to EXP_HIGH,
     whose 2^n is +inf (exp = +inf). Between 88.38 and ln(FLT_MAX) the result is +inf where expf is still
     2.4e38-3.4e38 (the epilogues only divide by 1 + exp: 0 instead of ~3e-39)."""
-    x = T.Select(T.float32(EXP_HIGH) < x, T.float32(EXP_HIGH), T.Select(x < T.float32(EXP_LOW), T.float32(EXP_LOW), x))
+    # bound first: max(b, x) is select(b > x, b, x), which passes NaN on (as nested selects do, but those
+    # made LLVM take 10x longer on the unrolled GRU kernels: DIEN built in 90 s instead of 9)
+    x = T.min(T.float32(EXP_HIGH), T.max(T.float32(EXP_LOW), x))
     n = T.floor(x * T.float32(1.44269504088896341) + T.float32(0.5))
     r = x - n * T.float32(0.693359375) - n * T.float32(-2.12194440e-4)
     p = T.float32(1.9875691500e-4)
