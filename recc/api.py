@@ -13,8 +13,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from recc.compiler.accuracy import PrecisionConfig, synthetic_inputs
 from recc.compiler.artifact import Manifest, TargetInfo, TensorSpec, write_manifest, write_weights
 from recc.compiler.codegen.tvm import build_library, resolve_target
+from recc.compiler.codegen.tvm.lowering.dense import int8_kernel
 from recc.compiler.codegen.tvm.target import isa_features
 from recc.compiler.codegen.tvm.tuning import Tuner, TuningDatabase, default_database_path
 from recc.compiler.input_checks import id_checks
@@ -23,6 +25,7 @@ from recc.compiler.ir import Graph, print_graph
 from recc.compiler.pass_manager import PassContext, run_pipeline
 from recc.passes.pipeline import DEFAULT_PIPELINE, build_passes
 from recc.frontends.torch_export import capture
+from recc.precision import choose_precision, measure_precision
 from recc.runtime.compiled_model import CompiledModel, load
 
 
@@ -40,13 +43,15 @@ def _versions() -> dict[str, str]:
 
 def optimize(graph: Graph, pipeline: Sequence[str] = DEFAULT_PIPELINE, disable_passes: Sequence[str] = (),
              validate_inputs: list[np.ndarray] | None = None, dump_ir: str | Path | None = None,
-             progress: Callable[[str], None] | None = None) -> list[Any]:
-    """Run the pass pipeline on `graph` in place; returns the per-pass reports."""
+             progress: Callable[[str], None] | None = None,
+             options: tuple[tuple[str, Any], ...] = ()) -> list[Any]:
+    """Run the pass pipeline on `graph` in place; returns the per-pass reports. `options` reach every
+    pass (PassContext.option), e.g. ("precision", "int8")."""
     known = set(pipeline)
     unknown = [p for p in disable_passes if p not in known]
     if unknown:
         raise ValueError(f"--disable-pass: no pass named {unknown} in the pipeline {list(pipeline)}")
-    ctx = PassContext(disabled=frozenset(disable_passes))
+    ctx = PassContext(disabled=frozenset(disable_passes), options=options)
     return run_pipeline(graph, build_passes(pipeline), ctx, validate_inputs=validate_inputs,
                         dump_dir=Path(dump_dir) if (dump_dir := dump_ir) else None, progress=progress)
 
@@ -57,8 +62,12 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
                   progress: Callable[[str], None] | None = None, timings: dict[str, float] | None = None,
                   source: dict[str, Any] | None = None, tune_budget_s: float | None = None,
                   tuning_db: str | Path | None = DEFAULT_TUNING_DB,
-                  signing_key: bytes | str | None = None) -> CompiledModel:
+                  signing_key: bytes | str | None = None, precision: PrecisionConfig = PrecisionConfig(),
+                  held_out: list[np.ndarray] | None = None) -> CompiledModel:
     """Optimize and build an IR graph into a CompiledModel (backed by a temporary artifact).
+
+    `precision` (accuracy.PrecisionConfig): reduced-precision layers; their error against fp32 is
+    measured on `held_out` inputs (none: not measured; `auto` and `max_error` need them) and reported.
 
     Kernel schedules come from the tuning database `tuning_db` (None: no database) where it has them;
     with `tune_budget_s`, kernels it lacks are tuned now on this machine, within that many seconds, and
@@ -69,7 +78,10 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
     spec = resolve_target(target)
     checks = id_checks(graph)  # on the graph as captured: the function's domain, whatever the passes fuse
     start = time.perf_counter()
-    reports = optimize(graph, pipeline, disable_passes, validate_inputs, dump_ir, progress)
+    fp32_graph = graph.clone() if precision.reduced else None
+    reports = optimize(graph, pipeline, disable_passes, validate_inputs, dump_ir, progress,
+                       precision.pass_options(int8_kernel(spec)))
+    precision_report = choose_precision(graph, fp32_graph, precision, held_out, say)
     timings["passes_s"] = time.perf_counter() - start
     tmp = tempfile.TemporaryDirectory(prefix="recc-")
     root = Path(tmp.name) / f"{name}.recc"
@@ -81,6 +93,7 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
     lowered = build_library(graph, spec, root / "lib.so", tuner, checks.ids)
     timings["build_s"] = time.perf_counter() - start
     say(f"built in {timings['build_s']:.1f} s; writing weights ...")
+    key = signing_key.encode() if isinstance(signing_key, str) else signing_key
     weights = write_weights(root, [(name, lowered.weights[name]) for name in lowered.weight_names])
     (root / "graph.txt").write_text(print_graph(graph, origins=True))
     (root / "graph.json").write_text(json.dumps(graph_to_json(graph)))
@@ -88,9 +101,9 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
               "kernels": lowered.kernels, "timings_s": {k: round(v, 3) for k, v in timings.items()},
               "tuning": {"database": str(tuning_db) if tuning_db else None, "budget_s": tune_budget_s,
                          "reused": tuner.reused, "tuned": tuner.tuned},
-              "unchecked_ids": list(checks.unchecked)}
+              "unchecked_ids": list(checks.unchecked), "precision": precision_report}
     (root / "report.json").write_text(json.dumps(report, indent=2))
-    write_manifest(root, Manifest(
+    manifest = write_manifest(root, Manifest(
         model=name,
         inputs=tuple(TensorSpec(v.name, v.type.dtype, v.type.shape) for v in graph.inputs),
         outputs=tuple(TensorSpec(v.name, v.type.dtype, v.type.shape) for v in graph.outputs),
@@ -101,7 +114,12 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
         versions=_versions(),
         source=source or {"kind": "python"},
         specialized=lowered.specialized,
-    ), signing_key=signing_key.encode() if isinstance(signing_key, str) else signing_key)
+    ), signing_key=key)
+    if fp32_graph is not None and held_out is not None:  # measured on the artifact itself, then recorded
+        report["precision"].update(measure_precision(CompiledModel(root, threads=threads, key=signing_key),
+                                                     fp32_graph, graph, precision, held_out, say))
+        (root / "report.json").write_text(json.dumps(report, indent=2))
+        write_manifest(root, manifest, signing_key=key)
     return CompiledModel(root, threads=threads, key=signing_key, _owned_tmp=tmp)
 
 
@@ -111,15 +129,20 @@ def compile(module: torch.nn.Module, example_inputs: Sequence[Any], target: str 
             dump_ir: str | Path | None = None, threads: int | None = None,
             progress: Callable[[str], None] | None = None, source: dict[str, Any] | None = None,
             tune_budget_s: float | None = None, tuning_db: str | Path | None = DEFAULT_TUNING_DB,
-            signing_key: bytes | str | None = None) -> CompiledModel:
+            signing_key: bytes | str | None = None, precision: str = "fp32", keep_fp32: Sequence[str] = (),
+            max_error: float | None = None) -> CompiledModel:
     """Compile a PyTorch module for `target`.
 
     `example_inputs` fix dtypes and non-batch dims; dim 0 of every input is a symbolic batch, so one
     compiled model serves every batch size. `verify=True` runs the reference interpreter after every pass
     on the example inputs and stops at the first pass that changes the function. `tune_budget_s` tunes
     kernel schedules on this machine within that many seconds (see compile_graph; `tuning_db`).
-    `signing_key` signs the artifact (see compile_graph).
+    `signing_key` signs the artifact (see compile_graph). `precision` "int8" runs dense layers in int8
+    where the target has an int8 dot product (AMX, AVX512-VNNI), "auto" does so for each layer the
+    accuracy bound `max_error` (default 1e-2 max abs difference vs fp32) allows; `keep_fp32` names
+    layers to leave fp32. The error vs fp32 is measured on held-out synthetic inputs and reported.
     """
+    config = PrecisionConfig(precision, tuple(keep_fp32), max_error)
     say = progress or (lambda msg: None)
     tensors = [torch.as_tensor(x) for x in example_inputs]
     names = input_names or getattr(module, "input_names", None)
@@ -131,7 +154,20 @@ def compile(module: torch.nn.Module, example_inputs: Sequence[Any], target: str 
     validate = [t.numpy() for t in tensors] if verify else None
     return compile_graph(graph, name or type(module).__name__, target, pipeline, disable_passes, validate, dump_ir,
                          threads, progress, {"capture_s": capture_s}, source, tune_budget_s, tuning_db,
-                         signing_key)
+                         signing_key, config, held_out_inputs(module, tensors) if config.reduced else None)
+
+
+def held_out_inputs(module: torch.nn.Module, examples: list[torch.Tensor], batch: int = 256,
+                    seed: int = 20261202) -> list[np.ndarray]:
+    """Inputs to measure reduced precision on: a built-in model's own generator with an unseen seed, else
+    rows like the examples' (accuracy.synthetic_inputs)."""
+    make = getattr(module, "example_inputs", None)
+    if callable(make):
+        try:
+            return [torch.as_tensor(x).numpy() for x in make(batch, seed=seed)]
+        except TypeError:
+            pass
+    return synthetic_inputs([t.numpy() for t in examples], batch, seed)
 
 
 __all__ = ["compile", "compile_graph", "optimize", "load", "CompiledModel"]

@@ -14,9 +14,17 @@ import numpy as np
 
 from recc.compiler.ir import Graph, Node, Value
 from recc.compiler.ir.fused_ops import batched_table_layout
+from recc.compiler.quantize import dense_reference
 
 Kernel = Callable[[list[np.ndarray], dict[str, Any]], np.ndarray]
 _erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _dense(x: list[np.ndarray], precision: str) -> np.ndarray:
+    """dense before its activation, in its precision (recc/compiler/quantize.py for int8 and bf16)."""
+    if precision != "fp32":
+        return dense_reference(precision, x[0], x[1], x[2] if len(x) == 3 else None)
+    return (x[0] @ x[1].T + (x[2] if len(x) == 3 else 0)).astype(x[0].dtype)
 
 
 def _activation(x: np.ndarray, name: str, attrs: dict[str, Any]) -> np.ndarray:
@@ -185,8 +193,7 @@ KERNELS: dict[str, Kernel] = {
     "eq": lambda x, a: x[0] == x[1],
     "ne": lambda x, a: x[0] != x[1],
     "where": lambda x, a: np.where(x[0], x[1], x[2]),
-    "dense": lambda x, a: _activation(
-        (x[0] @ x[1].T + (x[2] if len(x) == 3 else 0)).astype(x[0].dtype), a.get("activation", "none"), a),
+    "dense": lambda x, a: _activation(_dense(x, a.get("precision", "fp32")), a.get("activation", "none"), a),
     "matmul": lambda x, a: np.matmul(x[0], x[1]),
     "softmax": lambda x, a: _softmax(x[0], a["axis"]),
     "log_softmax": lambda x, a: np.log(_softmax(x[0], a["axis"])),

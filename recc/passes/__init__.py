@@ -13,12 +13,13 @@ from recc.passes.fuse_attention import FuseAttention
 from recc.passes.fuse_dense_activation import FuseDenseActivation
 from recc.passes.fuse_dot_interaction import FuseDotInteraction
 from recc.passes.fuse_recurrent import FuseRecurrent
+from recc.passes.quantize_dense import QuantizeDense
 from recc.passes.simplify_reshapes import SimplifyReshapes
 from recc.passes.simplify_slices import SimplifySlices
 
 PASSES = {cls.name: cls for cls in (
     SimplifyReshapes, CSE, CanonicalizeDense, FoldConstants, CanonicalizeActivations, FuseDenseActivation,
     CanonicalizeLookups, BatchEmbeddingBags, FuseDotInteraction, FuseAttention, FuseRecurrent, SimplifySlices,
-    EliminateDeadNodes)}
+    EliminateDeadNodes, QuantizeDense)}
 
 __all__ = ["PASSES"]

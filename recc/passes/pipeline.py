@@ -20,6 +20,7 @@ DEFAULT_PIPELINE: tuple[str, ...] = (
     "simplify-slices",
     "simplify-reshapes",
     "eliminate-dead-nodes",
+    "quantize-dense",  # a no-op at precision fp32 (the default)
 )
 
 

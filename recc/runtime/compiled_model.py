@@ -30,7 +30,7 @@ from recc.compiler.artifact import (
     read_manifest,
 )
 from recc.compiler.ir.types import Sym
-from recc.runtime.host import host_features
+from recc.compiler.host import host_features, request_amx
 
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64,
                  "int32": torch.int32, "bool": torch.bool, "float16": torch.float16, "int8": torch.int8,
@@ -143,6 +143,10 @@ class CompiledModel:
             raise ArtifactError(f"artifact was compiled for CPU {m.target.mcpu!r} and uses {', '.join(missing)}, "
                                 "which this host's CPU lacks. Recompile here, or pass allow_cpu_mismatch=True "
                                 "if you know better")
+        # AMX code dies with SIGILL unless the process holds the tile state: ask Linux for it first
+        if "amx-tile" in m.target.features and not missing and not request_amx():
+            raise ArtifactError("artifact uses AMX tiles, and the OS refused this process the AMX state "
+                                "(arch_prctl ARCH_REQ_XCOMP_PERM); recompile for a target without AMX")
 
     @staticmethod
     def _prepare_limits(limits: tuple[IdLimit, ...]) -> list[IdLimit]:

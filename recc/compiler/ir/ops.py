@@ -102,6 +102,8 @@ def _dense(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     x, w = ts[0], ts[1]
     if attrs.get("activation", "none") not in ACTIVATIONS:
         raise _fail("dense", f"unknown activation {attrs.get('activation')!r}")
+    if attrs.get("precision", "fp32") not in ("fp32", "bf16", "int8"):
+        raise _fail("dense", f"unknown precision {attrs.get('precision')!r}")
     if x.rank < 2 or w.rank != 2 or not is_float(x.dtype) or x.dtype != w.dtype:
         raise _fail("dense", f"expects x [..., K] and w [N, K] of one float dtype, got {x} and {w}")
     if x.shape[-1] != w.shape[1]:

@@ -24,7 +24,7 @@ def lower_for_target(graph: Graph, target: TargetSpec, tuner: Any = None,
     if tuner is not None:
         tuner.target = target.to_tvm()
         tuner.start()
-    return lower(graph, tuner, id_limits, batch_one_bucket(graph), register_tile(target.to_tvm()))
+    return lower(graph, tuner, id_limits, batch_one_bucket(graph), register_tile(target.to_tvm()), target)
 
 
 def build_library(graph: Graph, target: TargetSpec, out_path: Path, tuner: Any = None,

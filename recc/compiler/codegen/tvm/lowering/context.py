@@ -23,8 +23,9 @@ class LoweringContext:
     shared by every function of the module."""
 
     def __init__(self, graph: Graph, tuner: Any = None, id_limits: dict[str, tuple[IdLimit, ...]] | None = None,
-                 dense_tile: tuple[int, int] = (ROWS, VECTOR)) -> None:
+                 dense_tile: tuple[int, int] = (ROWS, VECTOR), target: Any = None) -> None:
         self.graph = graph
+        self.target = target  # target.TargetSpec (None: a generic CPU; no int8 or AMX kernels)
         self.tuner = tuner
         self.dense_tile = dense_tile
         self.id_limits = id_limits or {}

@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 from tvm import relax
+from tvm import tirx as tir
 
 from recc.compiler.codegen.tvm.kernels.cpu import dense as dense_kernels
+from recc.compiler.codegen.tvm.kernels.cpu import dense_int8
 from recc.compiler.codegen.tvm.kernels.cpu.common import pack_weight
 from recc.compiler.codegen.tvm.lowering.context import LoweringContext
 from recc.compiler.codegen.tvm.lowering.generic import ACTIVATIONS
@@ -25,6 +27,8 @@ def lower_dense(lw: LoweringContext, node: Node) -> relax.Expr:
     b_array = lw.graph.param_array(node.inputs[2]) if len(node.inputs) == 3 else np.zeros(n, np.float32)
     if b_array is None:
         return lower_dense_generic(lw, node)
+    if node.attrs.get("precision", "fp32") == "int8":
+        return lower_dense_int8(lw, node, np.asarray(w_array), np.asarray(b_array))
     activation, alpha = node.attrs.get("activation", "none"), node.attrs.get("alpha", 0.01)
     rows, vector = dense_kernels.tile_for(n, lw.dense_tile)
     params = {"rows": rows, "vector": vector, **tuned_dense(lw, k, n, activation, alpha, rows, vector)}
@@ -61,6 +65,50 @@ def tuned_dense(lw: LoweringContext, k: int, n: int, activation: str, alpha: flo
 
     grid = [{"row_block": rb} for rb in DENSE_ROW_BLOCKS if rb != dense_kernels.default_row_block(k, n)]
     return lw.tuner.params("dense", f"{k}x{n}:{activation}", {"grid": grid}, measure)
+
+
+def int8_kernel(target: Any) -> str | None:
+    """The int8 dense kernel family for a target: "amx", "vnni", or None (no int8 dot product)."""
+    if target is not None and target.has("amx-tile", "amx-int8"):
+        return "amx"
+    if target is not None and target.has("avx512vnni", "avx512bw"):
+        return "vnni"
+    return None
+
+
+def lower_dense_int8(lw: LoweringContext, node: Node, w_array: np.ndarray, b_array: np.ndarray) -> relax.Expr:
+    """x quantized per row (quantize_rows), then the int8 kernel the target's features allow."""
+    x = node.inputs[0]
+    n, k = w_array.shape
+    kind = int8_kernel(lw.target)
+    assert kind is not None, "quantize-dense marks int8 layers only for targets with an int8 dot product"
+    activation, alpha = node.attrs.get("activation", "none"), node.attrs.get("alpha", 0.01)
+    key = "_".join(v.name for v in node.inputs[1:]) + "__int8"
+    packed: dict[str, np.ndarray] = {}
+
+    def part(name: str) -> np.ndarray:  # quantized and packed once, whichever part is asked for first
+        if not packed:
+            packed.update(dense_int8.pack_int8(w_array, b_array))
+        return packed[name]
+
+    args = [lw.weight(f"{key}_{name}", lambda name=name: part(name)) for name in ("w", "scale", "colsum", "bias")]
+    args.append(lw.weight("amx_tile_config", dense_int8.tile_config))  # read by the AMX kernel only
+    quantize = lw.kernel(("quantize_rows", k), lambda: dense_int8.quantize_rows(k))
+    fn = lw.kernel((f"dense_int8_{kind}", k, n, activation, alpha),
+                   lambda: dense_int8.KERNELS[kind](k, n, activation, alpha))
+    m = lw.product(x.type.shape[:-1])
+    xe = lw.value(x)
+    if len(x.type.shape) != 2:
+        xe = lw.emit(relax.op.reshape(xe, [m, lw.dim(k)]))
+    mp = tir.floordiv(m + dense_int8.ROW_PAD - 1, dense_int8.ROW_PAD) * dense_int8.ROW_PAD
+    top = relax.const(np.full(1, 255, np.float32))  # the largest uint8 level
+    quantized = lw.emit(relax.call_tir(quantize, [xe, top], [
+        relax.TensorType([mp, lw.dim(dense_int8.padded_k(k))], "uint8"), relax.TensorType([mp, lw.dim(2)], "float32")]))
+    xq, params = lw.emit(relax.TupleGetItem(quantized, 0)), lw.emit(relax.TupleGetItem(quantized, 1))
+    out = lw.emit(relax.call_tir(fn, [xq, params, *args], relax.TensorType([m, lw.dim(n)], "float32")))
+    if len(x.type.shape) != 2:
+        out = lw.emit(relax.op.reshape(out, [lw.dim(d) for d in node.output.type.shape]))
+    return out
 
 
 def lower_dense_generic(lw: LoweringContext, node: Node) -> relax.Expr:

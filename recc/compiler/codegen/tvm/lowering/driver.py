@@ -50,13 +50,14 @@ class Lowered:
 
 def lower(graph: Graph, tuner: Any = None, id_limits: dict[str, tuple[IdLimit, ...]] | None = None,
           specialize: dict[str, dict[str, int]] | None = None,
-          dense_tile: tuple[int, int] = (ROWS, VECTOR)) -> Lowered:
+          dense_tile: tuple[int, int] = (ROWS, VECTOR), target: Any = None) -> Lowered:
     """`tuner` (tuning.Tuner): schedule parameters remembered in a tuning database, or searched now.
     `id_limits` (input_checks.id_checks().ids): the ids inputs to range-check inside the function.
     `specialize`: more functions beside "main", each with some shape symbols fixed, e.g.
     {"main_b1": {"batch": 1}} (see batch_one_bucket). `dense_tile`: the dense kernels' register tile
-    (rows, vector) for the target (kernels/cpu/dense.py register_tile)."""
-    lw = LoweringContext(graph, tuner, id_limits, dense_tile)
+    (rows, vector) for the target (kernels/cpu/dense.py register_tile). `target` (target.TargetSpec): its
+    features choose the reduced-precision kernels."""
+    lw = LoweringContext(graph, tuner, id_limits, dense_tile, target)
     emit_function(lw, "main", {})
     lw.counting = False
     for name, values in (specialize or {}).items():

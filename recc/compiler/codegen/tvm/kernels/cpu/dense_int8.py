@@ -1,0 +1,275 @@
+"""The int8 dense kernels (semantics: recc/compiler/quantize.py): y = act(x @ w.T + b) with activations
+quantized per row to uint8, weights per output channel to int8, int32 accumulation and an fp32 epilogue.
+
+Two kernels, one per x86 int8 dot-product instruction, chosen by the target's features:
+- AMX (`amx-int8`): `tdpbusd` on tiles; a task computes a 32 x 32 output block as 2 x 2 tiles of 16 x 16
+  int32 (tmm0-3), loading two 16 x 64-byte activation tiles (tmm4-5) and two weight tiles (tmm6-7) per 64
+  values of K. The process must hold the AMX state (runtime/host.py request_amx) or it dies with SIGILL.
+- AVX512-VNNI (`avx512vnni`): `vpdpbusd` (16 lanes x 4 u8 x s8 products per instruction), a register tile
+  of 8 rows x 32 outputs (16 accumulators hide the instruction's latency).
+Both read the weights in one packed layout, Wp[N/16, K/4, 64] int8 (`pack_int8`): 16 outputs x 4
+consecutive k per 64 bytes, which is a VNNI operand and, 16 rows of it, an AMX weight tile. K is padded to
+64 and N to 32 with zeros; the activations come from `quantize_rows` with their rows padded to 32 (zero
+rows, never stored).
+
+The epilogue per output: y = act(xs * ws[n] * acc + (b[n] - xs*zp * (ws * colsum(wq))[n])), where the
+row's (xs, xs*zp) come from quantize_rows and ws, ws * colsum and b are packed at compile time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm.script import tirx as T
+
+from recc.compiler.codegen.tvm.kernels.cpu.common import activation_expr
+from recc.compiler.quantize import quantize_weight_int8
+
+ROW_PAD = 32  # rows of an AMX output block; quantize_rows pads the activations to it
+K_PAD = 64  # bytes of one AMX tile row
+N_PAD = 32  # outputs of an AMX output block (two tiles)
+SERIAL_BELOW = 1 << 18  # elements (quantize) or multiply-adds / 64 (dense) below which no thread pool is used
+
+
+def padded_k(k: int) -> int:
+    return -(-k // K_PAD) * K_PAD
+
+
+def padded_n(n: int) -> int:
+    return -(-n // N_PAD) * N_PAD
+
+
+def pack_int8(w: np.ndarray, bias: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Quantize fp32 weights [N, K] and pack them: {"w": [Np/16, Kp/4, 64] int8, "scale": ws [Np],
+    "colsum": ws * colsum(wq) [Np], "bias": b [Np]} (Np, Kp padded with zeros)."""
+    n, k = w.shape
+    kp, np_ = padded_k(k), padded_n(n)
+    wq, ws = quantize_weight_int8(w)
+    full = np.zeros((np_, kp), np.int8)
+    full[:n, :k] = wq
+    packed = full.reshape(np_ // 16, 16, kp // 4, 4).transpose(0, 2, 1, 3).reshape(np_ // 16, kp // 4, 64)
+
+    def pad(v: np.ndarray) -> np.ndarray:
+        out = np.zeros(np_, np.float32)
+        out[:n] = v
+        return out
+
+    colsum = wq.astype(np.int64).sum(axis=1).astype(np.float32)
+    return {"w": np.ascontiguousarray(packed), "scale": pad(ws), "colsum": pad(ws * colsum),
+            "bias": pad(np.zeros(n, np.float32) if bias is None else np.asarray(bias, np.float32))}
+
+
+def quantize_rows(K: int):
+    """PrimFunc (X[m, K] float32, L[1] = (255,)) -> (Xq[mp, Kp] uint8, P[mp, 2] float32): each row quantized
+    to uint8 with its own scale and zero point (P[r] = (scale, scale * zero point)); rows m..mp and columns
+    K..Kp zero. (The top level L[0] is an input because Relax's RewriteDataflowReshape asserts a root block
+    in every call_tir kernel that reads one tensor, which hand-written TIR has not.)"""
+    KP = padded_k(K)
+    V = 16
+    KV = K // V * V
+
+    def exponent(x):
+        return T.bitwise_and(T.reinterpret("int32", x), T.int32(0x7F800000))
+
+    def to_u8(v, top):  # clamp first: a float -> int conversion of anything out of range is undefined
+        return T.Cast("uint8", T.Cast("int32", T.floor(T.min(top, T.max(T.float32(0), v)) + T.float32(0.5))))
+
+    @T.macro
+    def row(X, L, Xq, P, r):
+        lo = T.alloc_buffer((V,), "float32")
+        hi = T.alloc_buffer((V,), "float32")
+        fin = T.alloc_buffer((V,), "int32")  # max exponent bits: 0x7F800000 where NaN or +-inf
+        stats = T.alloc_buffer((4,), "float32")
+        for v in T.vectorized(V):
+            lo[v] = T.float32(0)
+            hi[v] = T.float32(0)
+            fin[v] = T.int32(0)
+        for k0 in range(KV // V):
+            for v in T.vectorized(V):
+                lo[v] = T.min(lo[v], X[r, k0 * V + v])
+                hi[v] = T.max(hi[v], X[r, k0 * V + v])
+                fin[v] = T.max(fin[v], exponent(X[r, k0 * V + v]))
+        for k in range(KV, K):
+            lo[0] = T.min(lo[0], X[r, k])
+            hi[0] = T.max(hi[0], X[r, k])
+            fin[0] = T.max(fin[0], exponent(X[r, k]))
+        stats[0] = lo[0]
+        stats[1] = hi[0]
+        for v in range(1, V):
+            stats[0] = T.min(stats[0], lo[v])
+            stats[1] = T.max(stats[1], hi[v])
+            fin[0] = T.max(fin[0], fin[v])
+        span = stats[1] - stats[0]
+        # NaN scale for a row holding NaN or +-inf (integer bits: fast-math may fold x - x to 0)
+        P[r, 0] = T.Select(fin[0] == T.int32(0x7F800000), T.float32(float("nan")),
+                           T.Select(span > T.float32(0), span / T.float32(255), T.float32(1)))
+        stats[3] = T.float32(1) / P[r, 0]
+        zp = T.floor(T.min(T.float32(255), T.max(T.float32(0), (T.float32(0) - stats[0]) * stats[3]))
+                     + T.float32(0.5))
+        P[r, 1] = P[r, 0] * zp
+        for k0 in range(KV // V):
+            for v in T.vectorized(V):
+                Xq[r, k0 * V + v] = to_u8(X[r, k0 * V + v] * stats[3] + zp, L[0])
+        for k in range(KV, K):
+            Xq[r, k] = to_u8(X[r, k] * stats[3] + zp, L[0])
+        for k in range(K, KP):
+            Xq[r, k] = T.uint8(0)
+
+    @T.prim_func(private=True)
+    def quantize(var_x: T.handle, L: T.Buffer((1,), "float32"), var_xq: T.handle, var_p: T.handle):
+        T.func_attr({"tir.noalias": True})
+        m = T.int64()
+        mp = T.int64()
+        X = T.match_buffer(var_x, (m, K), "float32")
+        Xq = T.match_buffer(var_xq, (mp, KP), "uint8")
+        P = T.match_buffer(var_p, (mp, 2), "float32")
+        if m * K <= SERIAL_BELOW:
+            for r in range(m):
+                row(X, L, Xq, P, r)
+        else:
+            for r in T.parallel(m):
+                row(X, L, Xq, P, r)
+        for r in range(m, mp):
+            P[r, 0] = T.float32(0)
+            P[r, 1] = T.float32(0)
+            for k in range(KP):
+                Xq[r, k] = T.uint8(0)
+
+    return quantize
+
+
+def _epilogue(N: int, activation: str, alpha: float, R: int, C: int):
+    """The macro storing an R x C int32 block `acc` (rows row0.., outputs col0..) as fp32 outputs."""
+    full = N % C == 0
+
+    def out(acc, P, S, CS, B, r, row0, col0, v):
+        y = P[row0 + r, 0] * S[col0 + v] * T.Cast("float32", acc[r, v]) + (B[col0 + v] - P[row0 + r, 1] * CS[col0 + v])
+        return activation_expr(activation, y, alpha)
+
+    @T.macro
+    def store(acc, P, S, CS, B, Y, m, row0, col0):
+        # Every accumulator is read, whatever m and N: TVM shrinks a stack buffer to the part TIR reads
+        # (at batch 1, row 0), and the AMX tile store writes all of it
+        for r in range(R):
+            row = T.alloc_buffer((C,), "float32")
+            for v in T.vectorized(C):
+                row[v] = out(acc, P, S, CS, B, r, row0, col0, v)  # P has the padded rows
+            if row0 + r < m:
+                if full:
+                    for v in T.vectorized(C):
+                        Y[row0 + r, col0 + v] = row[v]
+                else:
+                    for v in range(C):
+                        if col0 + v < N:
+                            Y[row0 + r, col0 + v] = row[v]
+
+    return store
+
+
+def _amx(name: str, *args):
+    return T.evaluate(T.call_llvm_intrin("void", f"llvm.x86.{name}", *args))
+
+
+def dense_amx(K: int, N: int, activation: str = "none", alpha: float = 0.01):
+    """PrimFunc (Xq[mp, Kp] u8, P[mp, 2], Wp[Np/16, Kp/4, 64] i8, S[Np], CS[Np], B[Np], CFG[64]) -> Y[m, N]
+    on AMX; CFG is `tile_config()` (an input: a config built in a stack buffer was optimized away when
+    the kernel had one output block column)."""
+    KP, NP = padded_k(K), padded_n(N)
+    KB, NB = KP // 64, NP // 32
+    store = _epilogue(N, activation, alpha, 32, 32)
+
+    @T.macro
+    def block(Xq, P, Wp, S, CS, B, Y, m, rb, cb):
+        acc = T.alloc_buffer((32, 32), "int32")
+        _amx("tilezero", T.int8(0))
+        _amx("tilezero", T.int8(1))
+        _amx("tilezero", T.int8(2))
+        _amx("tilezero", T.int8(3))
+        for kb in range(KB):
+            _amx("tileloadd64", T.int8(4), T.address_of(Xq[rb * 32, kb * 64]), T.int64(KP))
+            _amx("tileloadd64", T.int8(5), T.address_of(Xq[rb * 32 + 16, kb * 64]), T.int64(KP))
+            _amx("tileloadd64", T.int8(6), T.address_of(Wp[cb * 2, kb * 16, 0]), T.int64(64))
+            _amx("tileloadd64", T.int8(7), T.address_of(Wp[cb * 2 + 1, kb * 16, 0]), T.int64(64))
+            _amx("tdpbusd", T.int8(0), T.int8(4), T.int8(6))
+            _amx("tdpbusd", T.int8(1), T.int8(4), T.int8(7))
+            _amx("tdpbusd", T.int8(2), T.int8(5), T.int8(6))
+            _amx("tdpbusd", T.int8(3), T.int8(5), T.int8(7))
+        _amx("tilestored64", T.int8(0), T.address_of(acc[0, 0]), T.int64(128))
+        _amx("tilestored64", T.int8(1), T.address_of(acc[0, 16]), T.int64(128))
+        _amx("tilestored64", T.int8(2), T.address_of(acc[16, 0]), T.int64(128))
+        _amx("tilestored64", T.int8(3), T.address_of(acc[16, 16]), T.int64(128))
+        store(acc, P, S, CS, B, Y, m, rb * 32, cb * 32)
+
+    @T.macro
+    def task(Xq, P, Wp, S, CS, B, CFG, Y, m, rb):  # a block of 32 rows, all outputs
+        _amx("ldtilecfg", T.address_of(CFG[0]))
+        for cb in range(NB):
+            block(Xq, P, Wp, S, CS, B, Y, m, rb, cb)
+        _amx("tilerelease")
+
+    return _dense_func(K, N, lambda m: (m + 31) // 32, task)
+
+
+def dense_vnni(K: int, N: int, activation: str = "none", alpha: float = 0.01):
+    """The same PrimFunc as dense_amx on AVX512-VNNI (CFG unused): register tiles of 8 rows x 32 outputs."""
+    KP, NP = padded_k(K), padded_n(N)
+    KG, NB, R = KP // 4, NP // 32, 8
+    store = _epilogue(N, activation, alpha, R, 32)
+
+    @T.macro
+    def block(Xq, P, Wp, S, CS, B, Y, m, row0, cb):
+        acc = T.alloc_buffer((R, 32), "int32")
+        for r in T.unroll(R):
+            acc[r, T.ramp(0, 1, 16)] = T.broadcast(T.int32(0), 16)
+            acc[r, T.ramp(16, 1, 16)] = T.broadcast(T.int32(0), 16)
+        for g in range(KG):
+            for r in T.unroll(R):
+                a = T.reinterpret("int8x64", T.broadcast(
+                    T.reinterpret("int32", Xq[row0 + r, T.ramp(g * 4, 1, 4)]), 16))
+                for h in T.unroll(2):
+                    acc[r, T.ramp(h * 16, 1, 16)] = T.call_llvm_pure_intrin(
+                        "int32x16", "llvm.x86.avx512.vpdpbusd.512", acc[r, T.ramp(h * 16, 1, 16)], a,
+                        Wp[cb * 2 + h, g, T.ramp(0, 1, 64)])
+        store(acc, P, S, CS, B, Y, m, row0, cb * 32)
+
+    @T.macro
+    def task(Xq, P, Wp, S, CS, B, CFG, Y, m, f):  # 8 rows x 32 outputs
+        block(Xq, P, Wp, S, CS, B, Y, m, f // NB * R, f % NB)
+
+    return _dense_func(K, N, lambda m: (m + R - 1) // R * NB, task)
+
+
+def _dense_func(K: int, N: int, tasks, task):
+    """The int8 dense PrimFunc around `task(Xq, P, Wp, S, CS, B, CFG, Y, m, f)` for f < tasks(m), in
+    parallel when the layer is big enough."""
+    KP, NP = padded_k(K), padded_n(N)
+
+    @T.prim_func(private=True)
+    def dense(var_xq: T.handle, var_p: T.handle, Wp: T.Buffer((NP // 16, KP // 4, 64), "int8"),
+              S: T.Buffer((NP,), "float32"), CS: T.Buffer((NP,), "float32"), B: T.Buffer((NP,), "float32"),
+              CFG: T.Buffer((64,), "uint8"), var_y: T.handle):
+        T.func_attr({"tir.noalias": True})
+        m = T.int64()
+        mp = T.int64()
+        Xq = T.match_buffer(var_xq, (mp, KP), "uint8")
+        P = T.match_buffer(var_p, (mp, 2), "float32")
+        Y = T.match_buffer(var_y, (m, N), "float32")
+        if m * KP * NP <= SERIAL_BELOW * 64:
+            for f in range(tasks(m)):
+                task(Xq, P, Wp, S, CS, B, CFG, Y, m, f)
+        else:
+            for f in T.parallel(tasks(m)):
+                task(Xq, P, Wp, S, CS, B, CFG, Y, m, f)
+
+    return dense
+
+
+def tile_config() -> np.ndarray:
+    """The AMX tile configuration: palette 1, 8 tiles of 16 rows x 64 bytes."""
+    cfg = np.zeros(64, np.uint8)
+    cfg[0] = 1
+    cfg[16:32:2] = 64  # bytes per row (uint16, little-endian)
+    cfg[48:56] = 16  # rows
+    return cfg
+
+
+KERNELS = {"amx": dense_amx, "vnni": dense_vnni}

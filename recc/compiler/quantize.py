@@ -1,0 +1,101 @@
+"""Reduced-precision arithmetic, defined once in numpy: the semantics of a dense layer marked
+`precision="int8"` or `"bf16"` (the interpreter runs these; the kernels must match them to fp32
+rounding, and the tests hold them to it).
+
+int8 dense, y = act(x @ w.T + b):
+- weights: symmetric per output channel, wq = round(w / ws) in [-127, 127], ws = max|w[n]| / 127;
+- activations: asymmetric per row, dynamically: the row's range [lo, hi] (0 included, so zero is exact),
+  xs = (hi - lo) / 255, zero point zp = round(-lo / xs), xq = clip(round(x / xs) + zp, 0, 255) as uint8
+  (the u8 x s8 products the VNNI/AMX instructions multiply);
+- int32 accumulation acc = xq @ wq.T, then the fp32 epilogue
+  y = act(xs * ws[n] * acc + (b[n] - xs * zp * ws[n] * colsum(wq)[n])).
+A row holding NaN or +-inf has a NaN scale: its outputs are all NaN (eager gives NaN or +-inf there).
+
+bf16 dense: x and w rounded to bfloat16 (round to nearest even), products accumulated in fp32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PRECISIONS = ("fp32", "bf16", "int8")
+INT8_MAX = 127
+
+
+def quantize_weight_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[N, K] float -> (wq int8 [N, K], scale float32 [N]), symmetric per output channel."""
+    w = np.asarray(w, np.float32)
+    amax = np.max(np.abs(w), axis=1) if w.shape[1] else np.zeros(w.shape[0], np.float32)
+    scale = np.where(amax > 0, amax / np.float32(INT8_MAX), np.float32(1)).astype(np.float32)
+    wq = np.clip(np.rint(w / scale[:, None]), -INT8_MAX, INT8_MAX).astype(np.int8)
+    return wq, scale
+
+
+def row_params(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of x [M, K]: (scale, 1/scale, zero point as float32), as the quantize kernel computes them."""
+    x = np.asarray(x, np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        lo = np.minimum(np.min(x, axis=1, initial=np.inf), np.float32(0))
+        hi = np.maximum(np.max(x, axis=1, initial=-np.inf), np.float32(0))
+        finite = np.sum(x - x, axis=1, dtype=np.float32)  # 0, or NaN where a row holds NaN or +-inf
+        span = (hi - lo).astype(np.float32)
+        scale = np.where(span > 0, span / np.float32(255), np.float32(1)).astype(np.float32) + finite
+        inv = (np.float32(1) / scale).astype(np.float32)
+        zp = np.floor(np.clip(-lo * inv, 0, 255) + np.float32(0.5)).astype(np.float32)
+    return scale, inv, zp
+
+
+def quantize_rows_u8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x [M, K] float32 -> (xq uint8 [M, K], scale [M], zero point [M] float32)."""
+    scale, inv, zp = row_params(x)
+    with np.errstate(invalid="ignore"):
+        v = np.clip(np.asarray(x, np.float32) * inv[:, None] + zp[:, None], 0, 255)
+        xq = np.floor(np.nan_to_num(v) + np.float32(0.5)).astype(np.uint8)
+    return xq, scale, zp
+
+
+def dense_int8(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """The int8 dense layer's pre-activation output for fp32 x [M, K], w [N, K], b [N] (module docstring)."""
+    wq, ws = quantize_weight_int8(w)
+    xq, xs, zp = quantize_rows_u8(x)
+    acc = (xq.astype(np.int64) @ wq.astype(np.int64).T).astype(np.float32)  # exact: |acc| < 2^31
+    colsum = wq.astype(np.int64).sum(axis=1).astype(np.float32)
+    bias = np.zeros(w.shape[0], np.float32) if b is None else np.asarray(b, np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return (xs[:, None] * ws[None, :] * acc + (bias[None, :] - (xs * zp)[:, None] * (ws * colsum)[None, :])
+                ).astype(np.float32)
+
+
+def to_bf16(x: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bits (uint16), round to nearest even; NaN stays NaN."""
+    bits = np.ascontiguousarray(x, np.float32).view(np.uint32)
+    rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+    nan = (bits & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    return np.where(nan, (bits >> np.uint32(16)) | np.uint32(0x40), rounded).astype(np.uint16)
+
+
+def from_bf16(bits: np.ndarray) -> np.ndarray:
+    return (np.asarray(bits, np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
+def round_bf16(x: np.ndarray) -> np.ndarray:
+    return from_bf16(to_bf16(x))
+
+
+def dense_bf16(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """The bf16 dense layer's pre-activation output: bf16 operands, fp32 accumulation."""
+    out = round_bf16(x).astype(np.float64) @ round_bf16(w).astype(np.float64).T
+    return (out + (0 if b is None else np.asarray(b, np.float64))).astype(np.float32)
+
+
+def dense_reference(precision: str, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """A dense layer's pre-activation output in `precision`, x of any rank [..., K]."""
+    lead = x.shape[:-1]
+    flat = np.asarray(x, np.float32).reshape(-1, x.shape[-1])
+    if precision == "int8":
+        out = dense_int8(flat, w, b)
+    elif precision == "bf16":
+        out = dense_bf16(flat, w, b)
+    else:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+    return out.reshape(*lead, w.shape[0])

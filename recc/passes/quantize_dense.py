@@ -1,0 +1,56 @@
+"""dense(x, w, b) -> dense(x, w, b, precision="int8") where the compile asks for int8 (`precision="int8"`)
+
+Why: an int8 layer streams a quarter of the weight bytes and multiplies on the CPU's int8 dot-product
+units (AMX `tdpbusd`: 2.7 TOP/s on one core here, against ~0.16 TFLOP/s of fp32 FMA). The semantics of an
+int8 layer (per-channel weights, per-row dynamic activations, int32 accumulation, fp32 epilogue) are
+recc/compiler/quantize.py's; the interpreter runs them, so `--verify` checks the kernels against them.
+Legal (and chosen) when the weight and bias are fp32 parameters, the layer is not named in `keep_fp32`,
+and the target has an int8 dot product (the `int8_kernel` option: "amx", "vnni" or None). Declined layers
+stay fp32, each with its reason in the pass report. Reduced precision changes the numbers: the compile
+measures how much (recc/compiler/accuracy.py) and can refuse an artifact beyond a bound.
+"""
+
+from __future__ import annotations
+
+from recc.compiler.ir import Graph, Node, Value
+from recc.compiler.pass_manager import PassContext, PassStats
+from recc.compiler.rewrite import Builder, Match, Reject, RewritePass, Rule
+
+
+def layer_names(node: Node) -> set[str]:
+    """The names `keep_fp32` may give a dense layer: its weight parameter's name ("top_4_weight"), that
+    name without "_weight" ("top_4"), and the module path ("top.4")."""
+    weight = node.inputs[1].name
+    stem = weight[:-len("_weight")] if weight.endswith("_weight") else weight
+    return {weight, stem, stem.replace("_", ".")}
+
+
+def _match(graph: Graph, dense: Node, ctx: PassContext) -> Match | Reject | None:
+    precision = ctx.option("precision", "fp32")
+    if precision == "fp32" or dense.attrs.get("precision", "fp32") != "fp32":
+        return None
+    weights = [v for v in dense.inputs[1:]]
+    if any(v.kind != "param" or v.type.dtype != "float32" for v in weights):
+        return Reject("weight or bias is not an fp32 parameter")
+    if layer_names(dense) & set(ctx.option("keep_fp32", ())):
+        return Reject("kept fp32 (--keep-fp32)")
+    if precision == "int8" and ctx.option("int8_kernel") is None:
+        return Reject("kept fp32: the target has no int8 dot product (AMX-INT8 or AVX512-VNNI)")
+    if precision != "int8":
+        return Reject(f"kept fp32: no {precision} dense kernel")
+    return Match([dense], {"precision": precision})
+
+
+def _rewrite(b: Builder, dense: Node, match: Match) -> Value:
+    return b.op("dense", dense.inputs, dict(dense.attrs, precision=match.data["precision"]),
+                name=dense.output.name)
+
+
+class QuantizeDense(RewritePass):
+    name = "quantize-dense"
+    summary = "mark dense layers int8 (per-channel weights, per-row activations) where asked and possible"
+    changes_numbers = True  # translation validation re-bases on its numbers (see recc.compiler.accuracy)
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassStats:
+        self.rules = (Rule("dense-to-int8", ("dense",), lambda g, node: _match(g, node, ctx), _rewrite),)
+        return super().run(graph, ctx)

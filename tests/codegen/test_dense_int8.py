@@ -1,0 +1,110 @@
+"""The int8 dense kernels (AMX and AVX512-VNNI) against the numpy semantics they implement
+(recc/compiler/quantize.py), and int8 models end to end. A kernel whose instructions this CPU lacks is
+skipped (the reason says which): never run, since it would die with SIGILL."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import recc
+from recc.compiler.accuracy import PrecisionError
+from recc.compiler.codegen.tvm.kernels.cpu import dense_int8 as d8
+from recc.compiler.codegen.tvm.lowering.dense import int8_kernel
+from recc.compiler.codegen.tvm.target import resolve_target
+from recc.compiler.host import request_amx
+from recc.compiler.interpreter import interpret
+from recc.compiler.quantize import dense_int8
+from recc.models import create
+
+TARGET = resolve_target("cpu")
+NEEDS = {"amx": ("amx-tile", "amx-int8"), "vnni": ("avx512vnni", "avx512bw")}
+KERNEL_ATOL = 1e-4  # the kernels vs the numpy semantics: fp32 rounding of the epilogue (outputs ~1-10)
+INT8_VS_EAGER = 3e-2  # int8 models vs eager fp32 (sigmoid outputs): the quantization error itself
+
+
+def _build(func):
+    import tvm
+
+    return tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
+                       target=TARGET.to_tvm())["main"]
+
+
+@pytest.mark.parametrize("kind", ["amx", "vnni"])
+@pytest.mark.parametrize("m,k,n", [(1, 64, 1), (37, 13, 50), (64, 128, 16), (70, 200, 96), (256, 512, 33)])
+def test_kernel_matches_the_int8_semantics(kind: str, m: int, k: int, n: int) -> None:
+    import tvm
+
+    if not TARGET.has(*NEEDS[kind]):
+        pytest.skip(f"this CPU lacks {NEEDS[kind]}")
+    if kind == "amx":
+        assert request_amx()
+    rng = np.random.default_rng(m * 1000 + n)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    if m > 2:
+        x[1, 0], x[2, k - 1] = np.nan, np.inf  # rows with NaN or inf: all-NaN outputs
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    mp, dev = (m + 31) // 32 * 32, tvm.cpu()
+    xq = tvm.runtime.tensor(np.full((mp, d8.padded_k(k)), 7, np.uint8), dev)  # garbage: must be overwritten
+    params = tvm.runtime.tensor(np.full((mp, 2), 9, np.float32), dev)
+    _build(d8.quantize_rows(k))(tvm.runtime.tensor(x, dev), tvm.runtime.tensor(np.full(1, 255, np.float32), dev),
+                                xq, params)
+    packed = d8.pack_int8(w, b)
+    y = tvm.runtime.tensor(np.full((m, n), -7.0, np.float32), dev)  # an unwritten output fails
+    _build(d8.KERNELS[kind](k, n, "none"))(
+        xq, params, *[tvm.runtime.tensor(packed[p], dev) for p in ("w", "scale", "colsum", "bias")],
+        tvm.runtime.tensor(d8.tile_config(), dev), y)
+    want, got = dense_int8(x, w, b), y.numpy()
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got[~np.isnan(want)], want[~np.isnan(want)], atol=KERNEL_ATOL, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def rmc3():
+    if int8_kernel(TARGET) is None:
+        pytest.skip("this CPU has no int8 dot product (AMX-INT8 or AVX512-VNNI)")
+    model = create("dlrm-rmc3", scale=0.01, seed=0)
+    return model, recc.compile(model, model.example_inputs(4, seed=0), tuning_db=None, precision="int8")
+
+
+@pytest.mark.parametrize("batch", [1, 64, 256])
+def test_int8_model_matches_its_semantics_and_eager(rmc3, batch: int) -> None:
+    model, compiled = rmc3
+    inputs = model.example_inputs(batch, seed=batch)
+    got = compiled(*inputs).numpy()
+    graph = recc.api.capture(model, model.example_inputs(4, seed=0))
+    recc.api.optimize(graph, options=(("precision", "int8"), ("int8_kernel", int8_kernel(TARGET))))
+    want = interpret(graph, [t.numpy() for t in inputs])[0]
+    np.testing.assert_allclose(got, want, atol=KERNEL_ATOL)
+    with torch.no_grad():
+        eager = model(*inputs).numpy()
+    assert np.abs(got - eager).max() < INT8_VS_EAGER
+
+
+def test_int8_report_names_layers_and_accuracy(rmc3) -> None:
+    _, compiled = rmc3
+    section = compiled.report["precision"]
+    assert set(section["layers"].values()) == {"int8"} and len(section["layers"]) == 6
+    accuracy = section["accuracy"]
+    assert 0 < accuracy["max_abs"] < INT8_VS_EAGER and accuracy["rows"] == 256
+    assert set(accuracy["per_layer_max_abs"]) == set(section["layers"])
+    assert compiled.report["kernels"].get("dense_int8_amx", 0) + compiled.report["kernels"].get("dense_int8_vnni", 0) == 6
+
+
+def test_keep_fp32_and_max_error_and_auto() -> None:
+    if int8_kernel(TARGET) is None:
+        pytest.skip("this CPU has no int8 dot product")
+    model = create("wnd", scale=0.01, seed=0)
+    examples = model.example_inputs(4, seed=0)
+    kept = recc.compile(model, examples, tuning_db=None, precision="int8", keep_fp32=["deep.0", "wide_dense"])
+    assert set(kept.report["precision"]["layers"]) == {"deep_2_weight", "deep_4_weight", "deep_6_weight"}
+    with pytest.raises(PrecisionError, match="exceeds --max-error 1e-07; the layer contributing most is"):
+        recc.compile(model, examples, tuning_db=None, precision="int8", max_error=1e-7)
+    auto = recc.compile(model, examples, tuning_db=None, precision="auto", max_error=1e-3)
+    section = auto.report["precision"]
+    assert section["auto_kept_fp32"] and section["accuracy"]["max_abs"] <= 1.5e-3  # interpreter-chosen bound
+    inputs = model.example_inputs(32, seed=9)
+    with torch.no_grad():
+        assert np.abs(auto(*inputs).numpy() - model(*inputs).numpy()).max() < 5e-3

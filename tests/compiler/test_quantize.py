@@ -1,0 +1,92 @@
+"""The reduced-precision semantics (recc/compiler/quantize.py) and the accuracy tools, in numpy alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recc.compiler.accuracy import PrecisionConfig, errors, synthetic_inputs
+from recc.compiler.quantize import (
+    dense_bf16,
+    dense_int8,
+    from_bf16,
+    quantize_rows_u8,
+    quantize_weight_int8,
+    to_bf16,
+)
+
+
+def test_weights_quantize_per_channel_symmetrically(rng) -> None:
+    w = rng.standard_normal((8, 40)).astype(np.float32) * np.arange(1, 9, dtype=np.float32)[:, None]
+    wq, scale = quantize_weight_int8(w)
+    assert wq.dtype == np.int8 and np.abs(wq).max() == 127
+    assert np.all(np.abs(wq.astype(np.float32) * scale[:, None] - w) <= scale[:, None] / 2 + 1e-7)
+    _, zero_scale = quantize_weight_int8(np.zeros((2, 5), np.float32))
+    assert np.all(zero_scale == 1)  # an all-zero channel: no division by zero
+
+
+def test_rows_quantize_with_zero_exact_and_range_kept(rng) -> None:
+    x = rng.standard_normal((6, 33)).astype(np.float32)
+    x[0] = np.abs(x[0])  # all positive: the range still includes 0
+    x[2, 5] = 0
+    xq, scale, zp = quantize_rows_u8(x)
+    back = (xq.astype(np.float32) - zp[:, None]) * scale[:, None]
+    assert np.all(np.abs(back - x) <= scale[:, None] / 2 + 1e-6)
+    assert back[2, 5] == 0 and zp[0] == 0
+
+
+def test_non_finite_rows_give_nan_scale(rng) -> None:
+    x = rng.standard_normal((3, 8)).astype(np.float32)
+    x[0, 1], x[2, 7] = np.nan, -np.inf
+    _, scale, _ = quantize_rows_u8(x)
+    assert np.isnan(scale[0]) and np.isfinite(scale[1]) and np.isnan(scale[2])
+    out = dense_int8(x, rng.standard_normal((4, 8)).astype(np.float32), None)
+    assert np.isnan(out[[0, 2]]).all() and np.isfinite(out[1]).all()
+
+
+@pytest.mark.parametrize("k", [16, 256, 1024])
+def test_int8_dense_error_is_bounded_relative_to_fp32(rng, k: int) -> None:
+    x = rng.standard_normal((64, k)).astype(np.float32)
+    w = (rng.standard_normal((32, k)) / np.sqrt(k)).astype(np.float32)
+    exact = x @ w.T
+    err = np.abs(dense_int8(x, w, None) - exact).max()
+    # per-row activation steps (range / 255) and per-channel weight steps (max / 127): ~1% of the output scale
+    assert err < 0.02 * np.abs(exact).max(), err
+
+
+def test_bf16_rounds_to_nearest_even_and_keeps_nan() -> None:
+    x = np.array([1.0, 1.00390625, 1.01171875, -2.5, np.inf, np.nan, 3.0e38], np.float32)
+    back = from_bf16(to_bf16(x))
+    assert back[0] == 1.0 and back[1] == 1.0  # a tie rounds to even
+    assert back[2] == np.float32(1.015625) and back[3] == -2.5 and back[4] == np.inf and np.isnan(back[5])
+    assert np.isfinite(back[6])
+
+
+def test_bf16_dense_is_close_to_fp32(rng) -> None:
+    x = rng.standard_normal((16, 128)).astype(np.float32)
+    w = (rng.standard_normal((8, 128)) / 11).astype(np.float32)
+    assert np.abs(dense_bf16(x, w, None) - x @ w.T).max() < 2e-2
+
+
+def test_errors_measure_difference_and_ranking() -> None:
+    ref = [np.arange(20, dtype=np.float32)[:, None]]
+    same = errors(ref, ref, query=20)
+    assert same["max_abs"] == 0 and same["top_k_agreement"] == 1.0
+    flipped = errors(ref, [-ref[0]], query=20)
+    assert flipped["top_k_agreement"] == 0.0 and flipped["max_abs"] == 38
+
+
+def test_synthetic_inputs_follow_the_examples(rng) -> None:
+    dense = (rng.standard_normal((8, 3)) * [1, 10, 100] + [0, 5, -50]).astype(np.float32)
+    ids = rng.integers(0, 7, (8, 4))
+    out = synthetic_inputs([dense, ids], 500, seed=3)
+    assert out[0].shape == (500, 3) and out[0].dtype == np.float32 and out[1].shape == (500, 4)
+    assert set(np.unique(out[1])) <= set(np.unique(ids))
+    assert abs(out[0][:, 2].mean() - dense[:, 2].mean()) < 0.2 * dense[:, 2].std() + 1
+
+
+def test_precision_config_refuses_nonsense() -> None:
+    with pytest.raises(ValueError, match="precision must be"):
+        PrecisionConfig("int4")
+    with pytest.raises(ValueError, match="max_error"):
+        PrecisionConfig("int8", max_error=0)
