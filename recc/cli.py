@@ -76,7 +76,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
                            disable_passes=args.disable_pass, verify=args.verify, dump_ir=args.dump_ir,
                            progress=_say, source=source.record, tune_budget_s=budget,
                            tuning_db=None if args.tuning_db == "none" else Path(args.tuning_db),
-                           signing_key=_key(args.signing_key_file))
+                           signing_key=_key(args.signing_key_file), precision=args.precision,
+                           keep_fp32=args.keep_fp32, max_error=args.max_error)
     out = compiled.save(args.output)
     print(format_report(compiled.report))
     tuning = compiled.report["tuning"]
@@ -110,11 +111,20 @@ def _compile_onnx(args: argparse.Namespace) -> int:
                                  dump_ir=args.dump_ir, progress=_say, source={"kind": "onnx", "path": str(path)},
                                  tune_budget_s=budget,
                                  tuning_db=None if args.tuning_db == "none" else Path(args.tuning_db),
-                                 signing_key=_key(args.signing_key_file))
+                                 signing_key=_key(args.signing_key_file), precision=_onnx_precision(args))
     out = compiled.save(args.output)
     print(format_report(compiled.report))
     _say(f"wrote {out} in {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def _onnx_precision(args: argparse.Namespace) -> Any:
+    from recc.compiler.accuracy import PrecisionConfig
+
+    if args.precision == "auto" or args.max_error is not None:
+        raise ValueError("--precision auto and --max-error measure on example inputs, which an ONNX file does not "
+                         "carry; use --precision int8 (or compile from PyTorch)")
+    return PrecisionConfig(args.precision, tuple(args.keep_fp32))
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
@@ -166,10 +176,23 @@ def cmd_run(args: argparse.Namespace) -> int:
             eager_times.append(_median_us(source.module, inputs, args.repeat))
             recc_times.append(_median_us(compiled, inputs, args.repeat))
     eager_us, recc_us = sorted(eager_times)[len(eager_times) // 2], sorted(recc_times)[len(recc_times) // 2]
-    print(f"model {compiled.manifest.model}  batch {args.batch}  threads {args.threads}")
-    print(f"max abs error vs eager: {error:.3g}  ({'OK' if error <= args.tolerance else 'MISMATCH'} at tolerance {args.tolerance:g})")
+    precision = compiled.report.get("precision") or {}
+    tolerance = args.tolerance if args.tolerance is not None else _default_tolerance(precision)
+    print(f"model {compiled.manifest.model}  batch {args.batch}  threads {args.threads}"
+          + (f"  precision {precision['requested']}" if precision.get("layers") else ""))
+    print(f"max abs error vs eager: {error:.3g}  ({'OK' if error <= tolerance else 'MISMATCH'} at tolerance {tolerance:g})")
     print(f"median latency: eager {eager_us:.1f} us   recc {recc_us:.1f} us   speedup {eager_us / recc_us:.2f}x")
-    return 0 if error <= args.tolerance else 1
+    return 0 if error <= tolerance else 1
+
+
+REDUCED_TOLERANCE = 3e-2  # `recc run`'s default for an int8/bf16 artifact compiled without --max-error
+
+
+def _default_tolerance(precision: dict[str, Any]) -> float:
+    """1e-5 for fp32; for reduced layers, the artifact's --max-error, else REDUCED_TOLERANCE."""
+    if not precision.get("layers"):
+        return 1e-5
+    return precision.get("max_error") or REDUCED_TOLERANCE
 
 
 def _key(path: str | None) -> bytes | None:
@@ -212,6 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tuning-db", default=str(default_database_path()), metavar="PATH",
                    help="tuning database to read and extend ('none': no database; default %(default)s)")
     c.add_argument("--example-batch", type=int, default=4, help=argparse.SUPPRESS)
+    c.add_argument("--precision", choices=("fp32", "int8", "auto"), default="fp32",
+                   help="fp32 (default); int8: dense layers in int8 where the CPU has AMX-INT8 or AVX512-VNNI; "
+                        "auto: int8 for each layer the --max-error bound allows")
+    c.add_argument("--keep-fp32", nargs="+", default=[], metavar="LAYER",
+                   help="layers to keep fp32, by module path (top.4) or weight name")
+    c.add_argument("--max-error", type=float, metavar="E",
+                   help="refuse an artifact whose outputs differ from fp32 by more than E (max abs, on held-out "
+                        "inputs); the bound auto keeps (default 1e-2)")
     c.set_defaults(fn=cmd_compile)
 
     r = sub.add_parser("run", help="run an artifact on synthetic inputs and compare with eager PyTorch")
@@ -224,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--warmup", type=int, default=3)
     r.add_argument("--key-file", metavar="FILE",
                    help="refuse the artifact unless it is signed with the key in FILE")
-    r.add_argument("--tolerance", type=float, default=1e-5, help="max abs error accepted (default 1e-5)")
+    r.add_argument("--tolerance", type=float, default=None,
+                   help="max abs error accepted (default 1e-5; an int8 artifact's --max-error, else 3e-2)")
     r.set_defaults(fn=cmd_run)
 
     # Subcommands from other packages (`recc bench` from recc.bench) register through the entry point

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from recc.bench.progress import Progress
+from recc.bench.reduced import REDUCED_SYSTEMS
 from recc.bench.systems import SYSTEMS
 
 DEFAULT_BATCHES = (1, 16, 64, 256, 1024)
@@ -56,6 +57,7 @@ class BenchConfig:
     max_calls: int = 2000
     warmup: int = 3
     atol: float = 1e-5
+    atol_reduced: float = 3e-2  # for the reduced-precision systems (bench/reduced.py)
     inductor_dynamic: bool = False
     command: str = ""
 
@@ -274,7 +276,8 @@ class Bench:
                 self.cells.append(row)
                 continue
             cell = cells[system]
-            error, matched = compare(cell.output, reference, config.atol)
+            error, matched = compare(cell.output, reference,
+                                     config.atol_reduced if system in REDUCED_SYSTEMS else config.atol)
             row.update({"max_abs_error": error, "matched": matched, "first_call_s": round(cell.first_call_s, 4)})
             row.update(summarize(cell.times, batch))
             median_s = row["median_us"] / 1e6
@@ -313,6 +316,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-calls", type=int, default=None, help="timed calls per system and cell, at least")
     parser.add_argument("--max-calls", type=int, default=None, help="timed calls per system and cell, at most")
     parser.add_argument("--atol", type=float, default=1e-5, help="max abs error vs eager accepted (default 1e-5)")
+    parser.add_argument("--atol-reduced", type=float, default=3e-2,
+                        help="the same for int8/bf16 systems (default 3e-2); their error is reported either way")
     parser.add_argument("--inductor-dynamic", action="store_true",
                         help="torch.compile(dynamic=True) instead of one static graph per batch size")
 
@@ -335,8 +340,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     if args.threads < 1 or any(b < 1 for b in batches):
         raise ValueError("--threads and every batch must be >= 1")
     config = replace(base, models=models, systems=systems, batches=batches, threads=args.threads,
-                     scale=args.scale, out=args.out, atol=args.atol, inductor_dynamic=args.inductor_dynamic,
-                     **explicit)
+                     scale=args.scale, out=args.out, atol=args.atol, atol_reduced=args.atol_reduced,
+                     inductor_dynamic=args.inductor_dynamic, **explicit)
     return replace(config, command=canonical_command(config))
 
 
@@ -345,7 +350,8 @@ def canonical_command(config: BenchConfig) -> str:
     return (f"recc bench --models {','.join(config.models)} --batches {','.join(map(str, config.batches))} "
             f"--systems {','.join(config.systems)} --threads {config.threads} --scale {config.scale:g} "
             f"--out {config.out} --rounds {config.rounds} --seconds {config.seconds:g} "
-            f"--min-calls {config.min_calls} --max-calls {config.max_calls} --atol {config.atol:g}"
+            f"--min-calls {config.min_calls} --max-calls {config.max_calls} --atol {config.atol:g} "
+            f"--atol-reduced {config.atol_reduced:g}"
             + (" --inductor-dynamic" if config.inductor_dynamic else ""))
 
 

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
-SYSTEMS = ("eager", "inductor", "ort", "ort-best", "recc")
+SYSTEMS = ("eager", "inductor", "ort", "ort-best", "recc",  # fp32; reduced precision: bench/reduced.py
+           "recc-int8", "torch-int8-onednn", "torch-int8-x86", "torch-bf16", "ort-int8")
 COMPILE_EXAMPLE_BATCH = 4
 
 
@@ -91,7 +92,7 @@ class OnnxRuntime:
         self._tmp = tempfile.TemporaryDirectory(prefix="recc-bench-onnx-")
         path = Path(self._tmp.name) / "model.onnx"
         start = time.perf_counter()
-        facts["exporter"] = export_onnx(model, path)
+        facts["exporter"] = self.export(model, path)
         facts["export_s"] = round(time.perf_counter() - start, 2)
         ops = onnx_op_histogram(onnx.load(str(path)))
         facts["loop_ops"] = ops.get("Loop", 0)
@@ -112,6 +113,9 @@ class OnnxRuntime:
         facts["onnxruntime"] = ort.__version__
         self.input_names = [i.name for i in self.session.get_inputs()]
         return facts
+
+    def export(self, model: nn.Module, path: Path) -> str:
+        return export_onnx(model, path)
 
     def prepare(self, inputs: tuple[torch.Tensor, ...]) -> Callable[[], Any]:
         feed = {name: x.numpy() for name, x in zip(self.input_names, inputs, strict=True)}
@@ -151,6 +155,10 @@ def make_system(name: str, inductor_dynamic: bool = False) -> System:
         return OnnxRuntime(gather_sum=name == "ort-best")
     if name == "recc":
         return Recc()
+    if name in SYSTEMS:
+        from recc.bench.reduced import make_reduced
+
+        return make_reduced(name)
     raise ValueError(f"unknown system {name!r}; valid: {', '.join(SYSTEMS)}")
 
 

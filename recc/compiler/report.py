@@ -28,4 +28,23 @@ def format_report(report: dict[str, Any]) -> str:
     if report.get("unchecked_ids"):
         lines.append("note: ids computed in-graph are range-checked inside the compiled function, right before "
                      "the gather: " + ", ".join(report["unchecked_ids"]))
+    lines.extend(_precision_lines(report.get("precision") or {}))
     return "\n".join(lines)
+
+
+def _precision_lines(section: dict[str, Any]) -> list[str]:
+    if section.get("requested", "fp32") == "fp32":
+        return []
+    layers = section.get("layers", {})
+    lines = [f"precision {section['requested']}: " + (", ".join(f"{k} {v}" for k, v in layers.items()) or
+                                                       "no layer reduced (see quantize-dense's reasons)")]
+    if section.get("auto_kept_fp32"):
+        lines.append("  kept fp32 by auto (accuracy): " + ", ".join(section["auto_kept_fp32"]))
+    acc = section.get("accuracy")
+    if acc:
+        lines.append(f"  vs fp32 on {acc['rows']} held-out rows: max abs {acc['max_abs']:.3g}, mean abs "
+                     f"{acc['mean_abs']:.3g}, top-{acc['top_k']} agreement {acc['top_k_agreement']:.3f}")
+        worst = list(acc.get("per_layer_max_abs", {}).items())[:3]
+        if worst:
+            lines.append("  largest single-layer contributions: " + ", ".join(f"{k} {v:.3g}" for k, v in worst))
+    return lines
