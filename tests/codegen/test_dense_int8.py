@@ -46,7 +46,8 @@ def test_kernel_matches_the_int8_semantics(kind: str, m: int, k: int, n: int) ->
         x[1, 0], x[2, k - 1] = np.nan, np.inf  # rows with NaN or inf: all-NaN outputs
     w = rng.standard_normal((n, k)).astype(np.float32)
     b = rng.standard_normal(n).astype(np.float32)
-    mp, dev = (m + 31) // 32 * 32, tvm.cpu()
+    pad = d8.ROW_PAD[kind]
+    mp, dev = (m + pad - 1) // pad * pad, tvm.cpu()
     xq = tvm.runtime.tensor(np.full((mp, d8.padded_k(k)), 7, np.uint8), dev)  # garbage: must be overwritten
     params = tvm.runtime.tensor(np.full((mp, 2), 9, np.float32), dev)
     _build(d8.quantize_rows(k))(tvm.runtime.tensor(x, dev), tvm.runtime.tensor(np.full(1, 255, np.float32), dev),
@@ -108,3 +109,24 @@ def test_keep_fp32_and_max_error_and_auto() -> None:
     inputs = model.example_inputs(32, seed=9)
     with torch.no_grad():
         assert np.abs(auto(*inputs).numpy() - model(*inputs).numpy()).max() < 5e-3
+
+
+def test_cpu_without_amx_gets_vnni_and_without_vnni_stays_fp32() -> None:
+    from recc.compiler.codegen.tvm.target import TargetSpec
+
+    model = create("wnd", scale=0.01, seed=0)
+    examples, inputs = model.example_inputs(4, seed=0), model.example_inputs(50, seed=3)
+    if TARGET.has("avx512vnni", "avx512bw"):  # an Ice Lake server: AVX512-VNNI, no AMX
+        vnni = recc.compile(model, examples, target=TargetSpec("cpu", "icelake-server", 2), tuning_db=None,
+                            precision="int8")
+        assert vnni.report["kernels"].get("dense_int8_vnni") == 5 and "dense_int8_amx" not in vnni.report["kernels"]
+        assert "amx-tile" not in vnni.manifest.target.features
+        with torch.no_grad():
+            assert np.abs(vnni(*inputs).numpy() - model(*inputs).numpy()).max() < INT8_VS_EAGER
+    # Haswell (AVX2) has no int8 dot product: the layers stay fp32, and the report says why
+    avx2 = recc.compile(model, examples, target=TargetSpec("cpu", "haswell", 2), tuning_db=None, precision="int8")
+    assert avx2.report["precision"]["layers"] == {}
+    rejects = next(p["rejects"] for p in avx2.report["passes"] if p["name"] == "quantize-dense")
+    assert any("no int8 dot product" in reason for reason in rejects)
+    with torch.no_grad():
+        assert np.abs(avx2(*inputs).numpy() - model(*inputs).numpy()).max() < 1e-5

@@ -100,7 +100,8 @@ def lower_dense_int8(lw: LoweringContext, node: Node, w_array: np.ndarray, b_arr
     xe = lw.value(x)
     if len(x.type.shape) != 2:
         xe = lw.emit(relax.op.reshape(xe, [m, lw.dim(k)]))
-    mp = tir.floordiv(m + dense_int8.ROW_PAD - 1, dense_int8.ROW_PAD) * dense_int8.ROW_PAD
+    pad = dense_int8.ROW_PAD[kind]
+    mp = tir.floordiv(m + pad - 1, pad) * pad
     top = relax.const(np.full(1, 255, np.float32))  # the largest uint8 level
     quantized = lw.emit(relax.call_tir(quantize, [xe, top], [
         relax.TensorType([mp, lw.dim(dense_int8.padded_k(k))], "uint8"), relax.TensorType([mp, lw.dim(2)], "float32")]))

@@ -9,8 +9,8 @@ Two kernels, one per x86 int8 dot-product instruction, chosen by the target's fe
   of 8 rows x 32 outputs (16 accumulators hide the instruction's latency).
 Both read the weights in one packed layout, Wp[N/16, K/4, 64] int8 (`pack_int8`): 16 outputs x 4
 consecutive k per 64 bytes, which is a VNNI operand and, 16 rows of it, an AMX weight tile. K is padded to
-64 and N to 32 with zeros; the activations come from `quantize_rows` with their rows padded to 32 (zero
-rows, never stored).
+64 and N to 32 with zeros; the activations come from `quantize_rows` with their rows padded to whole
+tiles (ROW_PAD; zero rows, never stored).
 
 The epilogue per output: y = act(xs * ws[n] * acc + (b[n] - xs*zp * (ws * colsum(wq))[n])), where the
 row's (xs, xs*zp) come from quantize_rows and ws, ws * colsum and b are packed at compile time.
@@ -24,7 +24,9 @@ from tvm.script import tirx as T
 from recc.compiler.codegen.tvm.kernels.cpu.common import activation_expr
 from recc.compiler.quantize import quantize_weight_int8
 
-ROW_PAD = 32  # rows of an AMX output block; quantize_rows pads the activations to it
+VNNI_ROWS = 6  # rows of a VNNI register tile
+# rows the activations are padded to (quantize_rows), per kernel: whole tiles are read, never past the end
+ROW_PAD = {"amx": 32, "vnni": VNNI_ROWS}
 K_PAD = 64  # bytes of one AMX tile row
 N_PAD = 32  # outputs of an AMX output block (two tiles)
 SERIAL_BELOW = 1 << 18  # elements (quantize) or multiply-adds / 64 (dense) below which no thread pool is used
@@ -210,9 +212,11 @@ def dense_amx(K: int, N: int, activation: str = "none", alpha: float = 0.01):
 
 
 def dense_vnni(K: int, N: int, activation: str = "none", alpha: float = 0.01):
-    """The same PrimFunc as dense_amx on AVX512-VNNI (CFG unused): register tiles of 8 rows x 32 outputs."""
+    """The same PrimFunc as dense_amx on AVX512-VNNI (CFG unused): register tiles of 6 rows x 32 outputs."""
     KP, NP = padded_k(K), padded_n(N)
-    KG, NB, R = KP // 4, NP // 32, 8
+    # 6 rows: the 6 x 32 int32 accumulators (768 bytes) stay on the stack and LLVM keeps them in
+    # registers; TVM moves a buffer of 1 KiB or more to a heap workspace, and 8 rows ran 4x slower from it
+    KG, NB, R = KP // 4, NP // 32, VNNI_ROWS
     store = _epilogue(N, activation, alpha, R, 32)
 
     @T.macro
@@ -223,16 +227,15 @@ def dense_vnni(K: int, N: int, activation: str = "none", alpha: float = 0.01):
             acc[r, T.ramp(16, 1, 16)] = T.broadcast(T.int32(0), 16)
         for g in range(KG):
             for r in T.unroll(R):
-                a = T.reinterpret("int8x64", T.broadcast(
-                    T.reinterpret("int32", Xq[row0 + r, T.ramp(g * 4, 1, 4)]), 16))
                 for h in T.unroll(2):
                     acc[r, T.ramp(h * 16, 1, 16)] = T.call_llvm_pure_intrin(
-                        "int32x16", "llvm.x86.avx512.vpdpbusd.512", acc[r, T.ramp(h * 16, 1, 16)], a,
+                        "int32x16", "llvm.x86.avx512.vpdpbusd.512", acc[r, T.ramp(h * 16, 1, 16)],
+                        T.reinterpret("int8x64", T.broadcast(T.reinterpret("int32", Xq[row0 + r, T.ramp(g * 4, 1, 4)]), 16)),
                         Wp[cb * 2 + h, g, T.ramp(0, 1, 64)])
         store(acc, P, S, CS, B, Y, m, row0, cb * 32)
 
     @T.macro
-    def task(Xq, P, Wp, S, CS, B, CFG, Y, m, f):  # 8 rows x 32 outputs
+    def task(Xq, P, Wp, S, CS, B, CFG, Y, m, f):  # R rows x 32 outputs
         block(Xq, P, Wp, S, CS, B, Y, m, f // NB * R, f % NB)
 
     return _dense_func(K, N, lambda m: (m + R - 1) // R * NB, task)
