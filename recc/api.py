@@ -16,7 +16,7 @@ import torch
 from recc.compiler.accuracy import PrecisionConfig, synthetic_inputs
 from recc.compiler.artifact import Manifest, TargetInfo, TensorSpec, write_manifest, write_weights
 from recc.compiler.codegen.tvm import build_library, resolve_target
-from recc.compiler.codegen.tvm.lowering.dense import int8_kernel
+from recc.compiler.codegen.tvm.lowering.dense import bf16_kernel, int8_kernel
 from recc.compiler.codegen.tvm.target import isa_features
 from recc.compiler.codegen.tvm.tuning import Tuner, TuningDatabase, default_database_path
 from recc.compiler.input_checks import id_checks
@@ -80,7 +80,7 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
     start = time.perf_counter()
     fp32_graph = graph.clone() if precision.reduced else None
     reports = optimize(graph, pipeline, disable_passes, validate_inputs, dump_ir, progress,
-                       precision.pass_options(int8_kernel(spec)))
+                       precision.pass_options(int8_kernel(spec), bf16_kernel(spec)))
     precision_report = choose_precision(graph, fp32_graph, precision, held_out, say)
     timings["passes_s"] = time.perf_counter() - start
     tmp = tempfile.TemporaryDirectory(prefix="recc-")
@@ -138,7 +138,8 @@ def compile(module: torch.nn.Module, example_inputs: Sequence[Any], target: str 
     on the example inputs and stops at the first pass that changes the function. `tune_budget_s` tunes
     kernel schedules on this machine within that many seconds (see compile_graph; `tuning_db`).
     `signing_key` signs the artifact (see compile_graph). `precision` "int8" runs dense layers in int8
-    where the target has an int8 dot product (AMX, AVX512-VNNI), "auto" does so for each layer the
+    where the target has an int8 dot product (AMX, AVX512-VNNI), "bf16" in bf16 where it has AMX-BF16,
+    "auto" in int8 for each layer the
     accuracy bound `max_error` (default 1e-2 max abs difference vs fp32) allows; `keep_fp32` names
     layers to leave fp32. The error vs fp32 is measured on held-out synthetic inputs and reported.
     """

@@ -1,11 +1,12 @@
-"""dense(x, w, b) -> dense(x, w, b, precision="int8") where the compile asks for int8 (`precision="int8"`)
+"""dense(x, w, b) -> dense(x, w, b, precision="int8" | "bf16") where the compile asks for it
 
 Why: an int8 layer streams a quarter of the weight bytes and multiplies on the CPU's int8 dot-product
 units (AMX `tdpbusd`: 2.7 TOP/s on one core here, against ~0.16 TFLOP/s of fp32 FMA). The semantics of an
 int8 layer (per-channel weights, per-row dynamic activations, int32 accumulation, fp32 epilogue) are
 recc/compiler/quantize.py's; the interpreter runs them, so `--verify` checks the kernels against them.
 Legal (and chosen) when the weight and bias are fp32 parameters, the layer is not named in `keep_fp32`,
-and the target has an int8 dot product (the `int8_kernel` option: "amx", "vnni" or None). Declined layers
+and the target has a kernel for the precision (options `int8_kernel`: "amx", "vnni" or None;
+`bf16_kernel`: "amx" or None; bf16 = bf16 operands, fp32 accumulation, AMX-BF16 `tdpbf16ps`). Declined layers
 stay fp32, each with its reason in the pass report. Reduced precision changes the numbers: the compile
 measures how much (recc/compiler/accuracy.py) and can refuse an artifact beyond a bound.
 """
@@ -36,8 +37,8 @@ def _match(graph: Graph, dense: Node, ctx: PassContext) -> Match | Reject | None
         return Reject("kept fp32 (--keep-fp32)")
     if precision == "int8" and ctx.option("int8_kernel") is None:
         return Reject("kept fp32: the target has no int8 dot product (AMX-INT8 or AVX512-VNNI)")
-    if precision != "int8":
-        return Reject(f"kept fp32: no {precision} dense kernel")
+    if precision == "bf16" and ctx.option("bf16_kernel") is None:
+        return Reject("kept fp32: the target has no AMX-BF16 (no bf16 kernel for it yet)")
     return Match([dense], {"precision": precision})
 
 
@@ -48,9 +49,10 @@ def _rewrite(b: Builder, dense: Node, match: Match) -> Value:
 
 class QuantizeDense(RewritePass):
     name = "quantize-dense"
-    summary = "mark dense layers int8 (per-channel weights, per-row activations) where asked and possible"
+    summary = "mark dense layers int8 or bf16 where asked and the target has a kernel for it"
     changes_numbers = True  # translation validation re-bases on its numbers (see recc.compiler.accuracy)
 
     def run(self, graph: Graph, ctx: PassContext) -> PassStats:
-        self.rules = (Rule("dense-to-int8", ("dense",), lambda g, node: _match(g, node, ctx), _rewrite),)
+        rule = f"dense-to-{ctx.option('precision', 'fp32')}"
+        self.rules = (Rule(rule, ("dense",), lambda g, node: _match(g, node, ctx), _rewrite),)
         return super().run(graph, ctx)

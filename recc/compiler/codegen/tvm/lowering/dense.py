@@ -10,7 +10,7 @@ from tvm import relax
 from tvm import tirx as tir
 
 from recc.compiler.codegen.tvm.kernels.cpu import dense as dense_kernels
-from recc.compiler.codegen.tvm.kernels.cpu import dense_int8
+from recc.compiler.codegen.tvm.kernels.cpu import dense_bf16, dense_int8
 from recc.compiler.codegen.tvm.kernels.cpu.common import pack_weight
 from recc.compiler.codegen.tvm.lowering.context import LoweringContext
 from recc.compiler.codegen.tvm.lowering.generic import ACTIVATIONS
@@ -29,6 +29,8 @@ def lower_dense(lw: LoweringContext, node: Node) -> relax.Expr:
         return lower_dense_generic(lw, node)
     if node.attrs.get("precision", "fp32") == "int8":
         return lower_dense_int8(lw, node, np.asarray(w_array), np.asarray(b_array))
+    if node.attrs.get("precision", "fp32") == "bf16":
+        return lower_dense_bf16(lw, node, np.asarray(w_array), np.asarray(b_array))
     activation, alpha = node.attrs.get("activation", "none"), node.attrs.get("alpha", 0.01)
     rows, vector = dense_kernels.tile_for(n, lw.dense_tile)
     params = {"rows": rows, "vector": vector, **tuned_dense(lw, k, n, activation, alpha, rows, vector)}
@@ -76,6 +78,39 @@ def int8_kernel(target: Any) -> str | None:
     return None
 
 
+def bf16_kernel(target: Any) -> str | None:
+    """The bf16 dense kernel family for a target: "amx" (AMX-BF16) or None."""
+    return "amx" if target is not None and target.has("amx-tile", "amx-bf16") else None
+
+
+def lower_dense_bf16(lw: LoweringContext, node: Node, w_array: np.ndarray, b_array: np.ndarray) -> relax.Expr:
+    """The AMX-BF16 kernel: x rounded to bf16 inside it, bf16 weights packed here, fp32 accumulation."""
+    assert bf16_kernel(lw.target) is not None, "quantize-dense marks bf16 layers only for targets with AMX-BF16"
+    n, k = w_array.shape
+    activation, alpha = node.attrs.get("activation", "none"), node.attrs.get("alpha", 0.01)
+    key = "_".join(v.name for v in node.inputs[1:]) + "__bf16"
+    weights = lw.weight(f"{key}_w", lambda: dense_bf16.pack_bf16(w_array))
+    bias = lw.weight(f"{key}_bias", lambda: np.pad(b_array.astype(np.float32), (0, dense_int8.padded_n(n) - n)))
+    config = lw.weight("amx_tile_config", dense_int8.tile_config)
+    fn = lw.kernel(("dense_bf16_amx", k, n, activation, alpha),
+                   lambda: dense_bf16.dense_amx_bf16(k, n, activation, alpha))
+    return _call_2d(lw, node, lambda x, m: relax.call_tir(fn, [x, weights, bias, config],
+                                                        relax.TensorType([m, lw.dim(n)], "float32")))
+
+
+def _call_2d(lw: LoweringContext, node: Node, call: Any) -> relax.Expr:
+    """`call(x2d, rows)` on the dense input viewed as 2-D, its result viewed back as the output's shape."""
+    x = node.inputs[0]
+    m = lw.product(x.type.shape[:-1])
+    xe = lw.value(x)
+    if len(x.type.shape) != 2:
+        xe = lw.emit(relax.op.reshape(xe, [m, lw.dim(x.type.shape[-1])]))
+    out = lw.emit(call(xe, m))
+    if len(x.type.shape) != 2:
+        out = lw.emit(relax.op.reshape(out, [lw.dim(d) for d in node.output.type.shape]))
+    return out
+
+
 def lower_dense_int8(lw: LoweringContext, node: Node, w_array: np.ndarray, b_array: np.ndarray) -> relax.Expr:
     """x quantized per row (quantize_rows), then the int8 kernel the target's features allow."""
     x = node.inputs[0]
@@ -96,20 +131,18 @@ def lower_dense_int8(lw: LoweringContext, node: Node, w_array: np.ndarray, b_arr
     quantize = lw.kernel(("quantize_rows", k), lambda: dense_int8.quantize_rows(k))
     fn = lw.kernel((f"dense_int8_{kind}", k, n, activation, alpha),
                    lambda: dense_int8.KERNELS[kind](k, n, activation, alpha))
-    m = lw.product(x.type.shape[:-1])
-    xe = lw.value(x)
-    if len(x.type.shape) != 2:
-        xe = lw.emit(relax.op.reshape(xe, [m, lw.dim(k)]))
     pad = dense_int8.ROW_PAD[kind]
-    mp = tir.floordiv(m + pad - 1, pad) * pad
     top = relax.const(np.full(1, 255, np.float32))  # the largest uint8 level
-    quantized = lw.emit(relax.call_tir(quantize, [xe, top], [
-        relax.TensorType([mp, lw.dim(dense_int8.padded_k(k))], "uint8"), relax.TensorType([mp, lw.dim(2)], "float32")]))
-    xq, params = lw.emit(relax.TupleGetItem(quantized, 0)), lw.emit(relax.TupleGetItem(quantized, 1))
-    out = lw.emit(relax.call_tir(fn, [xq, params, *args], relax.TensorType([m, lw.dim(n)], "float32")))
-    if len(x.type.shape) != 2:
-        out = lw.emit(relax.op.reshape(out, [lw.dim(d) for d in node.output.type.shape]))
-    return out
+
+    def call(xe: relax.Expr, m: Any) -> relax.Expr:
+        mp = tir.floordiv(m + pad - 1, pad) * pad
+        quantized = lw.emit(relax.call_tir(quantize, [xe, top], [
+            relax.TensorType([mp, lw.dim(dense_int8.padded_k(k))], "uint8"),
+            relax.TensorType([mp, lw.dim(2)], "float32")]))
+        xq, params = lw.emit(relax.TupleGetItem(quantized, 0)), lw.emit(relax.TupleGetItem(quantized, 1))
+        return relax.call_tir(fn, [xq, params, *args], relax.TensorType([m, lw.dim(n)], "float32"))
+
+    return _call_2d(lw, node, call)
 
 
 def lower_dense_generic(lw: LoweringContext, node: Node) -> relax.Expr:

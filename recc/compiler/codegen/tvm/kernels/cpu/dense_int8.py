@@ -139,13 +139,19 @@ def quantize_rows(K: int):
     return quantize
 
 
-def _epilogue(N: int, activation: str, alpha: float, R: int, C: int):
-    """The macro storing an R x C int32 block `acc` (rows row0.., outputs col0..) as fp32 outputs."""
+def int8_value(acc, P, S, CS, B, r, row0, col0, v):
+    """The int8 epilogue's pre-activation output (module docstring)."""
+    return (P[row0 + r, 0] * S[col0 + v] * T.Cast("float32", acc[r, v])
+            + (B[col0 + v] - P[row0 + r, 1] * CS[col0 + v]))
+
+
+def epilogue(N: int, activation: str, alpha: float, R: int, C: int, value=int8_value):
+    """The macro `store(acc, P, S, CS, B, Y, m, row0, col0)` storing an R x C accumulator block `acc` (rows
+    row0.., outputs col0..) as act(value(...)) into Y[m, N]."""
     full = N % C == 0
 
     def out(acc, P, S, CS, B, r, row0, col0, v):
-        y = P[row0 + r, 0] * S[col0 + v] * T.Cast("float32", acc[r, v]) + (B[col0 + v] - P[row0 + r, 1] * CS[col0 + v])
-        return activation_expr(activation, y, alpha)
+        return activation_expr(activation, value(acc, P, S, CS, B, r, row0, col0, v), alpha)
 
     @T.macro
     def store(acc, P, S, CS, B, Y, m, row0, col0):
@@ -171,41 +177,50 @@ def _amx(name: str, *args):
     return T.evaluate(T.call_llvm_intrin("void", f"llvm.x86.{name}", *args))
 
 
-def dense_amx(K: int, N: int, activation: str = "none", alpha: float = 0.01):
-    """PrimFunc (Xq[mp, Kp] u8, P[mp, 2], Wp[Np/16, Kp/4, 64] i8, S[Np], CS[Np], B[Np], CFG[64]) -> Y[m, N]
-    on AMX; CFG is `tile_config()` (an input: a config built in a stack buffer was optimized away when
-    the kernel had one output block column)."""
-    KP, NP = padded_k(K), padded_n(N)
-    KB, NB = KP // 64, NP // 32
-    store = _epilogue(N, activation, alpha, 32, 32)
+def amx_block(op: str, KB: int, kstep: int, a_stride: int, acc_dtype: str, store):
+    """The macro `block(A, a0, Wp, P, S, CS, B, Y, m, row0, cb)`: a 32 x 32 output block as 2 x 2 AMX tiles
+    (tmm0-3), over KB steps of `kstep` elements of A's rows a0.. (two 16-row tiles, tmm4-5; `a_stride` bytes
+    apart) and weight tiles Wp[2 cb + h, 16 kb:16 kb + 16] (tmm6-7), multiplied by `op` ("tdpbusd": u8 x s8
+    -> int32, "tdpbf16ps": bf16 -> fp32); then stored to a stack block and through `store` (epilogue)."""
 
     @T.macro
-    def block(Xq, P, Wp, S, CS, B, Y, m, rb, cb):
-        acc = T.alloc_buffer((32, 32), "int32")
+    def block(A, a0, Wp, P, S, CS, B, Y, m, row0, cb):
+        acc = T.alloc_buffer((32, 32), acc_dtype)
         _amx("tilezero", T.int8(0))
         _amx("tilezero", T.int8(1))
         _amx("tilezero", T.int8(2))
         _amx("tilezero", T.int8(3))
         for kb in range(KB):
-            _amx("tileloadd64", T.int8(4), T.address_of(Xq[rb * 32, kb * 64]), T.int64(KP))
-            _amx("tileloadd64", T.int8(5), T.address_of(Xq[rb * 32 + 16, kb * 64]), T.int64(KP))
+            _amx("tileloadd64", T.int8(4), T.address_of(A[a0, kb * kstep]), T.int64(a_stride))
+            _amx("tileloadd64", T.int8(5), T.address_of(A[a0 + 16, kb * kstep]), T.int64(a_stride))
             _amx("tileloadd64", T.int8(6), T.address_of(Wp[cb * 2, kb * 16, 0]), T.int64(64))
             _amx("tileloadd64", T.int8(7), T.address_of(Wp[cb * 2 + 1, kb * 16, 0]), T.int64(64))
-            _amx("tdpbusd", T.int8(0), T.int8(4), T.int8(6))
-            _amx("tdpbusd", T.int8(1), T.int8(4), T.int8(7))
-            _amx("tdpbusd", T.int8(2), T.int8(5), T.int8(6))
-            _amx("tdpbusd", T.int8(3), T.int8(5), T.int8(7))
+            _amx(op, T.int8(0), T.int8(4), T.int8(6))
+            _amx(op, T.int8(1), T.int8(4), T.int8(7))
+            _amx(op, T.int8(2), T.int8(5), T.int8(6))
+            _amx(op, T.int8(3), T.int8(5), T.int8(7))
         _amx("tilestored64", T.int8(0), T.address_of(acc[0, 0]), T.int64(128))
         _amx("tilestored64", T.int8(1), T.address_of(acc[0, 16]), T.int64(128))
         _amx("tilestored64", T.int8(2), T.address_of(acc[16, 0]), T.int64(128))
         _amx("tilestored64", T.int8(3), T.address_of(acc[16, 16]), T.int64(128))
-        store(acc, P, S, CS, B, Y, m, rb * 32, cb * 32)
+        store(acc, P, S, CS, B, Y, m, row0, cb * 32)
+
+    return block
+
+
+def dense_amx(K: int, N: int, activation: str = "none", alpha: float = 0.01):
+    """PrimFunc (Xq[mp, Kp] u8, P[mp, 2], Wp[Np/16, Kp/4, 64] i8, S[Np], CS[Np], B[Np], CFG[64]) -> Y[m, N]
+    on AMX; CFG is `tile_config()`, an input rather than 64 bytes written on every call."""
+    KP, NP = padded_k(K), padded_n(N)
+    KB, NB = KP // 64, NP // 32
+    store = epilogue(N, activation, alpha, 32, 32)
+    block = amx_block("tdpbusd", KB, 64, KP, "int32", store)
 
     @T.macro
     def task(Xq, P, Wp, S, CS, B, CFG, Y, m, rb):  # a block of 32 rows, all outputs
         _amx("ldtilecfg", T.address_of(CFG[0]))
         for cb in range(NB):
-            block(Xq, P, Wp, S, CS, B, Y, m, rb, cb)
+            block(Xq, rb * 32, Wp, P, S, CS, B, Y, m, rb * 32, cb)
         _amx("tilerelease")
 
     return _dense_func(K, N, lambda m: (m + 31) // 32, task)
@@ -217,7 +232,7 @@ def dense_vnni(K: int, N: int, activation: str = "none", alpha: float = 0.01):
     # 6 rows: the 6 x 32 int32 accumulators (768 bytes) stay on the stack and LLVM keeps them in
     # registers; TVM moves a buffer of 1 KiB or more to a heap workspace, and 8 rows ran 4x slower from it
     KG, NB, R = KP // 4, NP // 32, VNNI_ROWS
-    store = _epilogue(N, activation, alpha, R, 32)
+    store = epilogue(N, activation, alpha, R, 32)
 
     @T.macro
     def block(Xq, P, Wp, S, CS, B, Y, m, row0, cb):

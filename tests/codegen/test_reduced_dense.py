@@ -130,3 +130,51 @@ def test_cpu_without_amx_gets_vnni_and_without_vnni_stays_fp32() -> None:
     assert any("no int8 dot product" in reason for reason in rejects)
     with torch.no_grad():
         assert np.abs(avx2(*inputs).numpy() - model(*inputs).numpy()).max() < 1e-5
+
+
+BF16_ATOL = 1e-4  # the AMX-BF16 kernel (fp32 accumulation in tile order) vs numpy's (float64) sum of bf16 products
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 64, 1), (37, 13, 50), (70, 200, 96), (256, 1024, 33)])
+def test_bf16_kernel_matches_the_bf16_semantics(m: int, k: int, n: int) -> None:
+    import tvm
+
+    from recc.compiler.codegen.tvm.kernels.cpu import dense_bf16
+    from recc.compiler.quantize import dense_bf16 as bf16_reference
+
+    if not TARGET.has("amx-tile", "amx-bf16"):
+        pytest.skip("this CPU lacks AMX-BF16")
+    assert request_amx()
+    rng = np.random.default_rng(m + k + n)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    if m > 2:
+        x[1, 0], x[2, k - 1] = np.nan, -np.inf
+    w = (rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    dev = tvm.cpu()
+    y = tvm.runtime.tensor(np.full((m, n), -7.0, np.float32), dev)
+    bias = np.zeros(d8.padded_n(n), np.float32)
+    bias[:n] = b
+    _build(dense_bf16.dense_amx_bf16(k, n, "none"))(
+        *[tvm.runtime.tensor(a, dev) for a in (x, dense_bf16.pack_bf16(w), bias, d8.tile_config())], y)
+    want, got = bf16_reference(x, w, b), y.numpy()
+    assert np.array_equal(np.isnan(got), np.isnan(want)) and np.array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], atol=BF16_ATOL, rtol=1e-5)
+
+
+def test_bf16_model_matches_eager_within_bound() -> None:
+    if not TARGET.has("amx-tile", "amx-bf16"):
+        pytest.skip("this CPU lacks AMX-BF16")
+    model = create("mt-wnd", scale=0.01, seed=0)
+    compiled = recc.compile(model, model.example_inputs(4, seed=0), tuning_db=None, precision="bf16")
+    assert compiled.report["kernels"].get("dense_bf16_amx", 0) >= 4
+    assert compiled.report["precision"]["accuracy"]["max_abs"] < 5e-3  # the bf16 bound
+    for batch in (1, 33, 256):
+        inputs = model.example_inputs(batch, seed=batch)
+        with torch.no_grad():
+            eager = model(*inputs)
+        got = compiled(*inputs)
+        pairs = zip(got, eager, strict=True) if isinstance(eager, (list, tuple)) else [(got, eager)]
+        for g, e in pairs:
+            assert np.abs(g.numpy() - e.numpy()).max() < 5e-3
