@@ -14,7 +14,7 @@ import numpy as np
 
 from recc.compiler.ir import Graph, Node, Value
 from recc.compiler.ir.fused_ops import batched_table_layout
-from recc.compiler.quantize import dense_reference
+from recc.compiler.quantize import dense_reference, dequantize_rowwise
 
 Kernel = Callable[[list[np.ndarray], dict[str, Any]], np.ndarray]
 _erf = np.vectorize(math.erf, otypes=[np.float64])
@@ -102,6 +102,8 @@ def _batched_embedding_bag(xs: list[np.ndarray], attrs: dict[str, Any]) -> np.nd
     outs = []
     for rows, dim, bag, col, offset, _ in batched_table_layout(attrs):
         table = weights[offset:offset + rows * dim].reshape(rows, dim)
+        if attrs.get("table_precision", "fp32") == "int8":
+            table = dequantize_rowwise(table)
         extra = [xs[2][:, col:col + bag]] if attrs.get("has_weights") else []
         outs.append(_embedding_bag([table, ids[:, col:col + bag]] + extra, dict(attrs, layout="fixed")))
     return np.concatenate(outs, axis=1)

@@ -99,3 +99,38 @@ def dense_reference(precision: str, x: np.ndarray, w: np.ndarray, b: np.ndarray 
     else:
         raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
     return out.reshape(*lead, w.shape[0])
+
+
+# -- 8-bit row-wise tables (FBGEMM's `embedding_bag_byte_rowwise_offsets` layout) ------------------------------
+# Each row: q = round((x - min) / scale) as uint8, scale = (max - min) / 255 (1 where max == min), bias = min;
+# its value is q * scale + bias. Stored as dim bytes (padded to 4) then the fp32 scale and bias.
+
+
+def rowwise_row_bytes(dim: int) -> int:
+    return -(-dim // 4) * 4 + 8
+
+
+def quantize_rowwise_int8(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """[rows, dim] float -> (q uint8 [rows, dim], scale [rows], bias [rows]) float32."""
+    table = np.asarray(table, np.float32)
+    lo, hi = table.min(axis=1), table.max(axis=1)
+    scale = np.where(hi > lo, (hi - lo) / np.float32(255), np.float32(1)).astype(np.float32)
+    q = np.clip(np.floor((table - lo[:, None]) / scale[:, None] + np.float32(0.5)), 0, 255).astype(np.uint8)
+    return q, scale, lo.astype(np.float32)
+
+
+def dequantize_rowwise(table: np.ndarray) -> np.ndarray:
+    """What an 8-bit row-wise table reads back as (fp32): q * scale + bias, in the kernel's order."""
+    q, scale, bias = quantize_rowwise_int8(table)
+    return (q.astype(np.float32) * scale[:, None] + bias[:, None]).astype(np.float32)
+
+
+def pack_rowwise_int8(table: np.ndarray) -> np.ndarray:
+    """[rows, dim] float -> the rows' bytes, [rows * rowwise_row_bytes(dim)] uint8."""
+    rows, dim = table.shape
+    q, scale, bias = quantize_rowwise_int8(table)
+    out = np.zeros((rows, rowwise_row_bytes(dim)), np.uint8)
+    out[:, :dim] = q
+    out[:, -8:-4] = scale.view(np.uint8).reshape(rows, 4)
+    out[:, -4:] = bias.view(np.uint8).reshape(rows, 4)
+    return out.reshape(-1)

@@ -7,11 +7,15 @@ recc/compiler/quantize.py's; the interpreter runs them, so `--verify` checks the
 Legal (and chosen) when the weight and bias are fp32 parameters, the layer is not named in `keep_fp32`,
 and the target has a kernel for the precision (options `int8_kernel`: "amx", "vnni" or None;
 `bf16_kernel`: "amx" or None; bf16 = bf16 operands, fp32 accumulation, AMX-BF16 `tdpbf16ps`). Declined layers
-stay fp32, each with its reason in the pass report. Reduced precision changes the numbers: the compile
+stay fp32, each with its reason in the pass report. Under int8 the batched lookup's tables also become
+8-bit row-wise (a scale and bias per row, FBGEMM's layout; `keep_fp32=["tables"]` keeps them fp32): a
+quarter of the bytes every lookup streams. Reduced precision changes the numbers: the compile
 measures how much (recc/compiler/accuracy.py) and can refuse an artifact beyond a bound.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from recc.compiler.ir import Graph, Node, Value
 from recc.compiler.pass_manager import PassContext, PassStats
@@ -42,6 +46,27 @@ def _match(graph: Graph, dense: Node, ctx: PassContext) -> Match | Reject | None
     return Match([dense], {"precision": precision})
 
 
+TABLES = "tables"  # the keep_fp32 name of the embedding tables
+
+
+def _match_tables(graph: Graph, node: Node, ctx: PassContext) -> Match | Reject | None:
+    """A batched lookup's tables to 8-bit row-wise (FBGEMM's layout) under precision int8."""
+    if ctx.option("precision", "fp32") != "int8" or node.attrs.get("table_precision", "fp32") != "fp32":
+        return None
+    table = graph.param_array(node.inputs[0])
+    if table is None or node.inputs[0].type.dtype != "float32":
+        return Reject("the tables are not an fp32 parameter")
+    if TABLES in set(ctx.option("keep_fp32", ())):
+        return Reject("kept fp32 (--keep-fp32 tables)")
+    if not np.isfinite(table).all():
+        return Reject("kept fp32: a table holds NaN or inf (8-bit rows cannot carry them)")
+    return Match([node], {"precision": "int8"})
+
+
+def _rewrite_tables(b: Builder, node: Node, match: Match) -> Value:
+    return b.op(node.op, node.inputs, dict(node.attrs, table_precision="int8"), name=node.output.name)
+
+
 def _rewrite(b: Builder, dense: Node, match: Match) -> Value:
     return b.op("dense", dense.inputs, dict(dense.attrs, precision=match.data["precision"]),
                 name=dense.output.name)
@@ -54,5 +79,7 @@ class QuantizeDense(RewritePass):
 
     def run(self, graph: Graph, ctx: PassContext) -> PassStats:
         rule = f"dense-to-{ctx.option('precision', 'fp32')}"
-        self.rules = (Rule(rule, ("dense",), lambda g, node: _match(g, node, ctx), _rewrite),)
+        self.rules = (Rule(rule, ("dense",), lambda g, node: _match(g, node, ctx), _rewrite),
+                      Rule("tables-to-int8-rowwise", ("batched_embedding_bag",),
+                           lambda g, node: _match_tables(g, node, ctx), _rewrite_tables))
         return super().run(graph, ctx)

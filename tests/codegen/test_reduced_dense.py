@@ -178,3 +178,28 @@ def test_bf16_model_matches_eager_within_bound() -> None:
         pairs = zip(got, eager, strict=True) if isinstance(eager, (list, tuple)) else [(got, eager)]
         for g, e in pairs:
             assert np.abs(g.numpy() - e.numpy()).max() < 5e-3
+
+
+def test_int8_rowwise_tables_match_their_semantics_and_shrink() -> None:
+    if int8_kernel(TARGET) is None:
+        pytest.skip("this CPU has no int8 dot product")
+    model = create("dlrm-rmc2", scale=0.01, seed=0)  # tables of dim 64: 256 -> 72 bytes a row
+    examples = model.example_inputs(4, seed=0)
+    both = recc.compile(model, examples, tuning_db=None, precision="int8")
+    dense_only = recc.compile(model, examples, tuning_db=None, precision="int8", keep_fp32=["tables"])
+    rewrites = next(p["rewrites"] for p in both.report["passes"] if p["name"] == "quantize-dense")
+    assert rewrites.get("tables-to-int8-rowwise") == 1
+    def nbytes(w) -> int:
+        return int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize
+
+    table_bytes = sum(nbytes(w) for w in both.manifest.weights if w.name.endswith("__int8rows"))
+    fp32_tables = max(nbytes(w) for w in dense_only.manifest.weights)  # the flat fp32 tables
+    assert table_bytes and fp32_tables / table_bytes > 3.5, (fp32_tables, table_bytes)
+    graph = recc.api.capture(model, examples)
+    recc.api.optimize(graph, options=(("precision", "int8"), ("int8_kernel", int8_kernel(TARGET))))
+    for batch in (1, 40):
+        inputs = model.example_inputs(batch, seed=batch)
+        want = interpret(graph, [t.numpy() for t in inputs])[0]
+        np.testing.assert_allclose(both(*inputs).numpy(), want, atol=KERNEL_ATOL)
+        with torch.no_grad():
+            assert np.abs(both(*inputs).numpy() - model(*inputs).numpy()).max() < INT8_VS_EAGER

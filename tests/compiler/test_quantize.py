@@ -90,3 +90,18 @@ def test_precision_config_refuses_nonsense() -> None:
         PrecisionConfig("int4")
     with pytest.raises(ValueError, match="max_error"):
         PrecisionConfig("int8", max_error=0)
+
+
+def test_rowwise_tables_pack_in_fbgemm_layout(rng) -> None:
+    from recc.compiler.quantize import dequantize_rowwise, pack_rowwise_int8, rowwise_row_bytes
+
+    table = rng.standard_normal((5, 6)).astype(np.float32)
+    table[3] = 0.25  # a constant row: scale 1, every value exact
+    packed = pack_rowwise_int8(table).reshape(5, rowwise_row_bytes(6))
+    assert rowwise_row_bytes(6) == 16 and packed.dtype == np.uint8
+    scale = packed[:, 8:12].copy().view(np.float32)[:, 0]
+    bias = packed[:, 12:16].copy().view(np.float32)[:, 0]
+    back = packed[:, :6].astype(np.float32) * scale[:, None] + bias[:, None]
+    np.testing.assert_array_equal(back, dequantize_rowwise(table))
+    assert np.all(np.abs(back - table) <= scale[:, None] / 2 + 1e-6) and np.all(back[3] == 0.25)
+    assert np.all(bias == table.min(axis=1)) and np.all(packed[:, 6:8] == 0)

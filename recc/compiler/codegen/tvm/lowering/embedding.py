@@ -3,6 +3,7 @@ embedding_offsets.py); the batched lookup's prefetch distance from the tuner (me
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from recc.compiler.codegen.tvm.lowering.context import LoweringContext
 from recc.compiler.codegen.tvm.tuning import PREFETCH_DISTANCES, time_kernel
 from recc.compiler.ir import Node
 from recc.compiler.ir.fused_ops import batched_table_layout
+from recc.compiler.quantize import pack_rowwise_int8, rowwise_row_bytes
 
 TUNE_GATHER_MAX_ELEMENTS = 64 << 20  # larger flat tables are not copied for a tuning run
 
@@ -58,10 +60,39 @@ def lower_batched_embedding_bag(lw: LoweringContext, node: Node) -> relax.Expr:
     segs = segments(attrs)
     ids_width = node.inputs[1].type.shape[1]
     has_weights = bool(attrs.get("has_weights"))
-    schedule = tuned_gather(lw, node, segs, ids_width)
+    if attrs.get("table_precision", "fp32") == "int8":
+        segs, schedule = rowwise_segments(attrs), DEFAULT_SCHEDULE
+        # the packed bytes stand in for the fp32 tables, which then never become a runtime weight
+        table, saved = id(node.inputs[0]), lw.exprs.pop(id(node.inputs[0]), None)
+        lw.exprs[table] = lw.weight(f"{node.inputs[0].name}__int8rows", lambda: pack_tables(lw, node))
+        args = guarded_args(lw, node)
+        lw.exprs.pop(table)
+        if saved is not None:
+            lw.exprs[table] = saved
+    else:
+        schedule = tuned_gather(lw, node, segs, ids_width)
+        args = guarded_args(lw, node)
     key = ("batched_embedding_bag", segs, ids_width, attrs["mode"], has_weights, schedule)
     fn = lw.kernel(key, lambda: batched_embedding_bag(segs, ids_width, attrs["mode"], has_weights, schedule))
-    return lw.emit(relax.call_tir(fn, guarded_args(lw, node), lw.struct(node.output)))
+    return lw.emit(relax.call_tir(fn, args, lw.struct(node.output)))
+
+
+def rowwise_segments(attrs: dict[str, Any]) -> tuple[Segment, ...]:
+    """segments() for 8-bit row-wise tables: each table's rows rowwise_row_bytes(dim) bytes, placed one
+    table after another in a flat byte buffer."""
+    out, offset = [], 0
+    for seg in segments(attrs):
+        out.append(replace(seg, weight_offset=offset, row_bytes=rowwise_row_bytes(seg.dim)))
+        offset += sum(seg.table_rows) * rowwise_row_bytes(seg.dim)
+    return tuple(out)
+
+
+def pack_tables(lw: LoweringContext, node: Node) -> np.ndarray:
+    """The flat fp32 tables as 8-bit row-wise bytes, in rowwise_segments' order."""
+    flat = np.asarray(lw.graph.param_array(node.inputs[0]), np.float32)
+    parts = [pack_rowwise_int8(flat[offset:offset + rows * dim].reshape(rows, dim))
+             for rows, dim, _, _, offset, _ in batched_table_layout(node.attrs)]
+    return np.concatenate(parts)
 
 
 def tuned_gather(lw: LoweringContext, node: Node, segs: tuple[Segment, ...],

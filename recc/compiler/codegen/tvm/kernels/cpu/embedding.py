@@ -7,7 +7,7 @@ Kernels (argument order = PrimFunc parameter order; tables are runtime buffers, 
     embedding_bag_fixed(rows, dim, bag_size, mode, has_weights)
         -> (table[rows, D], ids[m, L], [w[m, L]], out[m, D])
     batched_embedding_bag(segments, ids_width, mode, has_weights=False)
-        -> (weights[total] flat, ids[m, C], [w[m, C]], out[m, sum of dims])
+        -> (weights[total] flat (fp32, or uint8 8-bit row-wise), ids[m, C], [w[m, C]], out[m, sum of dims])
 each with an optional `schedule: GatherSchedule` last. Offsets bags and plain lookups:
 embedding_offsets.py.
 
@@ -65,6 +65,10 @@ class Segment:
     id_cols: tuple[int, ...]
     out_col: int = 0
     weight_offset: int | None = None
+    # 8-bit row-wise tables (FBGEMM's layout, recc/compiler/quantize.py pack_rowwise_int8): each row is
+    # `row_bytes` bytes of a flat uint8 buffer, dim uint8 values then its fp32 scale and bias (at byte
+    # row_bytes - 8); weight_offset counts bytes. None: fp32 rows.
+    row_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if not self.table_rows or min(self.table_rows) < 1:
@@ -82,11 +86,34 @@ def _segment_pass(seg: Segment, mode: str, has_weights: bool, PF: int):
     row PF lookups ahead (in the next bag (bn, tn) during the last PF lookups)."""
     L, D, flat = seg.bag_size, seg.dim, seg.weight_offset is not None
     mean = mode == "mean" and L > 0
+    RB = seg.row_bytes
 
     def row(table, start, idv, c):
+        if RB is not None:  # q * scale + bias, the row's scale and bias in its last 8 bytes
+            base = tirx.const(seg.weight_offset, "int64") + (start + idv) * tirx.const(RB, "int64")
+            scale = T.reinterpret("float32", table[T.ramp(base + RB - 8, 1, 4)])
+            bias = T.reinterpret("float32", table[T.ramp(base + RB - 4, 1, 4)])
+            return T.Cast("float32", table[base + c]) * scale + bias
         if flat:
             return table[tirx.const(seg.weight_offset, "int64") + (start + idv) * tirx.const(D, "int64") + c]
         return table[start + idv, c]
+
+    def element(table, start, idv, c):  # what a prefetch points at: element c of the row
+        if RB is not None:
+            return table[tirx.const(seg.weight_offset, "int64") + (start + idv) * tirx.const(RB, "int64") + c]
+        return row(table, start, idv, c)
+
+    @T.macro
+    def fetch(table, start, idv, c0, width):
+        """Prefetch a row's pass: every 128 bytes of an fp32 row; both ends of the pass over an 8-bit row
+        and its scale and bias (a 40-byte row straddles two cache lines more often than not)."""
+        if RB is not None:
+            T.evaluate(prefetch(T.address_of(element(table, start, idv, c0))))
+            T.evaluate(prefetch(T.address_of(element(table, start, idv, c0 + width - 1))))
+            T.evaluate(prefetch(T.address_of(element(table, start, idv, RB - 1))))
+        else:
+            for q in T.unroll(-(-width // PREFETCH_STRIDE)):
+                T.evaluate(prefetch(T.address_of(element(table, start, idv, c0 + q * PREFETCH_STRIDE))))
 
     @T.macro
     def one_pass(table, ids, w, out, b, t, bn, tn, c0, width):
@@ -99,18 +126,14 @@ def _segment_pass(seg: Segment, mode: str, has_weights: bool, PF: int):
             acc[d] = T.float32(0)
         for j in range(L - PF):
             if PF > 0:
-                for q in T.unroll(-(-width // PREFETCH_STRIDE)):
-                    T.evaluate(prefetch(T.address_of(
-                        row(table, start, ids[b, col + j + PF], c0 + q * PREFETCH_STRIDE))))
+                fetch(table, start, ids[b, col + j + PF], c0, width)
             for d in T.vectorized(width):
                 if has_weights:
                     acc[d] = acc[d] + row(table, start, ids[b, col + j], c0 + d) * w[b, col + j]
                 else:
                     acc[d] = acc[d] + row(table, start, ids[b, col + j], c0 + d)
         for j in range(L - PF, L):
-            for q in T.unroll(-(-width // PREFETCH_STRIDE)):
-                T.evaluate(prefetch(T.address_of(
-                    row(table, start_next, ids[bn, col_next + j + PF - L], c0 + q * PREFETCH_STRIDE))))
+            fetch(table, start_next, ids[bn, col_next + j + PF - L], c0, width)
             for d in T.vectorized(width):
                 if has_weights:
                     acc[d] = acc[d] + row(table, start, ids[b, col + j], c0 + d) * w[b, col + j]
@@ -127,7 +150,7 @@ def _segment_bag(seg: Segment, mode: str, has_weights: bool, schedule: GatherSch
     NT, D, L = len(seg.table_rows), seg.dim, seg.bag_size
     W, NP = dim_passes(D)
     TAIL = D - W * NP
-    PF = min(lookups_ahead(schedule, W), L)
+    PF = min(lookups_ahead(schedule, W if seg.row_bytes is None else -(-W // 4)), L)  # int8: bytes
     ID_LINES = (L * 8 + 63) // 64
     prefetch_ids = schedule.prefetch_next_ids and NT > 1 and PF > 0
     one_pass = _segment_pass(seg, mode, has_weights, PF)
@@ -189,7 +212,8 @@ def _dispatch(segments: tuple[Segment, ...], mode: str, has_weights: bool, sched
 
 
 def _gather_kernel(segments: tuple[Segment, ...], table_shape: tuple[int, ...], ids_width: int, out_width: int,
-                   mode: str, has_weights: bool, schedule: GatherSchedule) -> tirx.PrimFunc:
+                   mode: str, has_weights: bool, schedule: GatherSchedule,
+                   table_dtype: str = "float32") -> tirx.PrimFunc:
     """The PrimFunc `(table, ids[m, ids_width], [w[m, ids_width]], out[m, out_width])` walking every bag
     of every segment, serially for small m (decided at compile time as a largest serial m: a branch
     that implies m == 0 makes TVM's simplifier reject the `% m` inside it), else in parallel."""
@@ -216,7 +240,7 @@ def _gather_kernel(segments: tuple[Segment, ...], table_shape: tuple[int, ...], 
 
     if has_weights:
         @T.prim_func(private=True)
-        def gather_weighted(table: T.Buffer(table_shape, "float32"), var_ids: T.handle, var_w: T.handle,
+        def gather_weighted(table: T.Buffer(table_shape, table_dtype), var_ids: T.handle, var_w: T.handle,
                             var_out: T.handle):
             T.func_attr({"tir.noalias": True})
             m = T.int64()
@@ -228,7 +252,7 @@ def _gather_kernel(segments: tuple[Segment, ...], table_shape: tuple[int, ...], 
         return gather_weighted
 
     @T.prim_func(private=True)
-    def gather(table: T.Buffer(table_shape, "float32"), var_ids: T.handle, var_out: T.handle):
+    def gather(table: T.Buffer(table_shape, table_dtype), var_ids: T.handle, var_out: T.handle):
         T.func_attr({"tir.noalias": True})
         m = T.int64()
         ids = T.match_buffer(var_ids, (m, C), "int64")
@@ -256,6 +280,10 @@ def batched_embedding_bag(segments: tuple[Segment, ...], ids_width: int, mode: s
     to their table and not bounds-checked (the runtime checks them)."""
     if not segments or any(s.weight_offset is None for s in segments):
         raise ValueError("batched_embedding_bag needs segments placed in flat weights (weight_offset set)")
-    total = max(s.weight_offset + sum(s.table_rows) * s.dim for s in segments)
+    rowwise = {s.row_bytes is not None for s in segments}
+    if len(rowwise) != 1:
+        raise ValueError("a batched gather's tables are all fp32 or all 8-bit row-wise")
+    total = max(s.weight_offset + sum(s.table_rows) * (s.row_bytes or s.dim) for s in segments)
     out_width = max(s.out_col + len(s.table_rows) * s.dim for s in segments)
-    return _gather_kernel(tuple(segments), (total,), ids_width, out_width, mode, has_weights, schedule)
+    return _gather_kernel(tuple(segments), (total,), ids_width, out_width, mode, has_weights, schedule,
+                          "uint8" if rowwise.pop() else "float32")
