@@ -1,6 +1,8 @@
 """Reduced-precision systems for `recc bench`, each at its best configuration on this CPU:
 
-- recc-int8:         `recc.compile(..., precision="int8")`: dense layers int8 (AMX / AVX512-VNNI kernels).
+- recc-int8:         `recc.compile(..., precision="int8")`: dense layers int8 (AMX / AVX512-VNNI kernels),
+                     the batched lookup's tables 8-bit row-wise.
+- recc-bf16:         `recc.compile(..., precision="bf16")`: dense layers bf16 on AMX-BF16.
 - torch-int8-onednn: `torch.ao.quantization.quantize_dynamic` (nn.Linear, qint8 weights) with
                      `torch.backends.quantized.engine = "onednn"` (oneDNN: AMX where the CPU has it).
 - torch-int8-x86:    the same with the "x86" engine (FBGEMM + oneDNN heuristics, PyTorch's CPU default).
@@ -27,7 +29,7 @@ from torch import nn
 
 from recc.bench.systems import COMPILE_EXAMPLE_BATCH, Eager, OnnxRuntime, Recc
 
-REDUCED_SYSTEMS = ("recc-int8", "torch-int8-onednn", "torch-int8-x86", "torch-bf16", "ort-int8")
+REDUCED_SYSTEMS = ("recc-int8", "recc-bf16", "torch-int8-onednn", "torch-int8-x86", "torch-bf16", "ort-int8")
 
 
 class ReccReduced(Recc):
@@ -91,8 +93,8 @@ class OrtInt8(OnnxRuntime):
 
 
 def make_reduced(name: str) -> Any:
-    if name == "recc-int8":
-        return ReccReduced("int8")
+    if name in ("recc-int8", "recc-bf16"):
+        return ReccReduced(name.removeprefix("recc-"))
     if name.startswith("torch-int8-"):
         return TorchDynamicInt8(name.removeprefix("torch-int8-"))
     if name == "torch-bf16":

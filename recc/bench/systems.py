@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 SYSTEMS = ("eager", "inductor", "ort", "ort-best", "recc",  # fp32; reduced precision: bench/reduced.py
-           "recc-int8", "torch-int8-onednn", "torch-int8-x86", "torch-bf16", "ort-int8")
+           "recc-int8", "recc-bf16", "torch-int8-onednn", "torch-int8-x86", "torch-bf16", "ort-int8")
 COMPILE_EXAMPLE_BATCH = 4
 
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 from tvm import relax
-from tvm import tirx as tir
 
 from recc.compiler.codegen.tvm.kernels.cpu import dense as dense_kernels
 from recc.compiler.codegen.tvm.kernels.cpu import dense_bf16, dense_int8
@@ -112,8 +111,7 @@ def _call_2d(lw: LoweringContext, node: Node, call: Any) -> relax.Expr:
 
 
 def lower_dense_int8(lw: LoweringContext, node: Node, w_array: np.ndarray, b_array: np.ndarray) -> relax.Expr:
-    """x quantized per row (quantize_rows), then the int8 kernel the target's features allow."""
-    x = node.inputs[0]
+    """The int8 kernel the target's features allow (it quantizes x's rows itself)."""
     n, k = w_array.shape
     kind = int8_kernel(lw.target)
     assert kind is not None, "quantize-dense marks int8 layers only for targets with an int8 dot product"
@@ -128,21 +126,9 @@ def lower_dense_int8(lw: LoweringContext, node: Node, w_array: np.ndarray, b_arr
 
     args = [lw.weight(f"{key}_{name}", lambda name=name: part(name)) for name in ("w", "scale", "colsum", "bias")]
     args.append(lw.weight("amx_tile_config", dense_int8.tile_config))  # read by the AMX kernel only
-    quantize = lw.kernel(("quantize_rows", k), lambda: dense_int8.quantize_rows(k))
     fn = lw.kernel((f"dense_int8_{kind}", k, n, activation, alpha),
                    lambda: dense_int8.KERNELS[kind](k, n, activation, alpha))
-    pad = dense_int8.ROW_PAD[kind]
-    top = relax.const(np.full(1, 255, np.float32))  # the largest uint8 level
-
-    def call(xe: relax.Expr, m: Any) -> relax.Expr:
-        mp = tir.floordiv(m + pad - 1, pad) * pad
-        quantized = lw.emit(relax.call_tir(quantize, [xe, top], [
-            relax.TensorType([mp, lw.dim(dense_int8.padded_k(k))], "uint8"),
-            relax.TensorType([mp, lw.dim(2)], "float32")]))
-        xq, params = lw.emit(relax.TupleGetItem(quantized, 0)), lw.emit(relax.TupleGetItem(quantized, 1))
-        return relax.call_tir(fn, [xq, params, *args], relax.TensorType([m, lw.dim(n)], "float32"))
-
-    return _call_2d(lw, node, call)
+    return _call_2d(lw, node, lambda x, m: relax.call_tir(fn, [x, *args], relax.TensorType([m, lw.dim(n)], "float32")))
 
 
 def lower_dense_generic(lw: LoweringContext, node: Node) -> relax.Expr:

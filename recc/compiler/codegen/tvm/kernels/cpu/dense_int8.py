@@ -9,11 +9,11 @@ Two kernels, one per x86 int8 dot-product instruction, chosen by the target's fe
   of 8 rows x 32 outputs (16 accumulators hide the instruction's latency).
 Both read the weights in one packed layout, Wp[N/16, K/4, 64] int8 (`pack_int8`): 16 outputs x 4
 consecutive k per 64 bytes, which is a VNNI operand and, 16 rows of it, an AMX weight tile. K is padded to
-64 and N to 32 with zeros; the activations come from `quantize_rows` with their rows padded to whole
-tiles (ROW_PAD; zero rows, never stored).
+64 and N to 32 with zeros. The kernel quantizes x's rows itself, first, into a workspace (rows padded to
+whole tiles, ROW_PAD; zero rows are never stored): no separate kernel call or output per layer.
 
 The epilogue per output: y = act(xs * ws[n] * acc + (b[n] - xs*zp * (ws * colsum(wq))[n])), where the
-row's (xs, xs*zp) come from quantize_rows and ws, ws * colsum and b are packed at compile time.
+row's (xs, xs*zp) come from quantizing it (quantize_macro) and ws, ws * colsum and b are packed at compile time.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from recc.compiler.codegen.tvm.kernels.cpu.common import activation_expr
 from recc.compiler.quantize import quantize_weight_int8
 
 VNNI_ROWS = 6  # rows of a VNNI register tile
-# rows the activations are padded to (quantize_rows), per kernel: whole tiles are read, never past the end
+# rows the quantized activations are padded to, per kernel: whole tiles are read, never past the end
 ROW_PAD = {"amx": 32, "vnni": VNNI_ROWS}
 K_PAD = 64  # bytes of one AMX tile row
 N_PAD = 32  # outputs of an AMX output block (two tiles)
@@ -60,23 +60,29 @@ def pack_int8(w: np.ndarray, bias: np.ndarray | None) -> dict[str, np.ndarray]:
             "bias": pad(np.zeros(n, np.float32) if bias is None else np.asarray(bias, np.float32))}
 
 
-def quantize_rows(K: int):
-    """PrimFunc (X[m, K] float32, L[1] = (255,)) -> (Xq[mp, Kp] uint8, P[mp, 2] float32): each row quantized
-    to uint8 with its own scale and zero point (P[r] = (scale, scale * zero point)); rows m..mp and columns
-    K..Kp zero. (The top level L[0] is an input because Relax's RewriteDataflowReshape asserts a root block
-    in every call_tir kernel that reads one tensor, which hand-written TIR has not.)"""
-    KP = padded_k(K)
+def row_stride(K: int) -> int:
+    """Bytes between two rows of the quantized activations: Kp plus one cache line, so the 32 rows of an
+    AMX block never share a few L1 sets (at a 2 KiB stride they fall in 2 of 64: K = 2048 ran 3x slower)."""
+    return padded_k(K) + 64
+
+
+def quantize_macro(K: int):
+    """The macro `quantize(X, Xq, P, m, r)`: row r of X[m, K] quantized to uint8 into Xq[r, :K] with its
+    own scale and zero point (P[r] = (scale, scale * zero point)); Xq[r, K:] and rows r >= m zero. Every
+    byte of the row is written: TVM shrinks a scratch buffer to the part TIR touches."""
+    XS = row_stride(K)
     V = 16
     KV = K // V * V
 
     def exponent(x):
         return T.bitwise_and(T.reinterpret("int32", x), T.int32(0x7F800000))
 
-    def to_u8(v, top):  # clamp first: a float -> int conversion of anything out of range is undefined
-        return T.Cast("uint8", T.Cast("int32", T.floor(T.min(top, T.max(T.float32(0), v)) + T.float32(0.5))))
+    def to_u8(v):  # clamp first: a float -> int conversion of anything out of range is undefined
+        return T.Cast("uint8", T.Cast("int32", T.floor(T.min(T.float32(255), T.max(T.float32(0), v))
+                                                         + T.float32(0.5))))
 
     @T.macro
-    def row(X, L, Xq, P, r):
+    def row(X, Xq, P, r):
         lo = T.alloc_buffer((V,), "float32")
         hi = T.alloc_buffer((V,), "float32")
         fin = T.alloc_buffer((V,), "int32")  # max exponent bits: 0x7F800000 where NaN or +-inf
@@ -110,31 +116,22 @@ def quantize_rows(K: int):
         P[r, 1] = P[r, 0] * zp
         for k0 in range(KV // V):
             for v in T.vectorized(V):
-                Xq[r, k0 * V + v] = to_u8(X[r, k0 * V + v] * stats[3] + zp, L[0])
+                Xq[r, k0 * V + v] = to_u8(X[r, k0 * V + v] * stats[3] + zp)
         for k in range(KV, K):
-            Xq[r, k] = to_u8(X[r, k] * stats[3] + zp, L[0])
-        for k in range(K, KP):
+            Xq[r, k] = to_u8(X[r, k] * stats[3] + zp)
+        for k in range(K, XS):
             Xq[r, k] = T.uint8(0)
 
-    @T.prim_func(private=True)
-    def quantize(var_x: T.handle, L: T.Buffer((1,), "float32"), var_xq: T.handle, var_p: T.handle):
-        T.func_attr({"tir.noalias": True})
-        m = T.int64()
-        mp = T.int64()
-        X = T.match_buffer(var_x, (m, K), "float32")
-        Xq = T.match_buffer(var_xq, (mp, KP), "uint8")
-        P = T.match_buffer(var_p, (mp, 2), "float32")
-        if m * K <= SERIAL_BELOW:
-            for r in range(m):
-                row(X, L, Xq, P, r)
+    @T.macro
+    def quantize(X, Xq, P, m, r):
+        if r < m:
+            row(X, Xq, P, r)
         else:
-            for r in T.parallel(m):
-                row(X, L, Xq, P, r)
-        for r in range(m, mp):
             P[r, 0] = T.float32(0)
             P[r, 1] = T.float32(0)
-            for k in range(KP):
-                Xq[r, k] = T.uint8(0)
+            for k0 in range(XS // V):
+                for v in T.vectorized(V):
+                    Xq[r, k0 * V + v] = T.uint8(0)
 
     return quantize
 
@@ -209,12 +206,12 @@ def amx_block(op: str, KB: int, kstep: int, a_stride: int, acc_dtype: str, store
 
 
 def dense_amx(K: int, N: int, activation: str = "none", alpha: float = 0.01):
-    """PrimFunc (Xq[mp, Kp] u8, P[mp, 2], Wp[Np/16, Kp/4, 64] i8, S[Np], CS[Np], B[Np], CFG[64]) -> Y[m, N]
-    on AMX; CFG is `tile_config()`, an input rather than 64 bytes written on every call."""
+    """PrimFunc (X[m, K] f32, Wp[Np/16, Kp/4, 64] i8, S[Np], CS[Np], B[Np], CFG[64]) -> Y[m, N] on AMX;
+    CFG is `tile_config()`, an input rather than 64 bytes written on every call."""
     KP, NP = padded_k(K), padded_n(N)
     KB, NB = KP // 64, NP // 32
     store = epilogue(N, activation, alpha, 32, 32)
-    block = amx_block("tdpbusd", KB, 64, KP, "int32", store)
+    block = amx_block("tdpbusd", KB, 64, row_stride(K), "int32", store)
 
     @T.macro
     def task(Xq, P, Wp, S, CS, B, CFG, Y, m, rb):  # a block of 32 rows, all outputs
@@ -223,7 +220,7 @@ def dense_amx(K: int, N: int, activation: str = "none", alpha: float = 0.01):
             block(Xq, rb * 32, Wp, P, S, CS, B, Y, m, rb * 32, cb)
         _amx("tilerelease")
 
-    return _dense_func(K, N, lambda m: (m + 31) // 32, task)
+    return _dense_func(K, N, ROW_PAD["amx"], lambda m: (m + 31) // 32, task)
 
 
 def dense_vnni(K: int, N: int, activation: str = "none", alpha: float = 0.01):
@@ -253,24 +250,31 @@ def dense_vnni(K: int, N: int, activation: str = "none", alpha: float = 0.01):
     def task(Xq, P, Wp, S, CS, B, CFG, Y, m, f):  # R rows x 32 outputs
         block(Xq, P, Wp, S, CS, B, Y, m, f // NB * R, f % NB)
 
-    return _dense_func(K, N, lambda m: (m + R - 1) // R * NB, task)
+    return _dense_func(K, N, R, lambda m: (m + R - 1) // R * NB, task)
 
 
-def _dense_func(K: int, N: int, tasks, task):
-    """The int8 dense PrimFunc around `task(Xq, P, Wp, S, CS, B, CFG, Y, m, f)` for f < tasks(m), in
-    parallel when the layer is big enough."""
-    KP, NP = padded_k(K), padded_n(N)
+def _dense_func(K: int, N: int, pad: int, tasks, task):
+    """The int8 dense PrimFunc: x's rows quantized into a workspace (rows padded to `pad`), then
+    `task(Xq, P, Wp, S, CS, B, CFG, Y, m, f)` for f < tasks(m); each phase in parallel when big enough."""
+    KP, NP, XS = padded_k(K), padded_n(N), row_stride(K)
+    quantize = quantize_macro(K)
 
     @T.prim_func(private=True)
-    def dense(var_xq: T.handle, var_p: T.handle, Wp: T.Buffer((NP // 16, KP // 4, 64), "int8"),
-              S: T.Buffer((NP,), "float32"), CS: T.Buffer((NP,), "float32"), B: T.Buffer((NP,), "float32"),
-              CFG: T.Buffer((64,), "uint8"), var_y: T.handle):
+    def dense(var_x: T.handle, Wp: T.Buffer((NP // 16, KP // 4, 64), "int8"), S: T.Buffer((NP,), "float32"),
+              CS: T.Buffer((NP,), "float32"), B: T.Buffer((NP,), "float32"), CFG: T.Buffer((64,), "uint8"),
+              var_y: T.handle):
         T.func_attr({"tir.noalias": True})
         m = T.int64()
-        mp = T.int64()
-        Xq = T.match_buffer(var_xq, (mp, KP), "uint8")
-        P = T.match_buffer(var_p, (mp, 2), "float32")
+        X = T.match_buffer(var_x, (m, K), "float32")
         Y = T.match_buffer(var_y, (m, N), "float32")
+        Xq = T.alloc_buffer(((m + pad - 1) // pad * pad, XS), "uint8")
+        P = T.alloc_buffer(((m + pad - 1) // pad * pad, 2), "float32")
+        if m * K <= SERIAL_BELOW:
+            for r in range((m + pad - 1) // pad * pad):
+                quantize(X, Xq, P, m, r)
+        else:
+            for r in T.parallel((m + pad - 1) // pad * pad):
+                quantize(X, Xq, P, m, r)
         if m * KP * NP <= SERIAL_BELOW * 64:
             for f in range(tasks(m)):
                 task(Xq, P, Wp, S, CS, B, CFG, Y, m, f)
