@@ -44,7 +44,7 @@ class PrecisionConfig:
     def pass_options(self, int8_kernel: str | None, bf16_kernel: str | None = None) -> tuple[tuple[str, Any], ...]:
         precision = "int8" if self.precision == "auto" else self.precision
         return (("precision", precision), ("keep_fp32", tuple(self.keep_fp32)), ("int8_kernel", int8_kernel),
-                ("bf16_kernel", bf16_kernel))
+                ("bf16_kernel", bf16_kernel), ("auto", self.precision == "auto"))
 
 
 def synthetic_inputs(examples: Sequence[np.ndarray], batch: int, seed: int) -> list[np.ndarray]:

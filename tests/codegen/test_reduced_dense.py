@@ -101,6 +101,9 @@ def test_keep_fp32_and_max_error_and_auto() -> None:
     auto = recc.compile(model, examples, tuning_db=None, precision="auto", max_error=1e-3)
     section = auto.report["precision"]
     assert section["auto_kept_fp32"] and section["accuracy"]["max_abs"] <= 1.5e-3  # interpreter-chosen bound
+    rejects = next(p["rejects"] for p in auto.report["passes"] if p["name"] == "quantize-dense")
+    assert any("int8 does not pay" in reason for reason in rejects)  # the [1, 256] output layer stays fp32
+    assert "deep_6_weight" not in section["layers"]
     inputs = model.example_inputs(32, seed=9)
     with torch.no_grad():
         assert np.abs(auto(*inputs).numpy() - model(*inputs).numpy()).max() < 5e-3
