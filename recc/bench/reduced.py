@@ -3,8 +3,9 @@
 - recc-int8:         `recc.compile(..., precision="int8")`: dense layers int8 (AMX / AVX512-VNNI kernels),
                      the batched lookup's tables 8-bit row-wise.
 - recc-bf16:         `recc.compile(..., precision="bf16")`: dense layers bf16 on AMX-BF16.
-- torch-int8-onednn: `torch.ao.quantization.quantize_dynamic` (nn.Linear, qint8 weights) with
-                     `torch.backends.quantized.engine = "onednn"` (oneDNN: AMX where the CPU has it).
+- torch-int8-onednn: `torch.ao.quantization.quantize_dynamic`: nn.Linear dynamic int8 (qint8 weights),
+                     nn.EmbeddingBag / nn.Embedding 8-bit row-wise (FBGEMM's `embedding_bag_byte_rowwise`
+                     kernels), with `torch.backends.quantized.engine = "onednn"` (AMX where the CPU has it).
 - torch-int8-x86:    the same with the "x86" engine (FBGEMM + oneDNN heuristics, PyTorch's CPU default).
 - torch-bf16:        the whole module in bfloat16 (`model.to(torch.bfloat16)`, float inputs cast outside
                      the timed call), the fastest bf16 form measured here (autocast was slower).
@@ -56,12 +57,42 @@ class TorchDynamicInt8(Eager):
     def setup(self, model: nn.Module, threads: int) -> dict[str, Any]:
         import warnings
 
+        from torch.ao.quantization import default_dynamic_qconfig, float_qparams_weight_only_qconfig
+
         torch.backends.quantized.engine = self.engine
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
-            self.model = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {nn.Linear}, dtype=torch.qint8)
-        return {"mode": f"quantize_dynamic(nn.Linear, qint8), engine {self.engine}",
-                "torch_threads": torch.get_num_threads()}
+            # Linear: dynamic int8; EmbeddingBag / Embedding: FBGEMM's 8-bit row-wise tables (quint8
+            # weights with a float scale and bias per row: embedding_bag_byte_rowwise_offsets)
+            spec = {nn.Linear: default_dynamic_qconfig, nn.EmbeddingBag: float_qparams_weight_only_qconfig,
+                    nn.Embedding: float_qparams_weight_only_qconfig}
+            self.model = with_contiguous_ids(torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), spec))
+        kinds = sorted({type(m).__module__ + "." + type(m).__name__ for m in self.model.modules()
+                        if "quantized" in type(m).__module__})
+        return {"mode": f"quantize_dynamic(Linear qint8, EmbeddingBag/Embedding 8-bit row-wise), engine {self.engine}",
+                "quantized_modules": kinds, "torch_threads": torch.get_num_threads()}
+
+
+class ContiguousIds(nn.Module):
+    """A quantized EmbeddingBag / Embedding given contiguous ids (FBGEMM's row-wise kernels refuse a strided
+    view such as ids[:, t], which the float modules accept)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, ids: torch.Tensor, *rest: Any, **kwargs: Any) -> torch.Tensor:
+        rest = tuple(r.contiguous() if isinstance(r, torch.Tensor) else r for r in rest)
+        return self.inner(ids.contiguous(), *rest, **kwargs)
+
+
+def with_contiguous_ids(model: nn.Module) -> nn.Module:
+    for qualified, module in list(model.named_modules()):
+        if type(module).__name__ in ("EmbeddingBag", "Embedding") and "quantized" in type(module).__module__:
+            parent_name, _, child = qualified.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, ContiguousIds(module))
+    return model
 
 
 class TorchBf16(Eager):
