@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 REPORTED_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-                  "avx512_bf16", "amx_tile", "amx_bf16")
+                  "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 PACKAGES = ("torch", "apache-tvm", "apache-tvm-ffi", "onnxruntime", "onnx", "onnxscript", "numpy", "recc",
             "matplotlib")
 
