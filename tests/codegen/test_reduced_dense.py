@@ -51,7 +51,9 @@ def test_kernel_matches_the_int8_semantics(kind: str, m: int, k: int, n: int) ->
     y = tvm.runtime.tensor(np.full((m, n), -7.0, np.float32), dev)  # an unwritten output fails
     _build(d8.KERNELS[kind](k, n, "none"))(
         tvm.runtime.tensor(x, dev), *[tvm.runtime.tensor(packed[p], dev) for p in ("w", "scale", "colsum", "bias")],
-        tvm.runtime.tensor(d8.tile_config(), dev), y)
+        tvm.runtime.tensor(d8.tile_config(), dev), y,
+        tvm.runtime.tensor(np.zeros((d8.scratch_rows(m, kind), d8.row_stride(k)), np.uint8), dev),  # scratch
+        tvm.runtime.tensor(np.zeros((d8.scratch_rows(m, kind), 2), np.float32), dev))
     want, got = dense_int8(x, w, b), y.numpy()
     assert np.array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_allclose(got[~np.isnan(want)], want[~np.isnan(want)], atol=KERNEL_ATOL, rtol=1e-5)
@@ -154,7 +156,8 @@ def test_bf16_kernel_matches_the_bf16_semantics(m: int, k: int, n: int) -> None:
     bias = np.zeros(d8.padded_n(n), np.float32)
     bias[:n] = b
     _build(dense_bf16.dense_amx_bf16(k, n, "none"))(
-        *[tvm.runtime.tensor(a, dev) for a in (x, dense_bf16.pack_bf16(w), bias, d8.tile_config())], y)
+        *[tvm.runtime.tensor(a, dev) for a in (x, dense_bf16.pack_bf16(w), bias, d8.tile_config())], y,
+        tvm.runtime.tensor(np.zeros(((m + 31) // 32 * 32, dense_bf16.row_stride(k)), np.uint16), dev))
     want, got = bf16_reference(x, w, b), y.numpy()
     assert np.array_equal(np.isnan(got), np.isnan(want)) and np.array_equal(np.isinf(got), np.isinf(want))
     finite = np.isfinite(want)

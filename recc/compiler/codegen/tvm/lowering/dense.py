@@ -93,8 +93,13 @@ def lower_dense_bf16(lw: LoweringContext, node: Node, w_array: np.ndarray, b_arr
     config = lw.weight("amx_tile_config", dense_int8.tile_config)
     fn = lw.kernel(("dense_bf16_amx", k, n, activation, alpha),
                    lambda: dense_bf16.dense_amx_bf16(k, n, activation, alpha))
-    return _call_2d(lw, node, lambda x, m: relax.call_tir(fn, [x, weights, bias, config],
-                                                        relax.TensorType([m, lw.dim(n)], "float32")))
+    def call(x: relax.Expr, m: Any) -> relax.Expr:
+        out = lw.emit(relax.call_tir(fn, [x, weights, bias, config], [
+            relax.TensorType([m, lw.dim(n)], "float32"),
+            relax.TensorType([(m + 31) // 32 * 32, lw.dim(dense_bf16.row_stride(k))], "uint16")]))  # scratch
+        return relax.TupleGetItem(out, 0)
+
+    return _call_2d(lw, node, call)
 
 
 def _call_2d(lw: LoweringContext, node: Node, call: Any) -> relax.Expr:
@@ -128,7 +133,15 @@ def lower_dense_int8(lw: LoweringContext, node: Node, w_array: np.ndarray, b_arr
     args.append(lw.weight("amx_tile_config", dense_int8.tile_config))  # read by the AMX kernel only
     fn = lw.kernel((f"dense_int8_{kind}", k, n, activation, alpha),
                    lambda: dense_int8.KERNELS[kind](k, n, activation, alpha))
-    return _call_2d(lw, node, lambda x, m: relax.call_tir(fn, [x, *args], relax.TensorType([m, lw.dim(n)], "float32")))
+    def call(x: relax.Expr, m: Any) -> relax.Expr:
+        mp = dense_int8.scratch_rows(m, kind)
+        out = lw.emit(relax.call_tir(fn, [x, *args], [
+            relax.TensorType([m, lw.dim(n)], "float32"),
+            relax.TensorType([mp, lw.dim(dense_int8.row_stride(k))], "uint8"),  # scratch: quantized x
+            relax.TensorType([mp, lw.dim(2)], "float32")]))
+        return relax.TupleGetItem(out, 0)
+
+    return _call_2d(lw, node, call)
 
 
 def lower_dense_generic(lw: LoweringContext, node: Node) -> relax.Expr:

@@ -1,10 +1,11 @@
 """The bf16 dense kernel on AMX-BF16 (semantics: recc/compiler/quantize.py dense_bf16): y = act(x @ w.T + b)
 with x and w rounded to bfloat16 and products accumulated in fp32 by `tdpbf16ps`.
 
-The rows of x are first rounded to bf16 into a [m (padded to 32), Kp] workspace (in the kernel: no
-separate conversion kernel), then a task per 32 outputs runs all rows (its weights, Kp x 64 bytes, stay
-in cache; row-major tasks re-streamed all the weights per 32 rows: 1.3 ms instead of 0.5 on
-256x1024x1024), each 32 x 32 output block as 2 x 2 AMX tiles (dense_int8.amx_block) over K in steps of 32, the weights packed
+The rows of x are first rounded to bf16 into a scratch output [m (padded to 32), row_stride] (in the
+kernel: no separate conversion kernel; an output, so the VM's memory pool reuses it), then a task per
+super-block of row blocks (dense_int8.super_rows: 4 x 32 rows from batch 256) runs them against each
+32-output weight block in turn (the super-block's rows stay in L2, each weight block is read once per
+super-block), each 32 x 32 output block as 2 x 2 AMX tiles (dense_int8.amx_block) over K in steps of 32, the weights packed
 [Np/16, Kp/2, 32] (`pack_bf16`: 16 outputs x 2 consecutive k per 64 bytes, an AMX-BF16 weight tile per
 16 rows), and the epilogue adds the bias and applies the activation.
 """
@@ -14,7 +15,14 @@ from __future__ import annotations
 import numpy as np
 from tvm.script import tirx as T
 
-from recc.compiler.codegen.tvm.kernels.cpu.dense_int8 import SERIAL_BELOW, _amx, amx_block, epilogue, padded_n
+from recc.compiler.codegen.tvm.kernels.cpu.dense_int8 import (
+    SERIAL_BELOW,
+    _amx,
+    amx_block,
+    epilogue,
+    padded_n,
+    super_rows,
+)
 from recc.compiler.quantize import to_bf16
 
 K_STEP = 32  # bf16 values per AMX tile row (64 bytes)
@@ -33,6 +41,12 @@ def pack_bf16(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(full.reshape(np_ // 16, 16, kp // 2, 2).transpose(0, 2, 1, 3).reshape(np_ // 16, kp // 2, 32))
 
 
+def row_stride(K: int) -> int:
+    """bf16 elements between two rows of the converted activations: Kp plus one cache line (at a
+    power-of-two stride the 32 rows of a block fall in a few L1 sets)."""
+    return padded_k(K) + 32
+
+
 def bf16_bits(x):
     """float32 -> bfloat16 bits, round to nearest even (integer arithmetic: exact, and NaN stays NaN)."""
     bits = T.reinterpret("uint32", x)
@@ -47,13 +61,12 @@ def bf16_value(acc, P, S, CS, B, r, row0, col0, v):
 
 
 def dense_amx_bf16(K: int, N: int, activation: str = "none", alpha: float = 0.01):
-    """PrimFunc (X[m, K] f32, Wp[Np/16, Kp/2, 32] u16, B[Np] f32, CFG[64] u8) -> Y[m, N] on AMX-BF16."""
+    """PrimFunc (X[m, K] f32, Wp[Np/16, Kp/2, 32] u16, B[Np] f32, CFG[64] u8) -> (Y[m, N] f32, scratch
+    xb[m padded to 32, row_stride(K)] u16: x in bf16) on AMX-BF16."""
     KP, NP = padded_k(K), padded_n(N)
     KB, NB = KP // K_STEP, NP // 32
     store = epilogue(N, activation, alpha, 32, 32, bf16_value)
-    # rows of the workspace 64 bytes longer than Kp: at a power-of-two stride (2 KiB for K = 1024) the
-    # 32 rows of a block fall in 2 of L1's 64 sets and evict each other
-    XS = KP + 32
+    XS = row_stride(K)
     block = amx_block("tdpbf16ps", KB, K_STEP, XS * 2, "float32", store)
 
     @T.macro
@@ -72,29 +85,32 @@ def dense_amx_bf16(K: int, N: int, activation: str = "none", alpha: float = 0.01
                     xb[r, k0 * 16 + v] = T.uint16(0)
 
     @T.macro
-    def column(xb, Wp, B, CFG, Y, m, cb):  # all rows of one 32-output block: its weights stay in cache
+    def rows(xb, Wp, B, CFG, Y, m, f):  # a super-block of row blocks against every weight block in turn
         _amx("ldtilecfg", T.address_of(CFG[0]))
-        for rb in range((m + 31) // 32):
-            block(xb, rb * 32, Wp, B, B, B, B, Y, m, rb * 32, cb)
+        for cb in range(NB):
+            for i in range(super_rows(m)):
+                if f * super_rows(m) + i < (m + 31) // 32:
+                    block(xb, (f * super_rows(m) + i) * 32, Wp, B, B, B, B, Y, m, (f * super_rows(m) + i) * 32, cb)
         _amx("tilerelease")
 
     @T.prim_func(private=True)
     def dense(var_x: T.handle, Wp: T.Buffer((NP // 16, KP // 2, 32), "uint16"), B: T.Buffer((NP,), "float32"),
-              CFG: T.Buffer((64,), "uint8"), var_y: T.handle):
+              CFG: T.Buffer((64,), "uint8"), var_y: T.handle, var_xb: T.handle):
         T.func_attr({"tir.noalias": True})
         m = T.int64()
+        mp = T.int64()
         X = T.match_buffer(var_x, (m, K), "float32")
         Y = T.match_buffer(var_y, (m, N), "float32")
-        xb = T.alloc_buffer(((m + 31) // 32 * 32, XS), "uint16")
+        xb = T.match_buffer(var_xb, (mp, XS), "uint16")
         if m * KP * NP <= SERIAL_BELOW * 64:
-            for r in range((m + 31) // 32 * 32):
+            for r in range(mp):
                 convert(X, xb, m, r)
-            for cb in range(NB):
-                column(xb, Wp, B, CFG, Y, m, cb)
+            for f in range(((m + 31) // 32 + super_rows(m) - 1) // super_rows(m)):
+                rows(xb, Wp, B, CFG, Y, m, f)
         else:
-            for r in T.parallel((m + 31) // 32 * 32):
+            for r in T.parallel(mp):
                 convert(X, xb, m, r)
-            for cb in T.parallel(NB):
-                column(xb, Wp, B, CFG, Y, m, cb)
+            for f in T.parallel(((m + 31) // 32 + super_rows(m) - 1) // super_rows(m)):
+                rows(xb, Wp, B, CFG, Y, m, f)
 
     return dense
