@@ -73,9 +73,9 @@ def row_stride(K: int) -> int:
 
 
 def quantize_macro(K: int):
-    """The macro `quantize(X, Xq, P, m, r)`: row r of X[m, K] quantized to uint8 into Xq[r, :K] with its
-    own scale and zero point (P[r] = (scale, scale * zero point)); Xq[r, K:] and rows r >= m zero. Every
-    byte of the row is written: TVM shrinks a scratch buffer to the part TIR touches."""
+    """The macro `quantize(X, Xq, P, r)`: row r of X[m, K] quantized to uint8 into Xq[r, :K] with its own
+    scale and zero point (P[r] = (scale, scale * zero point)), Xq[r, K:] zero. The padding rows (m..mp)
+    are left as they are: their products are computed and never stored."""
     XS = row_stride(K)
     V = 16
     KV = K // V * V
@@ -128,18 +128,7 @@ def quantize_macro(K: int):
         for k in range(K, XS):
             Xq[r, k] = T.uint8(0)
 
-    @T.macro
-    def quantize(X, Xq, P, m, r):
-        if r < m:
-            row(X, Xq, P, r)
-        else:
-            P[r, 0] = T.float32(0)
-            P[r, 1] = T.float32(0)
-            for k0 in range(XS // V):
-                for v in T.vectorized(V):
-                    Xq[r, k0 * V + v] = T.uint8(0)
-
-    return quantize
+    return row
 
 
 def int8_value(acc, P, S, CS, B, r, row0, col0, v):
@@ -289,11 +278,11 @@ def _dense_func(K: int, N: int, pad: int, tasks, task):
         Xq = T.match_buffer(var_xq, (mp, XS), "uint8")
         P = T.match_buffer(var_p, (mp, 2), "float32")
         if m * K <= SERIAL_BELOW:
-            for r in range(mp):
-                quantize(X, Xq, P, m, r)
+            for r in range(m):
+                quantize(X, Xq, P, r)
         else:
-            for r in T.parallel(mp):
-                quantize(X, Xq, P, m, r)
+            for r in T.parallel(m):
+                quantize(X, Xq, P, r)
         if m * KP * NP <= SERIAL_BELOW * 64:
             for f in range(tasks(m)):
                 task(Xq, P, Wp, S, CS, B, CFG, Y, m, f)
