@@ -6,7 +6,8 @@ int8 layer (per-channel weights, per-row dynamic activations, int32 accumulation
 recc/compiler/quantize.py's; the interpreter runs them, so `--verify` checks the kernels against them.
 Legal (and chosen) when the weight and bias are fp32 parameters, the layer is not named in `keep_fp32`,
 and the target has a kernel for the precision (options `int8_kernel`: "amx", "vnni" or None;
-`bf16_kernel`: "amx" or None; bf16 = bf16 operands, fp32 accumulation, AMX-BF16 `tdpbf16ps`). Declined layers
+`bf16_kernel`: "amx" (AMX-BF16 `tdpbf16ps`), "storage" (bf16 weights widened in the fp32 kernel) or None;
+bf16 = bf16 operands, fp32 accumulation). Declined layers
 stay fp32, each with its reason in the pass report. Under int8 the batched lookup's tables also become
 8-bit row-wise (a scale and bias per row, FBGEMM's layout; `keep_fp32=["tables"]` keeps them fp32): a
 quarter of the bytes every lookup streams. Reduced precision changes the numbers: the compile
@@ -44,7 +45,7 @@ def _match(graph: Graph, dense: Node, ctx: PassContext) -> Match | Reject | None
     if precision == "int8" and ctx.option("int8_kernel") is None:
         return Reject("kept fp32: the target has no int8 dot product (AMX-INT8 or AVX512-VNNI)")
     if precision == "bf16" and ctx.option("bf16_kernel") is None:
-        return Reject("kept fp32: the target has no AMX-BF16 (no bf16 kernel for it yet)")
+        return Reject("kept fp32: no bf16 kernel for this target")
     return Match([dense], {"precision": precision})
 
 

@@ -204,3 +204,18 @@ def test_int8_rowwise_tables_match_their_semantics_and_shrink() -> None:
         np.testing.assert_allclose(both(*inputs).numpy(), want, atol=KERNEL_ATOL)
         with torch.no_grad():
             assert np.abs(both(*inputs).numpy() - model(*inputs).numpy()).max() < INT8_VS_EAGER
+
+
+def test_bf16_without_amx_keeps_bf16_semantics_on_the_fp32_kernel() -> None:
+    from recc.compiler.codegen.tvm.target import TargetSpec
+
+    model = create("wnd", scale=0.01, seed=0)
+    examples = model.example_inputs(4, seed=0)
+    haswell = recc.compile(model, examples, target=TargetSpec("cpu", "haswell", 2), tuning_db=None, precision="bf16")
+    assert haswell.report["kernels"].get("dense_bf16_storage") == 5 and "dense_bf16_amx" not in haswell.report["kernels"]
+    graph = recc.api.capture(model, examples)
+    recc.api.optimize(graph, options=(("precision", "bf16"), ("bf16_kernel", "storage")))
+    for batch in (1, 45):
+        inputs = model.example_inputs(batch, seed=batch)
+        want = interpret(graph, [t.numpy() for t in inputs])[0]
+        np.testing.assert_allclose(haswell(*inputs).numpy(), want, atol=BF16_ATOL)

@@ -15,6 +15,7 @@ from recc.compiler.codegen.tvm.lowering.context import LoweringContext
 from recc.compiler.codegen.tvm.lowering.generic import ACTIVATIONS
 from recc.compiler.codegen.tvm.tuning import DENSE_ROW_BLOCKS, time_kernel
 from recc.compiler.ir import Node
+from recc.compiler.quantize import to_bf16
 
 
 def lower_dense(lw: LoweringContext, node: Node) -> relax.Expr:
@@ -78,15 +79,29 @@ def int8_kernel(target: Any) -> str | None:
 
 
 def bf16_kernel(target: Any) -> str | None:
-    """The bf16 dense kernel family for a target: "amx" (AMX-BF16) or None."""
-    return "amx" if target is not None and target.has("amx-tile", "amx-bf16") else None
+    """The bf16 dense kernel family for a target: "amx" (AMX-BF16 `tdpbf16ps`), else "storage" (bf16
+    weights, half the bytes, widened to fp32 in the fp32 kernel's register tile) on any CPU target."""
+    if target is not None and target.has("amx-tile", "amx-bf16"):
+        return "amx"
+    return "storage" if target is not None and target.kind == "cpu" else None
 
 
 def lower_dense_bf16(lw: LoweringContext, node: Node, w_array: np.ndarray, b_array: np.ndarray) -> relax.Expr:
-    """The AMX-BF16 kernel: x rounded to bf16 inside it, bf16 weights packed here, fp32 accumulation."""
-    assert bf16_kernel(lw.target) is not None, "quantize-dense marks bf16 layers only for targets with AMX-BF16"
+    """The AMX-BF16 kernel: x rounded to bf16 inside it, bf16 weights packed here, fp32 accumulation; or,
+    without AMX-BF16, the fp32 kernel on bf16 weights (the same numbers)."""
+    kind = bf16_kernel(lw.target)
+    assert kind is not None, "quantize-dense marks bf16 layers only for targets with a bf16 kernel"
     n, k = w_array.shape
     activation, alpha = node.attrs.get("activation", "none"), node.attrs.get("alpha", 0.01)
+    if kind == "storage":
+        rows, vector = dense_kernels.tile_for(n, lw.dense_tile)
+        fn = lw.kernel(("dense_bf16_storage", k, n, activation, alpha, rows, vector),
+                       lambda: dense_kernels.dense_kernel(k, n, activation, alpha, rows=rows, vector=vector, bf16=True))
+        key = "_".join(v.name for v in node.inputs[1:]) + "__bf16s"
+        packed = lw.weight(f"{key}_w", lambda: pack_weight(to_bf16(w_array), vector))
+        bias = lw.weight(f"{key}_bias", lambda: np.ascontiguousarray(b_array, dtype=np.float32))
+        return _call_2d(lw, node, lambda x, m: relax.call_tir(fn, [x, packed, bias],
+                                                            relax.TensorType([m, lw.dim(n)], "float32")))
     key = "_".join(v.name for v in node.inputs[1:]) + "__bf16"
     weights = lw.weight(f"{key}_w", lambda: dense_bf16.pack_bf16(w_array))
     bias = lw.weight(f"{key}_bias", lambda: np.pad(b_array.astype(np.float32), (0, dense_int8.padded_n(n) - n)))

@@ -81,6 +81,19 @@ def activation_expr(name: str, x, alpha: float = 0.01):
     raise ValueError(f"dense kernel has no epilogue for activation {name!r}")
 
 
+def bf16_bits(x):
+    """float32 -> bfloat16 bits (uint16), round to nearest even (integer arithmetic: exact; NaN stays NaN)."""
+    bits = T.reinterpret("uint32", x)
+    rounded = T.shift_right(bits + T.uint32(0x7FFF) + T.bitwise_and(T.shift_right(bits, T.uint32(16)), T.uint32(1)),
+                            T.uint32(16))
+    nan = T.bitwise_and(bits, T.uint32(0x7FFFFFFF)) > T.uint32(0x7F800000)
+    return T.Cast("uint16", T.Select(nan, T.bitwise_or(T.shift_right(bits, T.uint32(16)), T.uint32(0x40)), rounded))
+
+
+def from_bf16_bits(bits):
+    return T.reinterpret("float32", T.shift_left(T.Cast("uint32", bits), T.uint32(16)))
+
+
 def pack_weight(weight: np.ndarray, vector: int = VECTOR) -> np.ndarray:
     """[N, K] -> [ceil(N/vector), K, vector], zero-padded: the layout the kernel's inner loop streams."""
     n, k = weight.shape
@@ -103,7 +116,7 @@ def pad_vector(vector: np.ndarray) -> np.ndarray:
 
 
 def tile_gemm(K: int, NV: int = VECTOR, activation: str = "none", alpha: float = 0.01,
-              columns: int | None = None, w_offset: int | None = None, b_offset: int = 0):
+              columns: int | None = None, w_offset: int | None = None, b_offset: int = 0, bf16: bool = False):
     """The register-tile GEMM macro `tile(A, W, B, Y, row0, R, jt)`: rows [row0, row0 + R) of column tile jt,
 
         Y[row0 + r, jt*NV + v] = act(sum_kk A[row0 + r, kk] * W[jt, kk, v] + B[b_offset + jt*NV + v]),
@@ -112,13 +125,17 @@ def tile_gemm(K: int, NV: int = VECTOR, activation: str = "none", alpha: float =
     (epilogue) and the tile stored once. W is packed [ceil(N/NV), K, NV] (`pack_weight`): a buffer of
     that shape, or, with `w_offset`, flat from element w_offset. `columns` = N where N is not a multiple
     of NV: stores beyond N are then masked (else the whole tile is stored, vectorized). R <= 8 keeps
-    the accumulators in registers."""
+    the accumulators in registers. `bf16`: W holds bfloat16 bits (uint16; half the bytes streamed) and A
+    is rounded to bf16 as it is read: bf16 x bf16 products, exact in fp32, accumulated in fp32 (the
+    semantics of a bf16 dense layer, on any CPU)."""
     full = columns is None or columns % NV == 0
 
     def w_at(W, jt, kk, v):
-        if w_offset is None:
-            return W[jt, kk, v]
-        return W[w_offset + (jt * K + kk) * NV + v]
+        w = W[jt, kk, v] if w_offset is None else W[w_offset + (jt * K + kk) * NV + v]
+        return from_bf16_bits(w) if bf16 else w
+
+    def a_at(A, row, kk):
+        return from_bf16_bits(bf16_bits(A[row, kk])) if bf16 else A[row, kk]
 
     def act(x):
         return activation_expr(activation, x, alpha)
@@ -132,7 +149,7 @@ def tile_gemm(K: int, NV: int = VECTOR, activation: str = "none", alpha: float =
         for kk in range(K):
             for r in T.unroll(R):
                 for v in T.vectorized(NV):
-                    acc[r, v] = acc[r, v] + A[row0 + r, kk] * w_at(W, jt, kk, v)
+                    acc[r, v] = acc[r, v] + a_at(A, row0 + r, kk) * w_at(W, jt, kk, v)
         for r in T.unroll(R):
             if full:
                 for v in T.vectorized(NV):

@@ -59,9 +59,10 @@ def tile_for(n: int, tile: tuple[int, int]) -> tuple[int, int]:
 
 
 def dense_kernel(k: int, n: int, activation: str = "none", alpha: float = 0.01, row_block: int | None = None,
-                 rows: int = ROWS, vector: int = VECTOR):
+                 rows: int = ROWS, vector: int = VECTOR, bf16: bool = False):
     """PrimFunc (X[m, k], Wp[ceil(n/vector), k, vector], B[n]) -> Y[m, n] for any m; a register tile is
-    `rows` x `vector` (pack the weights with the same `vector`)."""
+    `rows` x `vector` (pack the weights with the same `vector`). `bf16`: Wp holds bf16 bits and x is
+    rounded to bf16 as it is read (common.tile_gemm): the bf16 layer on CPUs without AMX-BF16."""
     assert 1 <= rows <= 8, "leftover rows run in bands of 4, 2 and 1"
     NT = -(-n // vector)
     NV, MR, K, N = vector, rows, k, n
@@ -71,7 +72,8 @@ def dense_kernel(k: int, n: int, activation: str = "none", alpha: float = 0.01, 
     serial_max_m = max(0, (SERIAL_BELOW_MACS - 1) // (K * N))
 
     # rows [start, start + R) of column tile jt: R x NV accumulators over the whole K, then the epilogue
-    band = tile_gemm(K, NV, activation, alpha, columns=N)
+    band = tile_gemm(K, NV, activation, alpha, columns=N, bf16=bf16)
+    W_DTYPE = "uint16" if bf16 else "float32"
 
     @T.macro
     def tile(X, Wp, B, Y, m, f, t):
@@ -95,7 +97,7 @@ def dense_kernel(k: int, n: int, activation: str = "none", alpha: float = 0.01, 
             band(X, Wp, B, Y, m - 1, 1, jt)
 
     @T.prim_func(private=True)
-    def dense(var_x: T.handle, Wp: T.Buffer((NT, K, NV), "float32"), B: T.Buffer((N,), "float32"),
+    def dense(var_x: T.handle, Wp: T.Buffer((NT, K, NV), W_DTYPE), B: T.Buffer((N,), "float32"),
               var_y: T.handle):
         T.func_attr({"tir.noalias": True})
         m = T.int64()

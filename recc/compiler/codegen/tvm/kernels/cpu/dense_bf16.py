@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from tvm.script import tirx as T
 
+from recc.compiler.codegen.tvm.kernels.cpu.common import bf16_bits
 from recc.compiler.codegen.tvm.kernels.cpu.dense_int8 import (
     SERIAL_BELOW,
     _amx,
@@ -45,15 +46,6 @@ def row_stride(K: int) -> int:
     """bf16 elements between two rows of the converted activations: Kp plus one cache line (at a
     power-of-two stride the 32 rows of a block fall in a few L1 sets)."""
     return padded_k(K) + 32
-
-
-def bf16_bits(x):
-    """float32 -> bfloat16 bits, round to nearest even (integer arithmetic: exact, and NaN stays NaN)."""
-    bits = T.reinterpret("uint32", x)
-    rounded = T.shift_right(bits + T.uint32(0x7FFF) + T.bitwise_and(T.shift_right(bits, T.uint32(16)), T.uint32(1)),
-                            T.uint32(16))
-    nan = T.bitwise_and(bits, T.uint32(0x7FFFFFFF)) > T.uint32(0x7F800000)
-    return T.Cast("uint16", T.Select(nan, T.bitwise_or(T.shift_right(bits, T.uint32(16)), T.uint32(0x40)), rounded))
 
 
 def bf16_value(acc, P, S, CS, B, r, row0, col0, v):
