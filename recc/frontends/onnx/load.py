@@ -29,8 +29,9 @@ def read_model(model: onnx.ModelProto | str | os.PathLike[str] | bytes) -> onnx.
     _load_external_data(proto, base)
     try:
         onnx.checker.check_model(proto, full_check=False)
-    except onnx.checker.ValidationError as e:
-        raise OnnxImportError(f"the model fails onnx.checker: {str(e).strip().splitlines()[0]}") from e
+    except (onnx.checker.ValidationError, ValueError) as e:  # ValueError: e.g. a name that is not UTF-8
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise OnnxImportError(f"the model fails onnx.checker: {reason}") from e
     return proto
 
 

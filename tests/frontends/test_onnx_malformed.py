@@ -1,0 +1,61 @@
+"""Malformed ONNX files the fuzzer (tests/fuzz/test_onnx_fuzz.py) found escaping as other exception types
+(UnicodeDecodeError, numpy's ValueError/KeyError, IndexError, TypeError): each must be an OnnxImportError
+that names the problem."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from recc.frontends.onnx import OnnxImportError, UnsupportedOpError, import_onnx
+
+
+def _model(nodes: list[onnx.NodeProto], initializers: list[onnx.TensorProto] = (),
+           elem_type: int = TensorProto.FLOAT) -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("x", elem_type, ["batch", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
+    graph = helper.make_graph(nodes, "g", [x], [y], initializer=list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+RELU = helper.make_node("Relu", ["x"], ["y"], name="relu")
+
+
+def test_a_failing_check_that_names_a_non_utf8_input_is_refused() -> None:
+    """onnx.checker's message quotes the name, and decoding the message raised UnicodeDecodeError."""
+    node = helper.make_node("Add", ["x", "nope"], ["y"], name="add")
+    data = _model([node]).SerializeToString().replace(b"nope", b"n\xf5pe")
+    with pytest.raises(OnnxImportError, match="onnx.checker"):
+        import_onnx(data)
+
+
+@pytest.mark.parametrize("edit", ["long", "dims", "dtype"])
+def test_an_initializer_that_cannot_be_read_is_named(edit: str) -> None:
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4], np.ones(4, np.float32).tobytes(), raw=True)
+    if edit == "long":  # (too short is onnx.checker's to refuse)
+        w.raw_data += b"\0" * 4
+    elif edit == "dims":
+        w.dims[0] = 3
+    else:
+        w.data_type = 99
+    model = _model([helper.make_node("Add", ["x", "w"], ["y"])], [w])
+    with pytest.raises(OnnxImportError, match="initializer 'w' cannot be read"):
+        import_onnx(model.SerializeToString())
+
+
+def test_an_input_of_an_element_type_recc_lacks_is_refused() -> None:
+    with pytest.raises(OnnxImportError, match="input 'x'"):
+        import_onnx(_model([RELU], elem_type=TensorProto.COMPLEX64))
+
+
+@pytest.mark.parametrize("fold", ["gather past the shape", "cast of a symbolic shape to float"])
+def test_shape_arithmetic_on_an_inconsistent_model_is_refused_by_node(fold: str) -> None:
+    shape = helper.make_node("Shape", ["x"], ["s"])
+    if fold == "gather past the shape":
+        index = helper.make_tensor("i", TensorProto.INT64, [], [5])
+        bad, inits = helper.make_node("Gather", ["s", "i"], ["t"], name="bad"), [index]
+    else:
+        bad, inits = helper.make_node("Cast", ["s"], ["t"], to=TensorProto.FLOAT, name="bad"), []
+    with pytest.raises(UnsupportedOpError, match="node 'bad'"):
+        import_onnx(_model([shape, bad, RELU], inits))
