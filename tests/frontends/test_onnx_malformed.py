@@ -7,8 +7,11 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
+from recc.compiler.ir import Graph, TensorType, sym
 from recc.frontends.onnx import OnnxImportError, UnsupportedOpError, import_onnx
+from recc.frontends.onnx.context import Ctx
+from recc.frontends.onnx.importer import convert_nodes
 
 
 def _model(nodes: list[onnx.NodeProto], initializers: list[onnx.TensorProto] = (),
@@ -77,3 +80,31 @@ def test_operands_of_different_types_are_refused(op: str) -> None:
     with pytest.raises(OnnxImportError, match="type and shape inference"):
         import_onnx(model)
     assert model.graph.initializer[0].raw_data == w.raw_data  # the caller's model is left as it was
+
+
+def _axis_node(op: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """`op` over x [batch, 4] along axis 2: one past the last (ONNX Runtime refuses it at run time)."""
+    if op == "Softmax":
+        return [helper.make_node("Softmax", ["x"], ["y"], axis=2, name="bad")], []
+    if op == "Concat":
+        return [helper.make_node("Concat", ["x", "x"], ["c"], axis=2, name="bad"),
+                helper.make_node("Identity", ["x"], ["y"])], []
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [2])
+    starts, ends = helper.make_tensor("s", TensorProto.INT64, [1], [0]), helper.make_tensor("e", TensorProto.INT64, [1], [1])
+    return [helper.make_node("Slice", ["x", "s", "e", "axes"], ["t"], name="bad"),
+            helper.make_node("Identity", ["x"], ["y"])], [axes, starts, ends]
+
+
+@pytest.mark.parametrize("op", ["Softmax", "Concat", "Slice"])
+def test_an_axis_out_of_range_is_refused_not_wrapped(op: str) -> None:
+    """recc took axis % rank: a Softmax over axis 2 of a rank-2 tensor ran over axis 0, the batch (the
+    ONNX fuzzer found it by editing DIN's Softmax axis, where ONNX's inference did not know the rank).
+    ONNX's inference refuses these small models first; the converters are called directly too."""
+    nodes, inits = _axis_node(op)
+    with pytest.raises(OnnxImportError, match="type and shape inference"):
+        import_onnx(_model(nodes, inits))
+    ctx = Ctx(Graph("g"), 17)
+    ctx.env["x"] = ctx.graph.add_input("x", TensorType((sym("batch"), 4), "float32"))
+    ctx.env.update({t.name: numpy_helper.to_array(t) for t in inits})
+    with pytest.raises(UnsupportedOpError, match="node 'bad': axis 2 is out of range for a rank-2 input"):
+        convert_nodes(ctx, nodes)
