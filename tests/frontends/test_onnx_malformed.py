@@ -90,7 +90,8 @@ def _axis_node(op: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
         return [helper.make_node("Concat", ["x", "x"], ["c"], axis=2, name="bad"),
                 helper.make_node("Identity", ["x"], ["y"])], []
     axes = helper.make_tensor("axes", TensorProto.INT64, [1], [2])
-    starts, ends = helper.make_tensor("s", TensorProto.INT64, [1], [0]), helper.make_tensor("e", TensorProto.INT64, [1], [1])
+    starts = helper.make_tensor("s", TensorProto.INT64, [1], [0])
+    ends = helper.make_tensor("e", TensorProto.INT64, [1], [1])
     return [helper.make_node("Slice", ["x", "s", "e", "axes"], ["t"], name="bad"),
             helper.make_node("Identity", ["x"], ["y"])], [axes, starts, ends]
 
