@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", required=True)
     p.add_argument("--command", required=True, help="the command that wrote the log")
     p.add_argument("--note", default="", help="a paragraph on what the outcomes mean")
+    p.add_argument("--column", default="damage", help="what the log's `damage` field names (e.g. feature)")
     args = p.parse_args(argv)
     rows = [json.loads(line) for line in Path(args.log).read_text().splitlines() if line.strip()]
     counts = collections.Counter((r["test"], r["damage"], r["outcome"]) for r in rows)
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / f"{args.name}.json").write_text(json.dumps(result, indent=2))
     lines = [f"# Fuzz report: {args.name}", "", f"Command: `{args.command}`", "",
              f"Commit {machine.get('git_commit')}, CPU {machine.get('cpu_model')}; {len(rows)} cases.", "",
-             "| test | damage | outcome | cases |", "|---|---|---|---|"]
+             f"| test | {args.column} | outcome | cases |", "|---|---|---|---|"]
     lines += [f"| {t} | {d} | {o} | {n} |" for (t, d, o), n in sorted(counts.items())]
     lines += ["", "Every case ended as its fuzzer demands (a failing case fails the test run)."]
     if args.note:

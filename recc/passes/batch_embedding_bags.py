@@ -42,6 +42,8 @@ def _why_not(graph: Graph, node: Node) -> str | None:
         return "table is also read by another op (batching would store it twice)"
     if ids.type.dtype != "int64":
         return f"ids are {ids.type.dtype}, not int64"
+    if not all(isinstance(d, int) for d in _flat_columns(ids)[0].type.shape[1:]):
+        return "ids have a symbolic bag size"
     return None
 
 

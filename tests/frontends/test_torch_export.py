@@ -146,3 +146,45 @@ def test_symbolic_batch_is_named_batch() -> None:
     assert str(graph.inputs[0].type) == "float32[batch, 3]"
     out = interpret(graph, [np.ones((5, 3), np.float32)])[0]
     assert out.shape == (5, 2)
+
+
+def test_varargs_forward_gets_the_batch_dim_on_every_input() -> None:
+    """forward(self, x, *rest): torch.export binds the inputs filling *rest as one tuple, so recc's default
+    dynamic shapes must too (they were one flat tuple, and every such module was refused)."""
+
+    class VarArgs(nn.Module):
+        def forward(self, x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+            return x + rest[0] * rest[1]
+
+    text = check(VarArgs(), lambda b: (torch.randn(b, 3), torch.randn(b, 3), torch.randn(b, 3)))
+    assert text.count("float32[batch, 3]") >= 3
+
+
+def test_embedding_bag_max_is_refused_by_name() -> None:
+    with pytest.raises(UnsupportedOpError, match="mode='max' is not supported"):
+        capture(nn.EmbeddingBag(10, 4, mode="max"), (torch.randint(0, 10, (4, 3)),))
+
+
+class Take(nn.Module):
+    """torch.take: a table read as if flattened, with flat ids (negative ones wrap once)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(6, 5))
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        return x * torch.take(self.w, ids)
+
+
+def test_take_reads_the_flattened_table_and_wraps_negative_ids() -> None:
+    text = check(Take(), lambda b: (torch.randn(b, 2), torch.randint(-30, 30, (b, 2))))
+    assert "wrap=True" in text
+
+
+def test_take_on_a_batch_sized_tensor_is_refused_by_name() -> None:
+    class TakeInput(nn.Module):
+        def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+            return torch.take(x, ids)
+
+    with pytest.raises(UnsupportedOpError, match="torch.take on a tensor whose size depends on the batch"):
+        capture(TakeInput(), (torch.randn(4, 3), torch.randint(0, 12, (4, 2))))

@@ -153,6 +153,20 @@ def test_offsets_layout_is_declined() -> None:
     assert g.op_histogram() == {"embedding_bag": 2}
 
 
+def test_a_symbolic_bag_size_is_declined() -> None:
+    """ids [batch, batch] (an ONNX input whose bag dim is named like the batch): the pass summed the bag
+    widths and crashed with TypeError on the symbol (found by the ONNX fuzzer)."""
+    g = Graph()
+    ids = g.add_input("ids", TensorType((sym("batch"), sym("batch")), "int64"))
+    g.outputs = [g.add_node("embedding_bag", [g.add_param(f"t{i}", np.ones((5, 2), np.float32)), ids],
+                            {"layout": "fixed", "mode": "sum", "has_weights": False}).output for i in range(2)]
+    stats = _batch(g)
+    assert stats.rejects == {"batch-lookups: ids have a symbolic bag size": 2}
+    assert g.op_histogram() == {"embedding_bag": 2}
+    got = interpret(g, [np.array([[1, 4], [0, 0]])])
+    np.testing.assert_array_equal(got[0], np.full((2, 2), 2.0, np.float32))
+
+
 def test_ids_computed_from_another_lookup_are_not_batched_with_it() -> None:
     g = Graph()
     ids = g.add_input("ids", TensorType((sym("batch"), 2), "int64"))

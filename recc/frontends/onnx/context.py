@@ -82,6 +82,14 @@ def is_symbolic(a: np.ndarray) -> bool:
     return a.dtype == object and any(isinstance(d, Sym) for d in a.flat)
 
 
+def onnx_axis(axis: int, rank: int) -> int:
+    """An ONNX axis, -rank <= axis < rank (ONNX Runtime refuses any other), as 0..rank-1; wrapping an
+    out-of-range axis silently would compute along another axis."""
+    if not -rank <= axis < max(rank, 1):
+        raise ConversionError(f"axis {axis} is out of range for a rank-{rank} input")
+    return axis % rank if rank else 0
+
+
 def ir_dtype(onnx_type: int) -> str:
     try:
         return str(np.dtype(helper.tensor_dtype_to_np_dtype(onnx_type)))

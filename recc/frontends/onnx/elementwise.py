@@ -10,7 +10,8 @@ import numpy as np
 
 from recc.compiler.ir import Value
 from recc.compiler.ir.types import Sym, dim_div, dim_mul, is_float
-from recc.frontends.onnx.context import ConversionError, Ctx, Lazy, OnnxNode, ir_dtype, is_static, is_symbolic
+from recc.frontends.onnx.context import (ConversionError, Ctx, Lazy, OnnxNode, ir_dtype, is_static, is_symbolic,
+                                         onnx_axis)
 
 
 def _dim_op(name: str) -> Callable[[Any, Any], Any]:
@@ -94,7 +95,7 @@ def _softmax(op: str) -> Callable[[Ctx, OnnxNode], Any]:
     def convert(ctx: Ctx, node: OnnxNode) -> Value:
         x = ctx.value(node, 0)
         default = -1 if ctx.opset >= 13 else 1
-        axis = int(node.attr("axis", default)) % max(x.type.rank, 1)
+        axis = onnx_axis(int(node.attr("axis", default)), x.type.rank)
         if ctx.opset < 13 and axis != x.type.rank - 1:
             raise ConversionError(f"{node.op_type} before opset 13 flattens from axis {axis}; only the last axis "
                                   "is supported")

@@ -15,7 +15,7 @@ import numpy as np
 
 from recc.compiler.ir import Value
 from recc.compiler.ir.types import Dim, is_float, is_int, numel
-from recc.frontends.onnx.context import ConversionError, Ctx, Lazy, OnnxNode, is_static
+from recc.frontends.onnx.context import ConversionError, Ctx, Lazy, OnnxNode, is_static, onnx_axis
 from recc.frontends.onnx.shapes import permute, reshape
 
 
@@ -39,7 +39,7 @@ def _gather(ctx: Ctx, node: OnnxNode) -> Any:
         ids = ctx.value(node, 1)
         return ctx.emit("embedding", [ctx.as_value(data, name=node.inputs[0]), ids])
     x = ctx.value(node, 0)
-    axis %= x.type.rank
+    axis = onnx_axis(axis, x.type.rank)
     if indices is None:
         return ctx.emit("take", [x, ctx.value(node, 1)], axis=axis, wrap=True)  # ONNX: -n <= index < n
     size = x.type.shape[axis]
@@ -112,7 +112,7 @@ def _gather_elements(ctx: Ctx, node: OnnxNode) -> Value:
     """out[..., j, ...] = x[..., idx[..., j, ...], ...] along `axis`, as a one-hot select-and-sum (exact:
     the sum adds zeros) over a new last axis: sum(where(idx[..., None] == arange(n), x', 0), -1)."""
     x, idx = ctx.value(node, 0), ctx.value(node, 1)
-    axis = int(node.attr("axis", 0)) % x.type.rank
+    axis = onnx_axis(int(node.attr("axis", 0)), x.type.rank)
     n = x.type.shape[axis]
     if not isinstance(n, int) or not is_int(idx.type.dtype) or idx.type.rank != x.type.rank:
         raise ConversionError("GatherElements needs a static gathered axis and integer indices of x's rank")
@@ -145,7 +145,7 @@ def _reduce(op: str, axes_input_from: int) -> Callable[[Ctx, OnnxNode], Any]:
             if node.attr("noop_with_empty_axes", 0):
                 return x
             axes = list(range(rank))
-        axes = tuple(sorted(int(a) % rank for a in axes))
+        axes = tuple(sorted(onnx_axis(int(a), rank) for a in axes))
         if is_static(x):
             return _static_reduce(op, x, axes, keep)
         if op == "prod":

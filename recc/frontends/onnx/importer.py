@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from recc.compiler.ir import Graph, TensorType, Value, verify
+from recc.compiler.ir import Graph, TensorType, Value, VerificationError, verify
 from recc.compiler.ir.types import Dim, sym
 from recc.frontends.onnx import dense, elementwise, embedding_bag, gathers, recurrent, shapes
 from recc.frontends.onnx.context import ConversionError, Ctx, Lazy, OnnxImportError, OnnxNode, UnsupportedOpError, ir_dtype
@@ -41,7 +41,7 @@ def import_onnx(model: onnx.ModelProto | str | os.PathLike[str] | bytes, batch_d
     ctx = Ctx(graph, opset)
     initializers = {t.name for t in proto.graph.initializer}
     for tensor in proto.graph.initializer:
-        ctx.env[tensor.name] = numpy_helper.to_array(tensor)
+        ctx.env[tensor.name] = _initializer(tensor)
     batch = _batch_dim_name(proto.graph, initializers, batch_dim)
     for value_info in proto.graph.input:
         if value_info.name not in initializers:
@@ -49,8 +49,19 @@ def import_onnx(model: onnx.ModelProto | str | os.PathLike[str] | bytes, batch_d
     convert_nodes(ctx, proto.graph.node)
     graph.outputs = [_output(ctx, o.name) for o in proto.graph.output]
     graph.remove_dead()
-    verify(graph)
+    try:
+        verify(graph)
+    except VerificationError as e:
+        raise OnnxImportError(f"the imported graph is inconsistent: {e}") from e
     return graph
+
+
+def _initializer(tensor: onnx.TensorProto) -> np.ndarray:
+    try:
+        return numpy_helper.to_array(tensor)
+    except (ValueError, KeyError, TypeError) as e:  # a size that does not match its dims, an unknown type
+        raise OnnxImportError(f"initializer {tensor.name!r} cannot be read (dims {list(tensor.dims)}, "
+                              f"type {tensor.data_type}): {type(e).__name__}: {e}") from e
 
 
 def convert_nodes(ctx: Ctx, nodes: Any) -> None:
@@ -72,10 +83,12 @@ def convert_nodes(ctx: Ctx, nodes: Any) -> None:
             continue
         try:
             result = converter(ctx, node)
-        except (ConversionError, ValueError) as e:
+        except (ConversionError, ValueError, IndexError, KeyError, TypeError) as e:
+            # IndexError...: a converter folding import-time arrays that a malformed model makes inconsistent
             if isinstance(e, OnnxImportError):
                 raise
-            raise UnsupportedOpError(f"cannot convert {node.describe()}: {e}") from e
+            what = "" if isinstance(e, ValueError) else f"{type(e).__name__}: "
+            raise UnsupportedOpError(f"cannot convert {node.describe()}: {what}{e}") from e
         results = list(result) if isinstance(result, (list, tuple)) else [result]
         for out, value in zip(node.outputs, results):
             if out:
@@ -132,7 +145,7 @@ def _input_type(value_info: onnx.ValueInfoProto, batch: str | None) -> TensorTyp
                                   f"only named dims symbolic; give it a size or a dim_param")
     try:
         return TensorType(tuple(shape), ir_dtype(tensor_type.elem_type))
-    except ConversionError as e:
+    except ValueError as e:  # an element type recc has no IR dtype for
         raise OnnxImportError(f"input {value_info.name!r}: {e}") from e
 
 

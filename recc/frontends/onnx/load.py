@@ -29,9 +29,29 @@ def read_model(model: onnx.ModelProto | str | os.PathLike[str] | bytes) -> onnx.
     _load_external_data(proto, base)
     try:
         onnx.checker.check_model(proto, full_check=False)
-    except onnx.checker.ValidationError as e:
-        raise OnnxImportError(f"the model fails onnx.checker: {str(e).strip().splitlines()[0]}") from e
+    except (onnx.checker.ValidationError, ValueError) as e:  # ValueError: e.g. a name that is not UTF-8
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise OnnxImportError(f"the model fails onnx.checker: {reason}") from e
+    _check_types(proto)
     return proto
+
+
+def _check_types(proto: onnx.ModelProto) -> None:
+    """ONNX's type and shape inference, strict: an op whose inputs break its type constraints (a MatMul
+    of float32 by int32, an initializer retyped) is refused here, as ONNX Runtime refuses it, instead of
+    being converted with casts into another function. The weights' bytes are set aside meanwhile (the
+    inference needs their types and dims, not their values; and protobuf cannot pass a model over 2 GB)."""
+    weights = [(t, t.raw_data) for t in proto.graph.initializer if len(t.raw_data) > 1 << 16]
+    for tensor, _ in weights:
+        tensor.ClearField("raw_data")
+    try:
+        onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+    except (onnx.shape_inference.InferenceError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise OnnxImportError(f"the model fails ONNX type and shape inference: {reason}") from e
+    finally:
+        for tensor, raw in weights:
+            tensor.raw_data = raw
 
 
 def _parse(data: bytes, where: str) -> onnx.ModelProto:

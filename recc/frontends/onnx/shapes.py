@@ -11,7 +11,7 @@ from onnx import numpy_helper
 
 from recc.compiler.ir import Value, infer_types
 from recc.compiler.ir.types import Dim, Sym, numel
-from recc.frontends.onnx.context import ConversionError, Ctx, Lazy, OnnxNode, is_static, is_symbolic
+from recc.frontends.onnx.context import ConversionError, Ctx, Lazy, OnnxNode, is_static, is_symbolic, onnx_axis
 
 INT64_MAX = np.iinfo(np.int64).max
 
@@ -97,11 +97,12 @@ def permute(ctx: Ctx, x: Value, perm: tuple[int, ...]) -> Value:
     return x if perm == tuple(range(len(perm))) else ctx.emit("permute", [x], perm=perm)
 
 
-def _axes(ctx: Ctx, node: OnnxNode, rank: int, input_index: int = 1) -> list[int] | None:
+def _axes(ctx: Ctx, node: OnnxNode, rank: int | None, input_index: int = 1) -> list[int] | None:
+    """The node's axes (attribute or input), each in range for `rank` (None: as written)."""
     axes = node.attr("axes")
     if axes is None and len(node.inputs) > input_index and node.inputs[input_index]:
         axes = ctx.ints(node, input_index, f"{node.op_type}'s axes")
-    return None if axes is None else [int(a) % rank if rank else 0 for a in axes]
+    return None if axes is None else [int(a) if rank is None else onnx_axis(int(a), rank) for a in axes]
 
 
 def _squeeze(ctx: Ctx, node: OnnxNode) -> Any:
@@ -118,7 +119,7 @@ def _squeeze(ctx: Ctx, node: OnnxNode) -> Any:
 def _unsqueeze(ctx: Ctx, node: OnnxNode) -> Any:
     x = ctx.input(node, 0)
     shape = list(_shape_of(x))
-    rank = len(shape) + len(_axes(ctx, node, 1) or [])
+    rank = len(shape) + len(_axes(ctx, node, None) or [])
     for a in sorted(_axes(ctx, node, rank) or []):
         shape.insert(a, 1)
     return reshape(ctx, x, shape, allow_zero=True)
@@ -137,7 +138,7 @@ def _concat(ctx: Ctx, node: OnnxNode) -> Any:
     values = [v for v in values if 0 not in v.type.shape] or values[:1]
     rank = values[0].type.rank
     return values[0] if len(values) == 1 else ctx.emit("concat", [ctx.as_dtype(v, dtype) for v in values],
-                                                       axis=axis % rank)
+                                                       axis=onnx_axis(axis, rank))
 
 
 def _slice_bounds(ctx: Ctx, node: OnnxNode, rank: int) -> list[tuple[int, Any, Any, int]]:
@@ -148,7 +149,7 @@ def _slice_bounds(ctx: Ctx, node: OnnxNode, rank: int) -> list[tuple[int, Any, A
         starts, ends = ctx.ints(node, 1, "Slice starts"), ctx.ints(node, 2, "Slice ends")
         axes = ctx.ints(node, 3, "Slice axes") or list(range(len(starts)))
         steps = ctx.ints(node, 4, "Slice steps") or [1] * len(starts)
-    return [(int(a) % rank, s, e, int(st)) for a, s, e, st in zip(axes, starts, ends, steps)]
+    return [(onnx_axis(int(a), rank), s, e, int(st)) for a, s, e, st in zip(axes, starts, ends, steps)]
 
 
 def _slice(ctx: Ctx, node: OnnxNode) -> Any:
@@ -183,7 +184,7 @@ def slice_axis(ctx: Ctx, x: Value, axis: int, start: Any, end: Any, step: int = 
 
 def _split(ctx: Ctx, node: OnnxNode) -> list[Value]:
     x = ctx.value(node, 0)
-    axis = int(node.attr("axis", 0)) % x.type.rank
+    axis = onnx_axis(int(node.attr("axis", 0)), x.type.rank)
     size = x.type.shape[axis]
     sizes = node.attr("split") or ctx.ints(node, 1, "Split sizes")
     if not isinstance(size, int):

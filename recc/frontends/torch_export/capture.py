@@ -7,6 +7,7 @@ and an op we cannot convert raises UnsupportedOpError naming the op and that lin
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Sequence
 
 import numpy as np
@@ -43,9 +44,16 @@ def source_line(node: torch.fx.Node) -> str:
     return " at ".join(parts) or f"<fx node {node.name}>"
 
 
-def _default_dynamic_shapes(example_inputs: Sequence[torch.Tensor]) -> tuple[dict[int, Any], ...]:
+def _default_dynamic_shapes(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor]) -> tuple[Any, ...]:
+    """Dim 0 of every input is `batch`, laid out as torch.export binds `forward`'s parameters: the inputs
+    that fill a `*args` parameter form one tuple."""
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
-    return tuple({0: batch} if t.dim() > 0 else {} for t in example_inputs)
+    shapes = tuple({0: batch} if t.dim() > 0 else {} for t in example_inputs)
+    kinds = [p.kind for p in inspect.signature(module.forward).parameters.values()]
+    if inspect.Parameter.VAR_POSITIONAL not in kinds:
+        return shapes
+    fixed = kinds.index(inspect.Parameter.VAR_POSITIONAL)
+    return shapes[:fixed] + (shapes[fixed:],)
 
 
 def _widen_batch(example_inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -60,7 +68,7 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor],
     inputs = tuple(torch.as_tensor(t) for t in example_inputs)
     if dynamic_shapes is None:
         inputs = _widen_batch(inputs)
-        dynamic_shapes = _default_dynamic_shapes(inputs)
+        dynamic_shapes = _default_dynamic_shapes(module, inputs)
     module = module.eval()
     with torch.no_grad():
         try:

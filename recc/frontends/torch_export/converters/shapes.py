@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from recc.compiler.ir import Value
-from recc.compiler.ir.types import Dim
+from recc.compiler.ir.types import Dim, numel
 from recc.frontends.torch_export.converters.context import (
     ConversionError,
     Ctx,
@@ -107,6 +107,17 @@ def _select(ctx: Ctx, node: torch.fx.Node, x: Any, dim: int, index: int) -> Valu
 def _index_select(ctx: Ctx, node: torch.fx.Node, x: Any, dim: int, index: Any) -> Value:
     xv = ctx.value(x)  # torch refuses negative indices here (unlike x[index])
     return ctx.emit("take", [xv, ctx.value(index)], axis=dim % xv.type.rank, wrap=False)
+
+
+@converts("take.default")
+def _take(ctx: Ctx, node: torch.fx.Node, x: Any, index: Any) -> Value:
+    """torch.take reads x as if flattened; -numel <= index < numel, a negative index wraps once."""
+    xv = ctx.value(x)
+    size = numel(xv.type.shape)
+    if not isinstance(size, int):  # its range check would need a bound that depends on the batch
+        raise ConversionError(f"torch.take on a tensor whose size depends on the batch ({size} elements)")
+    flat = xv if xv.type.rank == 1 else ctx.emit("reshape", [xv], shape=(size,))
+    return ctx.emit("take", [flat, ctx.value(index)], axis=0, wrap=True)
 
 
 @converts("gather.default")

@@ -165,7 +165,8 @@ def lower_dense_generic(lw: LoweringContext, node: Node) -> relax.Expr:
     if len(args) == 3:
         out = relax.op.add(out, args[2])
     act = node.attrs.get("activation", "none")
-    return lw.emit(ACTIVATIONS[act](out, node.attrs) if act != "none" else out)
+    out = lw.emit(out)  # emitted first: the activation reads its dtype (an unemitted call has none yet)
+    return lw.emit(ACTIVATIONS[act](out, node.attrs)) if act != "none" else out
 
 
 LOWERINGS = {"dense": lower_dense}
