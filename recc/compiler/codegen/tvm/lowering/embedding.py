@@ -14,7 +14,11 @@ from recc.compiler.codegen.tvm.kernels.cpu.embedding import (
     batched_embedding_bag,
     embedding_bag_fixed,
 )
-from recc.compiler.codegen.tvm.kernels.cpu.embedding_offsets import embedding_bag_offsets, embedding_lookup
+from recc.compiler.codegen.tvm.kernels.cpu.embedding_offsets import (
+    bag_starts,
+    embedding_bag_offsets,
+    embedding_lookup,
+)
 from recc.compiler.codegen.tvm.kernels.cpu.gather import DEFAULT_SCHEDULE, GatherSchedule
 from recc.compiler.codegen.tvm.lowering.checks import guarded_args
 from recc.compiler.codegen.tvm.lowering.context import LoweringContext
@@ -31,6 +35,8 @@ def lower_embedding_bag(lw: LoweringContext, node: Node) -> relax.Expr:
     rows, dim = table.type.shape
     attrs = node.attrs
     has_weights = bool(attrs.get("has_weights"))
+    if attrs["layout"] == "fixed" and not isinstance(node.inputs[1].type.shape[1], int):
+        return _symbolic_bag(lw, node)
     if attrs["layout"] == "fixed":
         bag = node.inputs[1].type.shape[1]
         key = ("embedding_bag_fixed", rows, dim, bag, attrs["mode"], has_weights)
@@ -40,6 +46,22 @@ def lower_embedding_bag(lw: LoweringContext, node: Node) -> relax.Expr:
         key = ("embedding_bag_offsets", rows, dim, attrs["mode"], has_weights, last)
         fn = lw.kernel(key, lambda: embedding_bag_offsets(rows, dim, attrs["mode"], has_weights, last))
     return lw.emit(relax.call_tir(fn, guarded_args(lw, node), lw.struct(node.output)))
+
+
+def _symbolic_bag(lw: LoweringContext, node: Node) -> relax.Expr:
+    """Fixed bags of a symbolic size L (ids [B, L]: an ONNX input whose bag dim is named like its batch)
+    through the offsets kernel: ids flattened to [B * L], bag b starting at b * L."""
+    table, ids = node.inputs[0], node.inputs[1]
+    rows, dim = table.type.shape
+    attrs, has_weights = node.attrs, bool(node.attrs.get("has_weights"))
+    args = guarded_args(lw, node)
+    b, length = lw.dim(ids.type.shape[0]), lw.dim(ids.type.shape[1])
+    starts = lw.emit(relax.call_tir(lw.kernel(("bag_starts",), bag_starts), [args[1]],
+                                    relax.TensorType([b], "int64")))
+    flat = [lw.emit(relax.op.reshape(a, [b * length])) for a in args[1:]]
+    fn = lw.kernel(("embedding_bag_offsets", rows, dim, attrs["mode"], has_weights, False),
+                   lambda: embedding_bag_offsets(rows, dim, attrs["mode"], has_weights, False))
+    return lw.emit(relax.call_tir(fn, [args[0], flat[0], starts, *flat[1:]], lw.struct(node.output)))
 
 
 def segments(attrs: dict[str, Any]) -> tuple[Segment, ...]:

@@ -168,3 +168,20 @@ def embedding_lookup(rows: int, dim: int, schedule: GatherSchedule = DEFAULT_SCH
                 one_row(table, ids, out, i, m)
 
     return lookup
+
+
+def bag_starts() -> tirx.PrimFunc:
+    """PrimFunc `(ids[m, l] i64) -> offsets[m] i64`, offsets[b] = b * l: fixed bags of a symbolic size as
+    offsets bags (only ids' shape is read)."""
+
+    @T.prim_func(private=True)
+    def starts(var_ids: T.handle, var_offsets: T.handle):
+        T.func_attr({"tir.noalias": True})
+        m = T.int64()
+        length = T.int64()
+        T.match_buffer(var_ids, (m, length), "int64")
+        offsets = T.match_buffer(var_offsets, (m,), "int64")
+        for b in range(m):
+            offsets[b] = b * length
+
+    return starts
