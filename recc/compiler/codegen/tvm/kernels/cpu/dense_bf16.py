@@ -22,7 +22,8 @@ from recc.compiler.codegen.tvm.kernels.cpu.dense_int8 import (
     amx_block,
     epilogue,
     padded_n,
-    super_rows,
+    amx_rows,
+    super_tasks,
 )
 from recc.compiler.quantize import to_bf16
 
@@ -76,14 +77,7 @@ def dense_amx_bf16(K: int, N: int, activation: str = "none", alpha: float = 0.01
                 for v in T.vectorized(16):
                     xb[r, k0 * 16 + v] = T.uint16(0)
 
-    @T.macro
-    def rows(xb, Wp, B, CFG, Y, m, f):  # a super-block of row blocks against every weight block in turn
-        _amx("ldtilecfg", T.address_of(CFG[0]))
-        for cb in range(NB):
-            for i in range(super_rows(m)):
-                if f * super_rows(m) + i < (m + 31) // 32:
-                    block(xb, (f * super_rows(m) + i) * 32, Wp, B, B, B, B, Y, m, (f * super_rows(m) + i) * 32, cb)
-        _amx("tilerelease")
+    rows = amx_rows(block, NB)  # the epilogue reads only B: it stands in for P, S and CS
 
     @T.prim_func(private=True)
     def dense(var_x: T.handle, Wp: T.Buffer((NP // 16, KP // 2, 32), "uint16"), B: T.Buffer((NP,), "float32"),
@@ -97,12 +91,12 @@ def dense_amx_bf16(K: int, N: int, activation: str = "none", alpha: float = 0.01
         if m * KP * NP <= SERIAL_BELOW * 64:
             for r in range(mp):
                 convert(X, xb, m, r)
-            for f in range(((m + 31) // 32 + super_rows(m) - 1) // super_rows(m)):
-                rows(xb, Wp, B, CFG, Y, m, f)
+            for f in range(super_tasks(m)):
+                rows(xb, B, Wp, B, B, B, CFG, Y, m, f)
         else:
             for r in T.parallel(mp):
                 convert(X, xb, m, r)
-            for f in T.parallel(((m + 31) // 32 + super_rows(m) - 1) // super_rows(m)):
-                rows(xb, Wp, B, CFG, Y, m, f)
+            for f in T.parallel(super_tasks(m)):
+                rows(xb, B, Wp, B, B, B, CFG, Y, m, f)
 
     return dense

@@ -209,16 +209,28 @@ def dense_amx(K: int, N: int, activation: str = "none", alpha: float = 0.01):
     store = epilogue(N, activation, alpha, 32, 32)
     block = amx_block("tdpbusd", KB, 64, row_stride(K), "int32", store)
 
+    return _dense_func(K, N, ROW_PAD["amx"], super_tasks, amx_rows(block, NB))
+
+
+def amx_rows(block, NB: int):
+    """The macro `rows(A, P, Wp, S, CS, B, CFG, Y, m, f)`: super-block f of 32-row blocks (super_rows)
+    against each of the NB 32-output weight blocks in turn, through `block` (amx_block)."""
+
     @T.macro
-    def task(Xq, P, Wp, S, CS, B, CFG, Y, m, f):  # a super-block of rows (super_rows), all outputs
+    def rows(A, P, Wp, S, CS, B, CFG, Y, m, f):
         _amx("ldtilecfg", T.address_of(CFG[0]))
         for cb in range(NB):
             for i in range(super_rows(m)):
                 if f * super_rows(m) + i < (m + 31) // 32:
-                    block(Xq, (f * super_rows(m) + i) * 32, Wp, P, S, CS, B, Y, m, (f * super_rows(m) + i) * 32, cb)
+                    block(A, (f * super_rows(m) + i) * 32, Wp, P, S, CS, B, Y, m, (f * super_rows(m) + i) * 32, cb)
         _amx("tilerelease")
 
-    return _dense_func(K, N, ROW_PAD["amx"], lambda m: ((m + 31) // 32 + super_rows(m) - 1) // super_rows(m), task)
+    return rows
+
+
+def super_tasks(m):
+    """How many super-blocks (amx_rows tasks) m rows make."""
+    return ((m + 31) // 32 + super_rows(m) - 1) // super_rows(m)
 
 
 def super_rows(m):
