@@ -25,6 +25,7 @@ from recc.compiler.ir import Graph, print_graph
 from recc.compiler.pass_manager import PassContext, run_pipeline
 from recc.passes.pipeline import DEFAULT_PIPELINE, build_passes
 from recc.frontends.torch_export import capture
+from recc.frontends.torch_export.dynamic import as_inputs, leaves
 from recc.precision import choose_precision, measure_precision
 from recc.runtime.compiled_model import CompiledModel, load
 
@@ -130,11 +131,14 @@ def compile(module: torch.nn.Module, example_inputs: Sequence[Any], target: str 
             progress: Callable[[str], None] | None = None, source: dict[str, Any] | None = None,
             tune_budget_s: float | None = None, tuning_db: str | Path | None = DEFAULT_TUNING_DB,
             signing_key: bytes | str | None = None, precision: str = "fp32", keep_fp32: Sequence[str] = (),
-            max_error: float | None = None) -> CompiledModel:
+            max_error: float | None = None, dynamic_shapes: Any = None) -> CompiledModel:
     """Compile a PyTorch module for `target`.
 
-    `example_inputs` fix dtypes and non-batch dims; dim 0 of every input is a symbolic batch, so one
-    compiled model serves every batch size. `verify=True` runs the reference interpreter after every pass
+    `example_inputs` (tensors, or lists/tuples of tensors as `forward` takes them) fix dtypes and static
+    dims. `dynamic_shapes` is torch.export's spec (`torch.export.Dim`s per input, a tuple or a dict by
+    parameter name); without it recc infers the dims that follow the batch (dim 0, offsets [tables, B],
+    flat id lists [B * pooling]; see recc.frontends.torch_export.dynamic), so one compiled model serves
+    every batch size. The artifact's input signature names every symbolic dim and the runtime checks it. `verify=True` runs the reference interpreter after every pass
     on the example inputs and stops at the first pass that changes the function. `tune_budget_s` tunes
     kernel schedules on this machine within that many seconds (see compile_graph; `tuning_db`).
     `signing_key` signs the artifact (see compile_graph). `precision` "int8" runs dense layers in int8
@@ -145,13 +149,14 @@ def compile(module: torch.nn.Module, example_inputs: Sequence[Any], target: str 
     """
     config = PrecisionConfig(precision, tuple(keep_fp32), max_error)
     say = progress or (lambda msg: None)
-    tensors = [torch.as_tensor(x) for x in example_inputs]
+    tensors = leaves(as_inputs(example_inputs))
     names = input_names or getattr(module, "input_names", None)
     start = time.perf_counter()
     say(f"capturing {type(module).__name__} with torch.export ...")
-    graph = capture(module, tensors, input_names=names)
+    graph = capture(module, example_inputs, input_names=names, dynamic_shapes=dynamic_shapes)
     capture_s = time.perf_counter() - start
-    say(f"captured {len(graph.nodes)} nodes in {capture_s:.1f} s")
+    signature = ", ".join(f"{v.name}: {v.type}" for v in graph.inputs)
+    say(f"captured {len(graph.nodes)} nodes in {capture_s:.1f} s; inputs ({signature})")
     validate = [t.numpy() for t in tensors] if verify else None
     return compile_graph(graph, name or type(module).__name__, target, pipeline, disable_passes, validate, dump_ir,
                          threads, progress, {"capture_s": capture_s}, source, tune_budget_s, tuning_db,

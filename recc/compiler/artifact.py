@@ -127,6 +127,7 @@ class OffsetCheck:
     offsets: str
     ids: str
     include_last_offset: bool
+    row: int | None = None  # the offsets are row `row` of a 2-D input [tables, batch] (reference DLRM)
 
 
 @dataclass(frozen=True)
@@ -150,8 +151,9 @@ class IdChecks:
                                                  and x[4:] in ([], [True]) for x in lims), f"id_checks.ids.{name}")
             ids[name] = tuple(IdLimit(*x) for x in lims)
         try:
-            offsets = tuple(OffsetCheck(o["offsets"], o["ids"], bool(o["include_last_offset"]))
+            offsets = tuple(OffsetCheck(o["offsets"], o["ids"], bool(o["include_last_offset"]), o.get("row"))
                             for o in j.get("offsets", []))
+            _need(all(o.row is None or (type(o.row) is int and o.row >= 0) for o in offsets), "id_checks.offsets")
         except (KeyError, TypeError) as e:
             raise ArtifactError(f"{MANIFEST}: malformed field id_checks.offsets ({e})") from e
         return cls(ids, offsets, tuple(j.get("unchecked", [])), tuple(j.get("in_kernel", [])))
@@ -245,7 +247,8 @@ class Manifest:
                 _need(isinstance(lim.rows, int) and not isinstance(lim.rows, bool) and lim.rows > 0,
                       f"id_checks.ids.{name} (rows {lim.rows!r})")
         for check in self.id_checks.offsets:
-            _need(check.offsets in ranks and check.ids in ranks, f"id_checks.offsets ({check})")
+            _need(check.offsets in ranks and check.ids in ranks
+                  and ranks[check.offsets] == (1 if check.row is None else 2), f"id_checks.offsets ({check})")
         _need(set(self.id_checks.in_kernel) <= set(self.id_checks.ids), "id_checks.in_kernel")
         _need(all(isinstance(f, str) and isinstance(v, dict) and v and all(
             isinstance(k, str) and isinstance(n, int) and n > 0 for k, n in v.items())

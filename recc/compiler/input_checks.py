@@ -72,6 +72,17 @@ def trace_ids(value: Value) -> tuple[Value | None, tuple[int, int, int] | None]:
     return source, (axis, start, end)
 
 
+def offsets_source(value: Value) -> tuple[Value | None, int | None]:
+    """(input, None) when an embedding_bag's offsets are a whole 1-D input, (input, k) when they are row k
+    of a 2-D input [tables, batch] (reference DLRM's lS_o[k]); (None, None) when the runtime cannot see them."""
+    source, region = trace_ids(value)
+    if source is None or (region is None and source.type.rank == 1):
+        return source, None
+    if region is not None and source.type.rank == 2 and region[0] == 0 and region[2] == region[1] + 1:
+        return source, region[1]
+    return None, None
+
+
 @dataclass(frozen=True)
 class Requirement:
     """What a gather needs of its indices `ids`: along `axis` (None: all of them), each column range
@@ -141,10 +152,11 @@ def id_checks(graph: Graph) -> IdChecks:
         limits.setdefault(source.name, []).extend(lims)
         shapes[source.name] = source.type.shape
         if node.op == "embedding_bag" and node.attrs["layout"] == "offsets":
-            off_source, off_region = trace_ids(node.inputs[2])
-            if off_source is None or off_region is not None or lims[0].axis is not None:
+            off_source, row = offsets_source(node.inputs[2])
+            if off_source is None or lims[0].axis is not None:
                 unchecked.append(node.output.name)
                 continue
-            offsets.append(OffsetCheck(off_source.name, source.name, bool(node.attrs.get("include_last_offset"))))
+            offsets.append(OffsetCheck(off_source.name, source.name, bool(node.attrs.get("include_last_offset")),
+                                       row))
     return IdChecks({name: _normalize(lims, shapes[name]) for name, lims in limits.items()}, tuple(offsets),
                     tuple(unchecked))

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils import _pytree as pytree
 
 from recc.compiler.artifact import (
     BAD_ID_MESSAGE,
@@ -286,12 +287,14 @@ class CompiledModel:
     def _check_offsets(self, tensors: dict[str, torch.Tensor]) -> None:
         for check in self._offset_checks:
             offsets = tensors[check.offsets].numpy()
+            offsets = offsets if check.row is None else offsets[check.row]
             nnz = tensors[check.ids].shape[0]
             if not offsets.size:  # no bags
                 continue
             bad_last = offsets[-1] != nnz if check.include_last_offset else offsets[-1] > nnz
             if offsets[0] != 0 or np.any(np.diff(offsets) < 0) or bad_last:
-                raise ValueError(f"input {check.offsets!r}: offsets must start at 0, never decrease and stay "
+                where = "" if check.row is None else f" row {check.row}"
+                raise ValueError(f"input {check.offsets!r}{where}: offsets must start at 0, never decrease and stay "
                                  f"<= len({check.ids}) = {nnz}"
                                  + (" and end exactly there (include_last_offset)" if check.include_last_offset else ""))
 
@@ -300,6 +303,8 @@ class CompiledModel:
         # and dims itself, and its first kernels range-check the ids (codegen's kernels/cpu/checks.py), raising before
         # anything reads a table; what it cannot see (device, alignment, strides) is checked here. Any
         # failure goes to the careful path, which converts what it can and explains what it cannot.
+        if len(inputs) != self._n_inputs and any(isinstance(x, (list, tuple, dict)) for x in inputs):
+            inputs = tuple(pytree.tree_leaves(inputs))  # forward(dense, offsets, [ids per table]) as captured
         if self._fast and len(inputs) == self._n_inputs:
             for x in inputs:
                 if type(x) is not torch.Tensor or x.layout is not torch.strided or x.requires_grad or not x.is_cpu \

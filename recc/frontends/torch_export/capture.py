@@ -7,19 +7,25 @@ and an op we cannot convert raises UnsupportedOpError naming the op and that lin
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, Sequence
+import contextlib
+import logging
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from recc.compiler.ir import Graph, TensorType, Value, verify
 from recc.compiler.ir.types import Dim, Sym
+from recc.frontends.torch_export import dynamic
 from recc.frontends.torch_export.converters import CONVERTERS, TORCH_TO_IR_DTYPE, ConversionError, Ctx, Lazy
 
 
 class UnsupportedOpError(NotImplementedError):
     pass
+
+
+class SymbolicShapeError(ConversionError):
+    """A size the IR cannot express (not a product of input dims)."""
 
 
 def source_line(node: torch.fx.Node) -> str:
@@ -44,38 +50,109 @@ def source_line(node: torch.fx.Node) -> str:
     return " at ".join(parts) or f"<fx node {node.name}>"
 
 
-def _default_dynamic_shapes(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor]) -> tuple[Any, ...]:
-    """Dim 0 of every input is `batch`, laid out as torch.export binds `forward`'s parameters: the inputs
-    that fill a `*args` parameter form one tuple."""
-    batch = torch.export.Dim("batch", min=1, max=1 << 20)
-    shapes = tuple({0: batch} if t.dim() > 0 else {} for t in example_inputs)
-    kinds = [p.kind for p in inspect.signature(module.forward).parameters.values()]
-    if inspect.Parameter.VAR_POSITIONAL not in kinds:
-        return shapes
-    fixed = kinds.index(inspect.Parameter.VAR_POSITIONAL)
-    return shapes[:fixed] + (shapes[fixed:],)
-
-
-def _widen_batch(example_inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    """torch.export specializes a dim whose example size is 1; export with batch 2 instead."""
-    return tuple(t.repeat(2, *([1] * (t.dim() - 1))) if t.dim() > 0 and t.shape[0] == 1 else t
-                 for t in example_inputs)
-
-
-def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor],
-            input_names: Sequence[str] | None = None, dynamic_shapes: Any = None) -> Graph:
-    """torch.export `module` (eval mode) and convert it. Raises UnsupportedOpError / ValueError."""
-    inputs = tuple(torch.as_tensor(t) for t in example_inputs)
-    if dynamic_shapes is None:
-        inputs = _widen_batch(inputs)
-        dynamic_shapes = _default_dynamic_shapes(module, inputs)
-    module = module.eval()
-    with torch.no_grad():
+def _export(module: torch.nn.Module, inputs: tuple[Any, ...], dynamic_shapes: Any) -> torch.export.ExportedProgram:
+    # torch logs every failed meta kernel at ERROR level; a failed attempt is reported once, by us
+    quiet = logging.getLogger("torch._subclasses.fake_tensor")
+    with torch.no_grad(), _log_level(quiet, logging.CRITICAL):
         try:
-            ep = torch.export.export(module, inputs, dynamic_shapes=dynamic_shapes)
+            return torch.export.export(module, inputs, dynamic_shapes=dynamic_shapes)
         except Exception as e:  # torch raises many types here; the user needs the reason, not the type
             raise ValueError(f"torch.export could not capture {type(module).__name__}: {e}") from e
-    return from_exported_program(ep, input_names=input_names, name=type(module).__name__)
+
+
+@contextlib.contextmanager
+def _log_level(logger: logging.Logger, level: int) -> Iterator[None]:
+    old = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
+def attempts(module: torch.nn.Module, example_inputs: Sequence[Any], dynamic_shapes: Any = None
+             ) -> Iterator[tuple[torch.export.ExportedProgram | ValueError, dict[int, dict[int, str]]]]:
+    """torch.export `module` (eval mode) with the user's `dynamic_shapes`, else with each inferred spec
+    in turn (see recc.frontends.torch_export.dynamic): (program or the export error, IR dim names)."""
+    inputs = dynamic.as_inputs(example_inputs)
+    module = module.eval()
+    if dynamic_shapes is not None:
+        names = dynamic.user_dim_names(module, inputs, dynamic_shapes)
+        specs = [(inputs, dynamic_shapes, names)]
+    else:
+        specs = [dynamic.auto_dynamic_shapes(module, inputs, **kw) for kw in dynamic.ATTEMPTS]
+        specs.append(dynamic.dim0_dynamic_shapes(module, inputs))
+    for resized, spec, names in specs:
+        try:
+            yield _export(module, resized, spec), names
+        except ValueError as e:
+            yield e, names
+
+
+def capture(module: torch.nn.Module, example_inputs: Sequence[Any],
+            input_names: Sequence[str] | None = None, dynamic_shapes: Any = None) -> Graph:
+    """torch.export `module`, decompose to Core ATen and convert. Raises UnsupportedOpError / ValueError.
+
+    Without `dynamic_shapes`, the first inferred spec whose program keeps the batch dynamic and converts
+    wins; a spec torch rejects, or whose sizes the IR cannot express (ids [k * B] reshaped by a model
+    that torch saw as an unrelated length), gives way to the next."""
+    name = type(module).__name__
+    first: Exception | None = None
+    static: Graph | None = None
+    for ep, dim_names in attempts(module, example_inputs, dynamic_shapes):
+        try:
+            if isinstance(ep, ValueError):
+                raise ep
+            graph = from_exported_program(to_core_aten(ep, name), input_names, name, dim_names)
+        except (ValueError, UnsupportedOpError) as e:
+            if dynamic_shapes is not None or (isinstance(e, UnsupportedOpError)
+                                              and not isinstance(e.__cause__, SymbolicShapeError)):
+                raise
+            first = first or e
+            continue
+        if dynamic_shapes is not None or _batch_stays_dynamic(graph, dim_names):
+            return graph
+        static = static or graph  # torch specialized the batch: a later spec may keep it dynamic
+    if static is not None:
+        return static
+    assert first is not None
+    raise first
+
+
+def _batch_stays_dynamic(graph: Graph, names: dict[int, dict[int, str]]) -> bool:
+    """Whether every axis the inference called `batch` came out symbolic (torch's Dim.AUTO specializes an
+    axis the model ties to a constant, e.g. dense rows tied to offsets whose batch axis stayed static)."""
+    return all(not isinstance(graph.inputs[i].type.shape[a], int) for i, axes in names.items() for a in axes
+               if i < len(graph.inputs))
+
+
+def _op_key(op: Any) -> str:
+    return f"{op._schema.name.split('::')[-1]}.{op._overloadname}"
+
+
+def decomposition_table() -> Any:
+    """torch.export's Core ATen decompositions, less the ops recc converts itself (linear, matmul, gru,
+    scaled_dot_product_attention, embedding_bag, ...): those stay whole so the passes can fuse them."""
+    table = torch.export.default_decompositions()
+    for op in [op for op in table.keys() if _op_key(op) in CONVERTERS]:
+        del table[op]
+    return table
+
+
+def to_core_aten(ep: torch.export.ExportedProgram, name: str) -> torch.export.ExportedProgram:
+    """Functionalize and decompose to Core ATen: in-place and view-mutating ops (add_, relu_, index_put_,
+    ...) arrive as their functional forms. A forward that mutates a buffer (a running counter, a cache)
+    has no stateless inference meaning and is refused."""
+    try:
+        ep = ep.run_decompositions(decomposition_table())
+    except Exception as e:  # decomposition failures surface as assorted torch errors
+        raise ValueError(f"torch.export could not decompose {name} to Core ATen: {e}") from e
+    mutated = dict(ep.graph_signature.buffers_to_mutate)
+    mutated.update(getattr(ep.graph_signature, "user_inputs_to_mutate", {}) or {})
+    if mutated:
+        raise ValueError(f"{name}'s forward mutates {', '.join(sorted(set(mutated.values())))}; recc compiles "
+                         "stateless inference graphs — move the update out of forward or make it functional")
+    return ep
 
 
 class _SymbolNames:
@@ -84,13 +161,18 @@ class _SymbolNames:
     def __init__(self) -> None:
         self.names: dict[str, str] = {}
 
-    def name_input_dims(self, fake: torch.Tensor) -> None:
+    def name_input_dims(self, fake: torch.Tensor, hints: dict[int, str], label: str, default: bool) -> None:
+        taken = set(self.names.values())
         for axis, d in enumerate(fake.shape):
-            if isinstance(d, torch.SymInt):
-                expr = d.node.expr
-                if expr.is_Symbol and str(expr) not in self.names:
-                    taken = set(self.names.values())
-                    self.names[str(expr)] = "batch" if axis == 0 and "batch" not in taken else f"d{len(taken)}"
+            if not isinstance(d, torch.SymInt) or not d.node.expr.is_Symbol or str(d.node.expr) in self.names:
+                continue
+            if default:
+                name = "batch" if axis == 0 and "batch" not in taken else f"d{len(taken)}"
+            else:
+                name = hints.get(axis) if hints.get(axis) not in taken else None
+                name = name or "".join(c if c.isalnum() else "_" for c in f"{label}_d{axis}")
+            self.names[str(d.node.expr)] = name
+            taken.add(name)
 
     def dim(self, d: Any) -> Dim:
         if isinstance(d, int):
@@ -105,7 +187,7 @@ class _SymbolNames:
             elif factor.is_Symbol and str(factor) in self.names:
                 names.append(self.names[str(factor)])
             else:
-                raise ConversionError(f"symbolic size {expr} is not a product of input dims")
+                raise SymbolicShapeError(f"symbolic size {expr} is not a product of input dims")
         return Sym(tuple(names), coef)
 
     def shape(self, fake: torch.Tensor) -> tuple[Dim, ...]:
@@ -113,7 +195,9 @@ class _SymbolNames:
 
 
 def from_exported_program(ep: torch.export.ExportedProgram, input_names: Sequence[str] | None = None,
-                          name: str = "main") -> Graph:
+                          name: str = "main", dim_names: dict[int, dict[int, str]] | None = None) -> Graph:
+    """`dim_names`: {user input index: {axis: IR name}} for dynamic dims (default: `batch` for dim 0,
+    `<input>_d<axis>` for the others)."""
     graph = Graph(name)
     symbols = _SymbolNames()
     ctx = Ctx(graph, symbols)
@@ -128,8 +212,8 @@ def from_exported_program(ep: torch.export.ExportedProgram, input_names: Sequenc
             fake = node.meta["val"]
             if not isinstance(fake, torch.Tensor):
                 raise ValueError(f"input {node.name} is not a tensor ({type(fake).__name__})")
-            symbols.name_input_dims(fake)
             label = input_names[user_index] if input_names and user_index < len(input_names) else node.name
+            symbols.name_input_dims(fake, (dim_names or {}).get(user_index, {}), label, default=dim_names is None)
             user_index += 1
             ctx.env[node] = graph.add_input(label, TensorType(symbols.shape(fake), TORCH_TO_IR_DTYPE[fake.dtype]))
         else:
@@ -154,7 +238,7 @@ def _convert_node(ctx: Ctx, node: torch.fx.Node) -> None:
     target = node.target
     key = getattr(target, "__name__", str(target))
     if isinstance(target, torch._ops.OpOverload):
-        key = f"{target._schema.name.split('::')[-1]}.{target._overloadname}"
+        key = _op_key(target)
     converter = CONVERTERS.get(key)
     where = source_line(node)
     if converter is None:

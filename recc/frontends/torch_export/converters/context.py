@@ -65,7 +65,9 @@ class Ctx:
         array = tensor.detach().cpu()
         if array.dtype == torch.bfloat16:
             raise ConversionError("bfloat16 parameters are not supported yet")
-        return self.graph.add_param(name.replace(".", "_"), array.numpy())
+        value = self.graph.add_param(name.replace(".", "_"), array.numpy())
+        # Graph.add_param stores a 0-d array as [1]; a reshape restores the 0-d type torch gave it.
+        return value if array.dim() else self.emit("reshape", [value], shape=())
 
     def const(self, value: Any, dtype: str) -> Value:
         return self.graph.add_param("const", np.asarray(value, dtype=dtype))

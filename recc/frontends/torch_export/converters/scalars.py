@@ -46,6 +46,18 @@ def _identity(ctx: Ctx, node: torch.fx.Node, x: Any, *rest: Any, **kw: Any) -> A
     return ctx.env.get(x) if isinstance(x, torch.fx.Node) else None
 
 
+@converts("copy.default")
+def _copy(ctx: Ctx, node: torch.fx.Node, dst: Any, src: Any, non_blocking: bool = False) -> Value:
+    """Functionalized `dst.copy_(src)`: src broadcast to dst's shape, in dst's dtype."""
+    value = ctx.as_dtype(ctx.value(src), ctx.out_dtype(node))
+    shape = ctx.out_shape(node)
+    if value.type.shape == shape:
+        return value
+    if len(value.type.shape) < len(shape):
+        value = ctx.emit("reshape", [value], shape=(1,) * (len(shape) - len(value.type.shape)) + value.type.shape)
+    return ctx.emit("expand", [value], shape=shape)
+
+
 @converts("_assert_scalar.default", "sym_constrain_range_for_size.default", "sym_constrain_range.default",
           "_assert_async.msg")
 def _ignore(ctx: Ctx, node: torch.fx.Node, *args: Any, **kw: Any) -> None:

@@ -20,7 +20,7 @@ from tvm import relax
 from recc.compiler.artifact import IdLimit, id_bounds
 from recc.compiler.codegen.tvm.kernels.cpu.checks import id_range_check
 from recc.compiler.codegen.tvm.lowering.context import LoweringContext
-from recc.compiler.input_checks import Requirement, requirement, trace_ids
+from recc.compiler.input_checks import Requirement, offsets_source, requirement, trace_ids
 from recc.compiler.interpreter import checked_index
 from recc.compiler.ir import Node, Value, trace_view
 
@@ -146,9 +146,8 @@ def _require_runtime_offsets_check(node: Node) -> None:
     """Offsets are checked by the runtime before every call (input_checks records them when the offsets
     and the ids are whole inputs); refuse offsets it cannot check."""
     ids_source, ids_region = trace_ids(node.inputs[1])
-    off_source, off_region = trace_ids(node.inputs[2])
-    if ids_source is None or ids_region is not None or off_source is None or off_region is not None \
-            or ids_source.type.rank != 1:
+    off_source, _ = offsets_source(node.inputs[2])
+    if ids_source is None or ids_region is not None or off_source is None or ids_source.type.rank != 1:
         raise UncheckedGatherError(f"embedding_bag %{node.output.name}: its offsets are computed in the graph "
                                    "and cannot be checked; pass offsets and ids as inputs")
 
