@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from recc.compiler.ir import Graph, Node, Value
+from recc.compiler.interpreter_math import MATH_KERNELS
 from recc.compiler.ir.fused_ops import batched_table_layout
 from recc.compiler.quantize import dense_reference, dequantize_rowwise
 
@@ -219,6 +220,7 @@ KERNELS: dict[str, Kernel] = {
     "attention": _attention,
     "gru": lambda x, a: _recurrent(x, a, has_scores=False),
     "augru": lambda x, a: _recurrent(x, a, has_scores=True),
+    **MATH_KERNELS,
 }
 
 

@@ -61,9 +61,15 @@ def _register(name: str, arity: tuple[int, int], summary: str):
 
 
 UNARY = ("relu", "sigmoid", "tanh", "exp", "log", "neg", "sqrt", "rsqrt", "abs", "erf", "gelu", "silu",
-         "leaky_relu", "clamp", "reciprocal", "logical_not")
-BINARY = ("add", "sub", "mul", "div", "maximum", "minimum", "pow")
+         "leaky_relu", "clamp", "reciprocal", "logical_not",
+         # math (interpreter_math.py, lowering/math.py)
+         "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "floor", "ceil",
+         "round", "trunc", "sign", "log1p", "expm1", "log2", "log10", "bitwise_not", "erfinv")
+BINARY = ("add", "sub", "mul", "div", "maximum", "minimum", "pow",
+          "remainder", "fmod", "floor_divide", "trunc_divide", "atan2", "bitwise_and", "bitwise_or", "bitwise_xor",
+          "left_shift", "right_shift", "logical_and", "logical_or", "logical_xor")
 COMPARE = ("gt", "ge", "lt", "le", "eq", "ne")
+PREDICATES = ("isnan", "isinf", "isfinite")  # elementwise, bool out
 
 
 def _unary(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
@@ -72,6 +78,8 @@ def _unary(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
 
 for _name in UNARY:
     OPS[_name] = OpDef(_name, _unary, (1, 1), f"elementwise {_name}")
+for _name in PREDICATES:
+    OPS[_name] = OpDef(_name, lambda ts, attrs: [TensorType(ts[0].shape, "bool")], (1, 1), f"elementwise {_name}")
 
 
 def _binary_for(name: str, out_dtype: str | None):
@@ -236,8 +244,43 @@ def _reduce(name: str):
     return infer
 
 
-for _name in ("sum", "mean", "max", "min"):
+for _name in ("sum", "mean", "max", "min", "prod"):
     OPS[_name] = OpDef(_name, _reduce(_name), (1, 1), f"reduce-{_name} over `axes`")
+for _name, _dtype in (("argmax", "int64"), ("argmin", "int64"), ("any", "bool"), ("all", "bool")):
+    OPS[_name] = OpDef(_name, lambda ts, attrs, _n=_name, _d=_dtype: [
+        TensorType(_reduce(_n)(ts, attrs)[0].shape, _d)], (1, 1),
+        f"{_name} over `axes` ({_dtype}; arg* take one axis, NaN counts as the largest value)")
+
+
+@_register("cumsum", (1, 1), "running sum along `axis`")
+def _cumsum(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    _axis("cumsum", attrs["axis"], ts[0].rank)
+    return [ts[0]]
+
+
+OPS["cumprod"] = OpDef("cumprod", _cumsum, (1, 1), "running product along `axis`")
+
+
+@_register("flip", (1, 1), "reverse the order along each of `axes`")
+def _flip(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    for a in attrs["axes"]:
+        _axis("flip", a, ts[0].rank)
+    return [ts[0]]
+
+
+@_register("pad", (1, 1), "constant padding: `pads` [(before, after) per axis], `value`")
+def _pad(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    x, pads = ts[0], list(attrs["pads"])
+    if len(pads) != x.rank:
+        raise _fail("pad", f"pads {pads} do not give one (before, after) per axis of {x}")
+    shape = []
+    for d, (lo, hi) in zip(x.shape, pads):
+        if (lo or hi) and not isinstance(d, int):
+            raise _fail("pad", "padding a symbolic dim is not supported")
+        if isinstance(d, int) and d + lo + hi < 0:
+            raise _fail("pad", f"pads {pads} remove more than {x} has")
+        shape.append(d + lo + hi if isinstance(d, int) else d)
+    return [TensorType(tuple(shape), x.dtype)]
 
 
 @_register("cast", (1, 1), "convert to `dtype`")

@@ -41,7 +41,7 @@ def as_inputs(example_inputs: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(convert(x) for x in example_inputs)
 
 
-def _nest_var_positional(module: torch.nn.Module, shapes: tuple[Any, ...]) -> tuple[Any, ...]:
+def nest_var_positional(module: torch.nn.Module, shapes: tuple[Any, ...]) -> tuple[Any, ...]:
     """torch.export binds the inputs that fill a `*args` parameter as one tuple."""
     kinds = [p.kind for p in inspect.signature(module.forward).parameters.values()]
     if inspect.Parameter.VAR_POSITIONAL not in kinds:
@@ -112,7 +112,7 @@ def auto_dynamic_shapes(module: torch.nn.Module, inputs: tuple[Any, ...], every_
 
     names = {i: {a: "batch" for a, k in _batch_axes(t, batch, every_axis).items() if k == 1}
              for i, t in enumerate(leaves(inputs))}
-    return pytree.tree_map(resize, inputs), _nest_var_positional(module, pytree.tree_map(spec, inputs)), names
+    return pytree.tree_map(resize, inputs), nest_var_positional(module, pytree.tree_map(spec, inputs)), names
 
 
 ATTEMPTS = ({}, {"every_axis": True}, {"derived": True}, {"every_axis": True, "derived": True})
@@ -126,7 +126,7 @@ def dim0_dynamic_shapes(module: torch.nn.Module, inputs: tuple[Any, ...]
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     spec = pytree.tree_map(lambda t: ({0: batch} if t.dim() > 0 else {}) if isinstance(t, torch.Tensor) else None,
                            inputs)
-    return inputs, _nest_var_positional(module, spec), {}
+    return inputs, nest_var_positional(module, spec), {}
 
 
 def _axis_names(spec: Any) -> dict[int, str]:

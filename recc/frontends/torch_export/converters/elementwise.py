@@ -58,7 +58,7 @@ def _unary(op: str, **fixed: Any):
 for _name in ("relu", "sigmoid", "tanh", "exp", "log", "neg", "sqrt", "rsqrt", "abs", "erf", "silu",
               "reciprocal"):
     converts(f"{_name}.default", f"{_name}_.default")(_unary(_name))
-converts("logical_not.default", "bitwise_not.default")(_unary("logical_not"))
+converts("logical_not.default")(_unary("logical_not"))
 
 
 @converts("gelu.default")

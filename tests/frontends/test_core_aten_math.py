@@ -1,0 +1,97 @@
+"""Core ATen math ops (torch frontend -> IR -> interpreter and TVM build) equal eager PyTorch on IEEE
+special values (NaN, +-inf, +-0, halves, near +-1) and on integer edge cases (negative operands, shifts
+by the type width or more). float32: rtol 1e-4 / atol 1e-5, NaN where torch has NaN; integers exact."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+
+from recc.compiler.interpreter import interpret
+from recc.frontends.torch_export import capture
+
+NAN, INF = float("nan"), float("inf")
+X = torch.tensor([NAN, INF, -INF, 0., -0., 0.5, 1.5, 2.5, -2.5, -0.5, 1e-8, -1e-8, 0.3, 0.999, -0.999, 1., -1.,
+                  3.7, -3.7, 100.])
+Y = torch.tensor([3., 3., -2., -2., 0.1, 0., -0., INF, 0.7, 1., -1, 2, 0.5, 0.25, 3, -4, 5, 1e-3, 7, NAN])
+I = torch.tensor([5, -5, 7, -7, 0, 3, 123456789, -1])
+J = torch.tensor([3, 3, -2, -2, 5, 7, 1000, 2])
+M = torch.tensor([[1., NAN, 3., NAN, -1.], [2., 2., -INF, 0., 5.], [INF, 1., INF, 4., 4.], [0.5, -0.5, 0., 7., 7.]])
+
+UNARY = ["sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "floor", "ceil",
+         "round", "trunc", "sign", "sgn", "log1p", "expm1", "log2", "log10", "erfinv", "isnan", "isinf", "isfinite"]
+CASES: dict[str, tuple[Callable[..., torch.Tensor], tuple[torch.Tensor, ...]]] = {
+    **{name: (getattr(torch, name), (X,)) for name in UNARY},
+    **{f"{name}_float": (getattr(torch, name), (X, Y)) for name in ("remainder", "fmod", "floor_divide", "atan2")},
+    **{f"{name}_int": (getattr(torch, name), (I, J)) for name in (
+        "remainder", "fmod", "floor_divide", "bitwise_and", "bitwise_or", "bitwise_xor")},
+    "div_trunc_int": (lambda a, b: torch.div(a, b, rounding_mode="trunc"), (I, J)),
+    "div_trunc_float": (lambda a, b: torch.div(a, b, rounding_mode="trunc"), (X, Y)),
+    "div_floor_float": (lambda a, b: torch.div(a, b, rounding_mode="floor"), (X, Y)),
+    "left_shift": (lambda a, b: a << b, (I, torch.tensor([1, 2, 63, 64, 70, 0, 3, -1]))),
+    "right_shift": (lambda a, b: a >> b, (I, torch.tensor([1, 2, 63, 64, 70, 0, 3, 1]))),
+    "bitwise_not": (torch.bitwise_not, (I,)),
+    "logical_and": (torch.logical_and, (X, Y)),
+    "logical_xor": (torch.logical_xor, (X, Y)),
+    "argmax": (lambda a: torch.argmax(a, 1), (M,)),
+    "argmin_keepdim": (lambda a: torch.argmin(a, 0, keepdim=True), (M,)),
+    "argmax_flat": (torch.argmax, (M,)),
+    "prod": (lambda a: torch.prod(a, 1), (M,)),
+    "prod_int32": (torch.prod, (I[:4].to(torch.int32),)),
+    "any": (lambda a: torch.any(a, 1), (M,)),
+    "all": (lambda a: torch.all(a > 0, 0), (M,)),
+    "cumsum": (lambda a: torch.cumsum(a, 1), (M,)),
+    "cumprod": (lambda a: torch.cumprod(a, 0), (M,)),
+    "cumsum_int32": (lambda a: torch.cumsum(a, 0), (I.to(torch.int32),)),
+    "var": (lambda a: torch.var(a, 1), (torch.randn(4, 6, generator=torch.Generator().manual_seed(1)),)),
+    "std_all": (lambda a: torch.std(a, (0, 1), correction=0), (torch.randn(4, 6),)),
+    "layer_norm": (lambda a: torch.nn.functional.layer_norm(a, (6,)), (torch.randn(4, 6),)),
+    "flip": (lambda a: torch.flip(a, (0, 1)), (M,)),
+    "pad": (lambda a: torch.nn.functional.pad(a, (1, 2, -1, 0), value=3.0), (M,)),
+    "round_decimals": (lambda a: torch.round(a, decimals=2), (torch.randn(10) * 10,)),
+}
+
+
+class Wrap(torch.nn.Module):
+    def __init__(self, fn: Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return self.fn(*xs)
+
+
+def assert_matches(got: torch.Tensor, want: torch.Tensor) -> None:
+    assert got.dtype == want.dtype and got.shape == want.shape, (got.dtype, got.shape, want.dtype, want.shape)
+    if want.is_floating_point():
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, equal_nan=True)
+    else:
+        assert torch.equal(got, want), (got, want)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_interpreter_matches_eager(name: str) -> None:
+    fn, inputs = CASES[name]
+    graph = capture(Wrap(fn), inputs, dynamic_shapes=tuple({} for _ in inputs))
+    got = interpret(graph, [t.numpy() for t in inputs])[0]
+    assert_matches(torch.from_numpy(np.asarray(got)), fn(*inputs))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_compiled_matches_eager(name: str) -> None:
+    import recc
+
+    fn, inputs = CASES[name]
+    compiled = recc.compile(Wrap(fn), inputs, dynamic_shapes=tuple({} for _ in inputs))
+    assert_matches(compiled(*inputs), fn(*inputs))
+
+
+def test_integer_division_by_zero_raises_in_the_interpreter_as_in_torch() -> None:
+    fn = torch.floor_divide
+    graph = capture(Wrap(fn), (I, J), dynamic_shapes=({}, {}))
+    with pytest.raises(ZeroDivisionError):
+        interpret(graph, [I.numpy(), np.zeros_like(J.numpy())])
