@@ -124,7 +124,8 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
     return CompiledModel(root, threads=threads, key=signing_key, _owned_tmp=tmp)
 
 
-def compile(module: torch.nn.Module, example_inputs: Sequence[Any], target: str = "cpu", *,
+def compile(module: torch.nn.Module | str | Path | Any, example_inputs: Sequence[Any] | None = None,
+            target: str = "cpu", *,
             name: str | None = None, input_names: Sequence[str] | None = None,
             pipeline: Sequence[str] = DEFAULT_PIPELINE, disable_passes: Sequence[str] = (), verify: bool = False,
             dump_ir: str | Path | None = None, threads: int | None = None,
@@ -132,7 +133,7 @@ def compile(module: torch.nn.Module, example_inputs: Sequence[Any], target: str 
             tune_budget_s: float | None = None, tuning_db: str | Path | None = DEFAULT_TUNING_DB,
             signing_key: bytes | str | None = None, precision: str = "fp32", keep_fp32: Sequence[str] = (),
             max_error: float | None = None, dynamic_shapes: Any = None) -> CompiledModel:
-    """Compile a PyTorch module for `target`.
+    """Compile a PyTorch module (or an ONNX model: a .onnx path, bytes or a ModelProto) for `target`.
 
     `example_inputs` (tensors, or lists/tuples of tensors as `forward` takes them) fix dtypes and static
     dims. `dynamic_shapes` is torch.export's spec (`torch.export.Dim`s per input, a tuple or a dict by
@@ -149,6 +150,18 @@ def compile(module: torch.nn.Module, example_inputs: Sequence[Any], target: str 
     """
     config = PrecisionConfig(precision, tuple(keep_fp32), max_error)
     say = progress or (lambda msg: None)
+    if not isinstance(module, torch.nn.Module):
+        graph = _onnx_graph(module, example_inputs, dynamic_shapes, say)
+        validate = [np.asarray(x) for x in example_inputs] if verify and example_inputs is not None else None
+        held = [np.asarray(x) for x in example_inputs] if config.reduced and example_inputs is not None else None
+        if config.reduced and held is None and (precision == "auto" or max_error is not None):
+            raise ValueError("precision='auto' and max_error measure on example inputs: pass example_inputs "
+                             "with the ONNX model")
+        return compile_graph(graph, name or graph.name, target, pipeline, disable_passes, validate, dump_ir,
+                             threads, progress, None, source or {"kind": "onnx"}, tune_budget_s, tuning_db,
+                             signing_key, config, held)
+    if example_inputs is None:
+        raise ValueError("compiling a PyTorch module needs example_inputs")
     tensors = leaves(as_inputs(example_inputs))
     names = input_names or getattr(module, "input_names", None)
     start = time.perf_counter()
@@ -161,6 +174,23 @@ def compile(module: torch.nn.Module, example_inputs: Sequence[Any], target: str 
     return compile_graph(graph, name or type(module).__name__, target, pipeline, disable_passes, validate, dump_ir,
                          threads, progress, {"capture_s": capture_s}, source, tune_budget_s, tuning_db,
                          signing_key, config, held_out_inputs(module, tensors) if config.reduced else None)
+
+
+def _onnx_graph(model: Any, example_inputs: Sequence[Any] | None, dynamic_shapes: Any,
+                say: Callable[[str], None]) -> Graph:
+    """An ONNX model (path, bytes, ModelProto) as IR; `dynamic_shapes` may name the batch dim_param."""
+    from recc.frontends.onnx import import_onnx
+
+    if not isinstance(model, (str, Path, bytes)) and type(model).__name__ != "ModelProto":
+        raise TypeError(f"recc.compile takes a torch.nn.Module or an ONNX model (path, bytes, ModelProto), "
+                        f"got {type(model).__name__}")
+    if dynamic_shapes is not None and not isinstance(dynamic_shapes, str):
+        raise ValueError("for an ONNX model, dynamic dims are the model's own dim_params; dynamic_shapes may "
+                         "only name the one that is the batch (a string)")
+    say(f"importing {model if isinstance(model, (str, Path)) else 'ONNX model'}")
+    graph = import_onnx(model, batch_dim=dynamic_shapes)
+    say(f"imported {len(graph.nodes)} nodes, inputs ({', '.join(f'{v.name}: {v.type}' for v in graph.inputs)})")
+    return graph
 
 
 def held_out_inputs(module: torch.nn.Module, examples: list[torch.Tensor], batch: int = 256,

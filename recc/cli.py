@@ -61,14 +61,17 @@ def cmd_passes(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     from recc import api
     from recc.compiler.report import format_report
+    from recc.frontends.torch_export.dynamic import parse_dynamic
     from recc.sources import resolve
 
     if args.model.endswith(".onnx") or (Path(args.model).is_file() and ":" not in args.model):
         return _compile_onnx(args)
     if args.batch_dim:
         raise ValueError("--batch-dim applies to ONNX models only")
+    dynamic = parse_dynamic(args.dynamic) if args.dynamic else None
     source = resolve(args.model, scale=args.scale, seed=args.seed)
-    example = source.make_inputs(args.example_batch, 0)
+    # a factory's own inputs as given (offsets [tables, batch] do not survive resizing dim 0)
+    example = source.examples if source.examples is not None else source.make_inputs(args.example_batch, 0)
     _say(f"compiling {source.name} for {args.target} (scale {args.scale})")
     start = time.perf_counter()
     budget = args.budget * 60 if args.tune else None
@@ -77,7 +80,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
                            progress=_say, source=source.record, tune_budget_s=budget,
                            tuning_db=None if args.tuning_db == "none" else Path(args.tuning_db),
                            signing_key=_key(args.signing_key_file), precision=args.precision,
-                           keep_fp32=args.keep_fp32, max_error=args.max_error)
+                           keep_fp32=args.keep_fp32, max_error=args.max_error, dynamic_shapes=dynamic)
     out = compiled.save(args.output)
     print(format_report(compiled.report))
     tuning = compiled.report["tuning"]
@@ -97,6 +100,9 @@ def _compile_onnx(args: argparse.Namespace) -> int:
     from recc.compiler.report import format_report
     from recc.frontends.onnx import import_onnx
 
+    if args.dynamic:
+        raise ValueError("--dynamic applies to PyTorch models; an ONNX model's dynamic dims are its dim_params "
+                         "(--batch-dim names the batch)")
     if args.verify:
         raise ValueError("--verify needs example inputs; it is available for PyTorch models (or call "
                          "recc.api.compile_graph(import_onnx(path), name, validate_inputs=[...]) from Python)")
@@ -220,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("model", help="built-in model name (see `recc models`), package.module:factory, or a .onnx file")
     c.add_argument("--batch-dim", metavar="NAME", help="ONNX models: the input dim_param that is the batch "
                    "(default: the first symbolic dim 0 of an input)")
+    c.add_argument("--dynamic", metavar="SPEC",
+                   help="PyTorch models: the dynamic dims, 'input:axis=name,...' (k*name for a multiple, e.g. "
+                        "'dense_x:0=batch,lS_o:1=batch,ids:0=26*batch'); default: inferred from the example "
+                        "(dim 0, offsets [tables, batch], flat id lists)")
     c.add_argument("-o", "--output", required=True, help="artifact directory to write (NAME.recc)")
     c.add_argument("--scale", type=float, default=0.01, help="table-row scale for built-in models (default 0.01)")
     c.add_argument("--seed", type=int, default=0, help="weight seed for built-in models")

@@ -20,10 +20,16 @@ class ModelSource:
     make_inputs: Callable[[int, int], tuple[torch.Tensor, ...]]
     name: str
     record: dict[str, Any]  # stored in the artifact manifest so `recc run` can rebuild the eager model
+    examples: tuple[Any, ...] | None = None  # the factory's own example inputs, compiled from as given
 
 
 def _resize(example: tuple[torch.Tensor, ...]) -> Callable[[int, int], tuple[torch.Tensor, ...]]:
     def make(batch: int, seed: int) -> tuple[torch.Tensor, ...]:
+        if not all(isinstance(t, torch.Tensor) and t.dim() > 0 for t in example):
+            if all(isinstance(t, torch.Tensor) and t.dim() and t.shape[0] == batch for t in example[:1]):
+                return example
+            raise ValueError(f"this factory's example inputs (not all tensors with a batch dim) cannot be resized "
+                             f"to batch {batch}; give the module an example_inputs(batch, seed) method")
         out = []
         for t in example:
             reps = -(-batch // t.shape[0])
@@ -51,7 +57,8 @@ def resolve(spec: str, scale: float = 0.01, seed: int = 0) -> ModelSource:
     if inputs is None:
         raise ValueError(f"{spec}: the module has no example_inputs(batch, seed); return (module, inputs) instead")
     make = inputs if callable(inputs) else _resize(tuple(inputs))
-    return ModelSource(module.eval(), make, attr, {"kind": "factory", "spec": spec})
+    return ModelSource(module.eval(), make, attr, {"kind": "factory", "spec": spec},
+                       None if callable(inputs) else tuple(inputs))
 
 
 def rebuild(record: dict[str, Any]) -> ModelSource:

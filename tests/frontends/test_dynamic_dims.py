@@ -112,3 +112,44 @@ def test_compiled_reference_dlrm_serves_two_batches_and_checks_its_dims() -> Non
     with pytest.raises(ValueError, match="out of range"):
         compiled(dense, offsets, [ids[0] + 50, *ids[1:]])
     assert np.isfinite(compiled(*dlrm_inputs(3, 3)).numpy()).all()
+
+
+def test_cli_dynamic_spec_parses_to_shared_and_derived_dims() -> None:
+    from recc.frontends.torch_export.dynamic import parse_dynamic
+
+    spec = parse_dynamic("x:0=rows, ids:0=5*rows")
+    graph = capture(Pooled().eval(), (torch.randn(3, 6), torch.randint(0, 40, (15,))), dynamic_shapes=spec)
+    assert [str(v.type) for v in graph.inputs] == ["float32[rows, 6]", "int64[5*rows]"]
+    for bad in ("x0=rows", "x:a=rows", "x:0=2*", "x:0=0*rows", ""):
+        with pytest.raises(ValueError, match="--dynamic"):
+            parse_dynamic(bad)
+    with pytest.raises(ValueError, match="forward does not take"):
+        capture(Pooled().eval(), (torch.randn(3, 6), torch.randint(0, 40, (15,))),
+                dynamic_shapes=parse_dynamic("dense:0=rows"))
+
+
+def test_a_list_input_named_once_gets_a_dim_per_element() -> None:
+    from recc.frontends.torch_export.dynamic import parse_dynamic
+
+    spec = parse_dynamic("dense_x:0=rows,lS_o:1=rows,lS_i:0=nnz")
+    graph = capture(ReferenceDLRM().eval(), dlrm_inputs(4, 0), dynamic_shapes=spec)
+    assert [str(v.type) for v in graph.inputs] == ["float32[rows, 13]", "int64[3, rows]", "int64[nnz_0]",
+                                                    "int64[nnz_1]", "int64[nnz_2]"]
+
+
+@pytest.mark.slow
+def test_recc_compile_takes_an_onnx_path_and_a_model_proto(tmp_path) -> None:
+    import onnx
+
+    import recc
+
+    module = nn.Sequential(nn.Linear(5, 3), nn.ReLU()).eval()
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(module, (torch.randn(2, 5),), str(path), input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, dynamo=False)
+    x = torch.randn(7, 5)
+    for model in (str(path), onnx.load(str(path))):
+        compiled = recc.compile(model)
+        assert max_abs_error(compiled(x).numpy(), module(x)) <= FP32_ATOL
+    with pytest.raises(TypeError, match="ONNX model"):
+        recc.compile(42)

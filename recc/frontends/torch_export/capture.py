@@ -77,6 +77,8 @@ def attempts(module: torch.nn.Module, example_inputs: Sequence[Any], dynamic_sha
     inputs = dynamic.as_inputs(example_inputs)
     module = module.eval()
     if dynamic_shapes is not None:
+        if isinstance(dynamic_shapes, dict):
+            dynamic_shapes = dynamic.complete_spec(module, inputs, dynamic_shapes)
         if isinstance(dynamic_shapes, (list, tuple)) and len(dynamic_shapes) == len(inputs):
             dynamic_shapes = dynamic.nest_var_positional(module, tuple(dynamic_shapes))  # forward(*inputs)
         names = dynamic.user_dim_names(module, inputs, dynamic_shapes)

@@ -163,4 +163,46 @@ def user_dim_names(module: torch.nn.Module, inputs: tuple[Any, ...], spec: Any) 
     return dict(enumerate(out))
 
 
-__all__ = ["leaves", "as_inputs", "auto_dynamic_shapes", "dim0_dynamic_shapes", "user_dim_names"]
+def parse_dynamic(text: str) -> dict[str, dict[int, Any]]:
+    """`--dynamic 'dense:0=batch,ids:0=4*batch,offsets:1=batch'` as torch.export's dict spec: one `Dim` per
+    name (shared by every axis that names it), `k*name` a derived dim."""
+    dims: dict[str, Any] = {}
+    spec: dict[str, dict[int, Any]] = {}
+    for entry in filter(None, (e.strip() for e in text.split(","))):
+        try:
+            where, dim_text = entry.split("=")
+            param, axis_text = where.split(":")
+            coef_text, _, name = dim_text.strip().rpartition("*")
+            axis, coef = int(axis_text), int(coef_text) if coef_text else 1
+        except ValueError:
+            raise ValueError(f"--dynamic entry {entry!r}: expected INPUT:AXIS=NAME or INPUT:AXIS=K*NAME") from None
+        if not name.isidentifier() or coef < 1:
+            raise ValueError(f"--dynamic entry {entry!r}: {name!r} is not a dim name or {coef} is not >= 1")
+        dim = dims.setdefault(name, torch.export.Dim(name, min=1, max=1 << 20))
+        spec.setdefault(param.strip(), {})[axis] = dim if coef == 1 else coef * dim
+    if not spec:
+        raise ValueError("--dynamic is empty")
+    return spec
+
+
+def complete_spec(module: torch.nn.Module, inputs: tuple[Any, ...], spec: dict[str, Any]) -> dict[str, Any]:
+    """A dict spec with every parameter of forward (unnamed ones static). A list input given one
+    {axis: Dim} gets it per element, each element its own Dim (`n` -> `n_0`, `n_1`, ...: id lists of
+    different lengths)."""
+    params = list(inspect.signature(module.forward).parameters)[:len(inputs)]
+    unknown = sorted(set(spec) - set(params))
+    if unknown:
+        raise ValueError(f"dynamic_shapes names {', '.join(unknown)}, which forward does not take "
+                         f"(its inputs: {', '.join(params)})")
+    out: dict[str, Any] = {}
+    for name, value in zip(params, inputs):
+        entry = spec.get(name)
+        if isinstance(value, (list, tuple)) and isinstance(entry, dict):
+            entry = type(value)({a: torch.export.Dim(f"{d.__name__}_{k}", min=1, max=1 << 20)
+                                 if isinstance(d, torch.export.Dim) else d for a, d in entry.items()}
+                                for k in range(len(value)))
+        out[name] = entry
+    return out
+
+
+__all__ = ["parse_dynamic", "complete_spec", "leaves", "as_inputs", "auto_dynamic_shapes", "dim0_dynamic_shapes", "user_dim_names"]
