@@ -10,39 +10,9 @@ import torch.nn as nn
 from torch.utils._pytree import tree_leaves
 
 from recc.compiler.interpreter import interpret
+from recc.bench.third_party_models import ReferenceDLRM, dlrm_inputs
 from recc.frontends.torch_export import capture
 from tests.conftest import FP32_ATOL, max_abs_error
-
-
-class ReferenceDLRM(nn.Module):
-    """As facebookresearch/dlrm's DLRM_Net.forward(dense_x, lS_o, lS_i): offsets [tables, batch], the ids
-    a list of flat tensors, the interaction with Z[:, li, lj]."""
-
-    def __init__(self, tables: int = 3, rows: int = 50, dim: int = 8) -> None:
-        super().__init__()
-        self.emb_l = nn.ModuleList([nn.EmbeddingBag(rows, dim, mode="sum") for _ in range(tables)])
-        self.bot = nn.Sequential(nn.Linear(13, 16), nn.ReLU(), nn.Linear(16, dim), nn.ReLU())
-        pairs = (tables + 1) * tables // 2
-        self.top = nn.Sequential(nn.Linear(dim + pairs, 8), nn.ReLU(), nn.Linear(8, 1), nn.Sigmoid())
-
-    def forward(self, dense_x: torch.Tensor, lS_o: torch.Tensor, lS_i: list[torch.Tensor]) -> torch.Tensor:
-        x = self.bot(dense_x)
-        ly = [bag(lS_i[k], lS_o[k]) for k, bag in enumerate(self.emb_l)]
-        batch, d = x.shape
-        t = torch.cat([x] + ly, dim=1).view((batch, -1, d))
-        z = torch.bmm(t, torch.transpose(t, 1, 2))
-        n = z.shape[1]
-        li = torch.tensor([i for i in range(n) for j in range(i)])
-        lj = torch.tensor([j for i in range(n) for j in range(i)])
-        return self.top(torch.cat([x, z[:, li, lj]], dim=1))
-
-
-def dlrm_inputs(batch: int, seed: int, tables: int = 3, rows: int = 50) -> tuple:
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(0, 4, (tables, batch), generator=g)  # variable bag sizes, empty bags included
-    offsets = torch.cumsum(lengths, 1) - lengths
-    ids = [torch.randint(0, rows, (int(lengths[k].sum()) or 1,), generator=g) for k in range(tables)]
-    return torch.randn(batch, 13, generator=g), offsets, ids
 
 
 @pytest.mark.parametrize("example_batch", [1, 4, 13])  # 13 collides with the dense feature width

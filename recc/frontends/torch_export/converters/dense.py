@@ -93,3 +93,27 @@ def _scaled_dot_product_attention(ctx: Ctx, node: torch.fx.Node, q: Any, k: Any,
             scores = ctx.emit("add", [scores, mask])
     weights = ctx.emit("softmax", [scores], axis=scores.type.rank - 1)
     return ctx.emit("matmul", [weights, vv])
+
+
+@converts("convolution.default", "conv1d.default", "conv2d.default")
+def _convolution(ctx: Ctx, node: torch.fx.Node, x: Any, weight: Any, bias: Any = None, stride: Any = 1,
+                 padding: Any = 0, dilation: Any = 1, *rest: Any) -> Value:
+    """A pointwise (1x1) convolution — xDeepFM's CIN, 1x1 projections — as a dense layer over channels-last
+    data; other convolutions are refused."""
+    transposed, groups = (rest[0], rest[2]) if len(rest) >= 3 else (False, rest[0] if rest else 1)
+    xv, wv = ctx.value(x), ctx.value(weight)
+    spatial = wv.type.shape[2:]
+
+    def values(v: Any) -> list[Any]:
+        return list(v) if isinstance(v, (list, tuple)) else [v]
+
+    if transposed or groups != 1 or any(d != 1 for d in spatial) or any(s != 1 for s in values(stride)) \
+            or any(p != 0 for p in values(padding)):
+        raise ConversionError("only pointwise convolutions (kernel 1, stride 1, no padding, one group) are "
+                              "supported")
+    rank = xv.type.rank
+    to_last = ctx.emit("permute", [xv], perm=(0, *range(2, rank), 1))
+    w2 = ctx.emit("reshape", [wv], shape=wv.type.shape[:2])
+    inputs = [to_last, w2] + ([ctx.value(bias)] if bias is not None else [])
+    out = ctx.emit("dense", inputs)
+    return ctx.emit("permute", [out], perm=(0, rank - 1, *range(1, rank - 1)))

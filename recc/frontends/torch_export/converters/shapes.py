@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from recc.compiler.ir import Value
-from recc.compiler.ir.types import Dim, numel
+from recc.compiler.ir.types import Dim, dim_mul, numel
 from recc.frontends.torch_export.converters.context import (
     ConversionError,
     Ctx,
@@ -219,3 +219,15 @@ def _new_filled(ctx: Ctx, node: torch.fx.Node, x: Any, *args: Any, **kw: Any) ->
     shape = ctx.out_shape(node)
     scalar = ctx.const(np.full((1,) * len(shape), fill), ctx.out_dtype(node))
     return ctx.emit("expand", [scalar], shape=shape) if any(d != 1 for d in shape) else scalar
+
+
+@converts("repeat.default")
+def _repeat(ctx: Ctx, node: torch.fx.Node, x: Any, repeats: Any) -> Value:
+    """x.repeat(r0, r1, ...): x viewed as [1, d0, 1, d1, ...], expanded to [r0, d0, r1, d1, ...], merged."""
+    xv = ctx.value(x)
+    repeats = list(ctx.arg(repeats))  # ints, or symbolic dims (x.repeat(1, batch, 1))
+    shape = (1,) * (len(repeats) - xv.type.rank) + tuple(xv.type.shape)
+    interleaved = tuple(d for pair in ((1, d) for d in shape) for d in pair)
+    expanded = tuple(d for r, n in zip(repeats, shape) for d in (r, n))
+    out = ctx.emit("expand", [ctx.emit("reshape", [xv], shape=interleaved)], shape=expanded)
+    return ctx.emit("reshape", [out], shape=tuple(dim_mul(r, n) for r, n in zip(repeats, shape)))
