@@ -18,8 +18,12 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from recc.compiler.interpreter import run_node
 from recc.compiler.ir import Graph, Value
 from recc.compiler.ir.types import Dim, Sym
+
+
+MAX_FOLD_ELEMENTS = 1 << 20  # a computed constant (a shape, axes, indices) is evaluated at import up to this size
 
 
 class OnnxImportError(ValueError):
@@ -32,6 +36,15 @@ class UnsupportedOpError(OnnxImportError):
 
 class ConversionError(ValueError):
     """Raised by a converter; the importer adds the node's op type and name."""
+
+
+class InputNeededAtImport(ConversionError):
+    """A graph input is used where recc needs a constant (a shape, axes, bounds): the model compiles only
+    specialized on that input's value (import_onnx's `known_inputs`)."""
+
+    def __init__(self, message: str, input_name: str) -> None:
+        super().__init__(message)
+        self.input_name = input_name
 
 
 @dataclass(frozen=True)
@@ -98,9 +111,12 @@ def ir_dtype(onnx_type: int) -> str:
 
 
 class Ctx:
-    def __init__(self, graph: Graph, opset: int) -> None:
+    def __init__(self, graph: Graph, opset: int, known_inputs: dict[str, np.ndarray] | None = None) -> None:
         self.graph = graph
         self.opset = opset
+        self.known_inputs = known_inputs or {}  # by ONNX name
+        self.onnx_input_names: dict[str, str] = {}  # IR input name -> ONNX name
+        self.specialized: set[str] = set()  # the known inputs read as constants (ONNX names)
         self.env: dict[str, Any] = {}
         self.origin = ""
         self.materialized: dict[tuple[int, str], Value] = {}
@@ -152,7 +168,41 @@ class Ctx:
             return v
         if isinstance(v, Value) and v.kind == "param":
             return self.graph.param_array(v)
+        if isinstance(v, Value):
+            used: set[str] = set()
+            missing: set[str] = set()
+            array = self._evaluate(v, used, missing, {})
+            if array is not None:
+                self.specialized |= used
+                return array
+            if missing:
+                raise InputNeededAtImport(f"{what} ({node.inputs[i]!r}) must be a constant, not computed from the "
+                                          f"graph input(s) {sorted(missing)}", sorted(missing)[0])
         raise ConversionError(f"{what} ({node.inputs[i]!r}) must be a constant, not a computed tensor")
+
+    def _evaluate(self, v: Value, used: set[str], missing: set[str], memo: dict[int, Any]) -> np.ndarray | None:
+        """The array `v` holds, if it is computed (by at most MAX_FOLD_ELEMENTS-element steps) from parameters
+        and known inputs alone (their names go to `used`; unknown inputs met go to `missing`), else None."""
+        if id(v) in memo:
+            return memo[id(v)]
+        result = None
+        if v.kind == "param":
+            result = self.graph.param_array(v)
+        elif v.kind == "input":
+            name = self.onnx_input_names.get(v.name, v.name)
+            if name in self.known_inputs:
+                used.add(name)
+                result = np.asarray(self.known_inputs[name])
+            else:
+                missing.add(name)
+        elif v.producer is not None and all(isinstance(d, int) for d in v.type.shape) \
+                and int(np.prod(v.type.shape, dtype=np.int64)) <= MAX_FOLD_ELEMENTS:
+            memo[id(v)] = None
+            args = [self._evaluate(a, used, missing, memo) for a in v.producer.inputs]
+            if all(a is not None for a in args):
+                result = run_node(v.producer, args, {})[v.producer.outputs.index(v)]
+        memo[id(v)] = result
+        return result
 
     def ints(self, node: OnnxNode, i: int, what: str) -> list[Dim] | None:
         array = self.static(node, i, what)

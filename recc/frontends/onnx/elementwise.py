@@ -8,8 +8,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from recc.compiler.interpreter import KERNELS
 from recc.compiler.ir import Value
 from recc.compiler.ir.types import Sym, dim_div, dim_mul, is_float
+from recc.frontends.onnx.arith import int_clip
 from recc.frontends.onnx.context import (ConversionError, Ctx, Lazy, OnnxNode, ir_dtype, is_static, is_symbolic,
                                          onnx_axis)
 
@@ -64,7 +66,10 @@ def _binary(op: str) -> Callable[[Ctx, OnnxNode], Any]:
 
 
 def _unary(op: str, **fixed: Any) -> Callable[[Ctx, OnnxNode], Any]:
-    def convert(ctx: Ctx, node: OnnxNode) -> Value:
+    def convert(ctx: Ctx, node: OnnxNode) -> Any:
+        x = ctx.input(node, 0)
+        if is_static(x) and x.dtype != object:  # shape arithmetic (a Neg of an axis): folded, as the IR computes it
+            return np.asarray(KERNELS[op]([x], fixed))
         return ctx.emit(op, [ctx.value(node, 0)], **fixed)
     return convert
 
@@ -83,12 +88,17 @@ def _gelu(ctx: Ctx, node: OnnxNode) -> Value:
 
 
 def _clip(ctx: Ctx, node: OnnxNode) -> Value:
+    x = ctx.value(node, 0)
+    if not is_float(x.type.dtype):
+        return int_clip(ctx, node, x)
     if ctx.opset < 11:
         lo, hi = node.attr("min"), node.attr("max")
     else:
         bounds = [ctx.static(node, i, "Clip bound") for i in (1, 2)]
         lo, hi = (None if b is None else float(np.ravel(b)[0]) for b in bounds)
-    return ctx.emit("clamp", [ctx.value(node, 0)], min=lo, max=hi)
+    if lo is not None and hi is not None and lo > hi:  # ONNX: every value becomes max
+        lo = hi
+    return ctx.emit("clamp", [x], min=lo, max=hi)
 
 
 def _softmax(op: str) -> Callable[[Ctx, OnnxNode], Any]:
@@ -143,7 +153,7 @@ def _dropout(ctx: Ctx, node: OnnxNode) -> Any:
 
 CONVERTERS: dict[str, Callable[[Ctx, OnnxNode], Any]] = {
     "Add": _binary("add"), "Sub": _binary("sub"), "Mul": _binary("mul"), "Div": _binary("div"),
-    "Pow": _binary("pow"), "Max": _binary("maximum"), "Min": _binary("minimum"),
+    "Pow": _binary("pow"),
     "Equal": _binary("eq"), "Less": _binary("lt"), "Greater": _binary("gt"), "LessOrEqual": _binary("le"),
     "GreaterOrEqual": _binary("ge"), "Not": _not,
     "Relu": _unary("relu"), "Sigmoid": _unary("sigmoid"), "Tanh": _unary("tanh"), "Erf": _unary("erf"),

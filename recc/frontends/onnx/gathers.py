@@ -1,4 +1,4 @@
-"""Gather, GatherND, GatherElements and the reductions.
+"""Gather, GatherND and GatherElements.
 
 Gather on a constant 2-D table along axis 0 is an `embedding` lookup. Gathers with constant indices over
 several leading axes (DLRM's lower-triangle select, which exporters write as Transpose + GatherND or
@@ -132,39 +132,6 @@ def _gather_elements(ctx: Ctx, node: OnnxNode) -> Value:
     return ctx.emit("sum", [picked], axes=(rank,), keepdims=False)
 
 
-def _reduce(op: str, axes_input_from: int) -> Callable[[Ctx, OnnxNode], Any]:
-    def convert(ctx: Ctx, node: OnnxNode) -> Any:
-        x = ctx.input(node, 0)
-        keep = bool(node.attr("keepdims", 1))
-        rank = x.ndim if is_static(x) else ctx.value(node, 0).type.rank
-        if ctx.opset >= axes_input_from:
-            axes = ctx.ints(node, 1, f"{node.op_type}'s axes") if len(node.inputs) > 1 and node.inputs[1] else None
-        else:
-            axes = node.attr("axes")
-        if not axes:
-            if node.attr("noop_with_empty_axes", 0):
-                return x
-            axes = list(range(rank))
-        axes = tuple(sorted(onnx_axis(int(a), rank) for a in axes))
-        if is_static(x):
-            return _static_reduce(op, x, axes, keep)
-        if op == "prod":
-            raise ConversionError("ReduceProd on a computed tensor is not supported")
-        return ctx.emit(op, [ctx.value(node, 0)], axes=axes, keepdims=keep)
-    return convert
-
-
-def _static_reduce(op: str, x: np.ndarray, axes: tuple[int, ...], keep: bool) -> np.ndarray:
-    if x.dtype == object:
-        if op != "prod" or x.ndim != 1:
-            raise ConversionError(f"Reduce{op} over symbolic sizes")
-        return np.asarray(numel(tuple(x.tolist())), dtype=object)
-    fn = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min, "prod": np.prod}[op]
-    return np.asarray(fn(x, axis=axes, keepdims=keep)).astype(x.dtype)
-
-
 CONVERTERS: dict[str, Callable[[Ctx, OnnxNode], Any]] = {
     "Gather": _gather, "GatherND": _gather_nd, "GatherElements": _gather_elements,
-    "ReduceSum": _reduce("sum", 13), "ReduceMean": _reduce("mean", 18), "ReduceMax": _reduce("max", 18),
-    "ReduceMin": _reduce("min", 18), "ReduceProd": _reduce("prod", 18),
 }

@@ -16,14 +16,16 @@ from onnx import numpy_helper
 
 from recc.compiler.ir import Graph, TensorType, Value, VerificationError, verify
 from recc.compiler.ir.types import Dim, sym
-from recc.frontends.onnx import dense, elementwise, embedding_bag, gathers, recurrent, shapes
+from recc.frontends.onnx import (arith, dense, elementwise, embedding_bag, gathers, normalization, recurrent,
+                                 reduce, shapes)
 from recc.frontends.onnx.context import ConversionError, Ctx, Lazy, OnnxImportError, OnnxNode, UnsupportedOpError, ir_dtype
 from recc.frontends.onnx.load import read_model
 
 Converter = Callable[[Ctx, OnnxNode], Any]
 CONVERTERS: dict[str, Converter] = {
     **elementwise.CONVERTERS, **dense.CONVERTERS, **shapes.CONVERTERS, **gathers.CONVERTERS,
-    **embedding_bag.CONVERTERS, **recurrent.CONVERTERS,
+    **embedding_bag.CONVERTERS, **recurrent.CONVERTERS, **arith.CONVERTERS,
+    **reduce.CONVERTERS, **normalization.CONVERTERS,
 }
 
 
@@ -34,18 +36,28 @@ LAZY_CONSUMERS = ("Loop", "ConcatFromSequence", "Concat")
 def import_onnx(model: onnx.ModelProto | str | os.PathLike[str] | bytes, batch_dim: str | None = None,
                 name: str | None = None) -> Graph:
     """Convert an ONNX model (path, bytes or ModelProto) into a verified recc IR graph."""
+    return import_specialized(model, batch_dim, name)[0]
+
+
+def import_specialized(model: onnx.ModelProto | str | os.PathLike[str] | bytes, batch_dim: str | None = None,
+                       name: str | None = None, known_inputs: dict[str, np.ndarray] | None = None
+                       ) -> tuple[Graph, set[str]]:
+    """import_onnx, where a graph input in `known_inputs` (by ONNX name) that a converter needs as a
+    constant (a Reshape's shape, a Slice's starts) is read as that value: the graph is specialized on it.
+    The input stays an input of the graph. Returns (graph, the names of the inputs specialized on)."""
     proto = read_model(model)
     CONVERTERS.setdefault("If", _if)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     graph = Graph(name or proto.graph.name or "onnx_model")
-    ctx = Ctx(graph, opset)
+    ctx = Ctx(graph, opset, known_inputs)
     initializers = {t.name for t in proto.graph.initializer}
     for tensor in proto.graph.initializer:
         ctx.env[tensor.name] = _initializer(tensor)
     batch = _batch_dim_name(proto.graph, initializers, batch_dim)
     for value_info in proto.graph.input:
         if value_info.name not in initializers:
-            ctx.env[value_info.name] = graph.add_input(value_info.name, _input_type(value_info, batch))
+            ctx.env[value_info.name] = graph.add_input(value_info.name, _input_type(value_info, batch, proto.graph))
+            ctx.onnx_input_names[ctx.env[value_info.name].name] = value_info.name
     convert_nodes(ctx, proto.graph.node)
     graph.outputs = [_output(ctx, o.name) for o in proto.graph.output]
     graph.remove_dead()
@@ -53,7 +65,7 @@ def import_onnx(model: onnx.ModelProto | str | os.PathLike[str] | bytes, batch_d
         verify(graph)
     except VerificationError as e:
         raise OnnxImportError(f"the imported graph is inconsistent: {e}") from e
-    return graph
+    return graph, ctx.specialized
 
 
 def _initializer(tensor: onnx.TensorProto) -> np.ndarray:
@@ -90,6 +102,10 @@ def convert_nodes(ctx: Ctx, nodes: Any) -> None:
             what = "" if isinstance(e, ValueError) else f"{type(e).__name__}: "
             raise UnsupportedOpError(f"cannot convert {node.describe()}: {what}{e}") from e
         results = list(result) if isinstance(result, (list, tuple)) else [result]
+        empty = next((v for v in results if isinstance(v, Value) and 0 in v.type.shape), None)
+        if empty is not None:
+            raise UnsupportedOpError(f"cannot convert {node.describe()}: it computes an empty tensor ({empty.type}); "
+                                     "recc's build does not take zero-size tensors")
         for out, value in zip(node.outputs, results):
             if out:
                 ctx.env[out] = value
@@ -127,7 +143,7 @@ def _batch_dim_name(graph: onnx.GraphProto, initializers: set[str], batch_dim: s
     return None
 
 
-def _input_type(value_info: onnx.ValueInfoProto, batch: str | None) -> TensorType:
+def _input_type(value_info: onnx.ValueInfoProto, batch: str | None, graph: onnx.GraphProto) -> TensorType:
     tensor_type = value_info.type.tensor_type
     if not value_info.type.HasField("tensor_type") or not tensor_type.HasField("shape"):
         raise OnnxImportError(f"input {value_info.name!r} has no tensor type with a shape")
@@ -145,8 +161,10 @@ def _input_type(value_info: onnx.ValueInfoProto, batch: str | None) -> TensorTyp
                                   f"only named dims symbolic; give it a size or a dim_param")
     try:
         return TensorType(tuple(shape), ir_dtype(tensor_type.elem_type))
-    except ValueError as e:  # an element type recc has no IR dtype for
-        raise OnnxImportError(f"input {value_info.name!r}: {e}") from e
+    except ValueError as e:  # an element type recc has no IR dtype for: name the node that reads it
+        reader = next((OnnxNode.of(n).describe() for n in graph.node if value_info.name in n.input), None)
+        raise UnsupportedOpError(f"input {value_info.name!r}" + (f" of {reader}" if reader else "") +
+                                 f": {e}") from e
 
 
 def _output(ctx: Ctx, name: str) -> Value:
@@ -159,4 +177,4 @@ def _output(ctx: Ctx, name: str) -> Value:
         raise OnnxImportError(f"graph output {name!r}: {e}") from e
 
 
-__all__ = ["import_onnx", "convert_nodes", "CONVERTERS", "np"]
+__all__ = ["import_onnx", "import_specialized", "convert_nodes", "CONVERTERS", "np"]

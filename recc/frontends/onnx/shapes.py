@@ -75,7 +75,10 @@ def _reshape(ctx: Ctx, node: OnnxNode) -> Any:
 def _flatten(ctx: Ctx, node: OnnxNode) -> Any:
     x = ctx.input(node, 0)
     shape = _shape_of(x)
-    axis = int(node.attr("axis", 1)) % (len(shape) + 1) if shape else 0
+    axis = int(node.attr("axis", 1))
+    if not -len(shape) <= axis <= len(shape):
+        raise ConversionError(f"Flatten axis {axis} is out of range for a rank-{len(shape)} input")
+    axis = axis + len(shape) if axis < 0 else axis
     return reshape(ctx, x, [numel(shape[:axis]), numel(shape[axis:])])
 
 
