@@ -52,6 +52,11 @@ CASES: dict[str, tuple[Callable[..., torch.Tensor], tuple[torch.Tensor, ...]]] =
     "flip": (lambda a: torch.flip(a, (0, 1)), (M,)),
     "pad": (lambda a: torch.nn.functional.pad(a, (1, 2, -1, 0), value=3.0), (M,)),
     "round_decimals": (lambda a: torch.round(a, decimals=2), (torch.randn(10) * 10,)),
+    "max_dim_values": (lambda a: torch.max(a, 1).values, (M,)),
+    "min_dim_indices": (lambda a: torch.min(a, 0, keepdim=True).indices, (M,)),
+    "clamp_tensor": (lambda a, b: torch.clamp(a, min=b), (M, torch.tensor([0., 5., NAN, 1., -INF]))),
+    "pow_scalar_base": (lambda a: torch.pow(2.0, a), (X,)),
+    "fill": (lambda a: torch.fill(a, 3.0), (M,)),
 }
 
 
