@@ -57,6 +57,8 @@ CASES: dict[str, tuple[Callable[..., torch.Tensor], tuple[torch.Tensor, ...]]] =
     "clamp_tensor": (lambda a, b: torch.clamp(a, min=b), (M, torch.tensor([0., 5., NAN, 1., -INF]))),
     "pow_scalar_base": (lambda a: torch.pow(2.0, a), (X,)),
     "fill": (lambda a: torch.fill(a, 3.0), (M,)),
+    "diagonal": (lambda a: torch.diagonal(a, -1, 1, 0), (M,)),
+    "diag": (lambda a: torch.diag(a, 1), (M,)),
 }
 
 
