@@ -102,6 +102,24 @@ def _float(f: Callable[[np.ndarray], np.ndarray]) -> Kernel:
     return kernel
 
 
+def _scatter(x: list[np.ndarray], a: dict[str, Any]) -> np.ndarray:
+    data, index, src = x
+    axis = a["axis"] % data.ndim
+    if index.size and (index.min() < 0 or index.max() >= data.shape[axis]):  # torch refuses negative ones too
+        bad = index.min() if index.min() < 0 else index.max()
+        raise IndexError(f"index {bad} is out of bounds for a dimension of size {data.shape[axis]}")
+    out = data.copy()
+    where = list(np.indices(index.shape, sparse=True))
+    where[axis] = index.astype(np.int64)
+    where_t = tuple(np.broadcast_to(w, index.shape) for w in where)
+    reduce = a.get("reduce", "none")
+    if reduce == "none":
+        out[where_t] = src
+    else:
+        {"sum": np.add, "prod": np.multiply, "amax": np.maximum, "amin": np.minimum}[reduce].at(out, where_t, src)
+    return out
+
+
 MATH_KERNELS: dict[str, Kernel] = {
     **{name: _float(getattr(np, fn)) for name, fn in (
         ("sin", "sin"), ("cos", "cos"), ("tan", "tan"), ("asin", "arcsin"), ("acos", "arccos"), ("atan", "arctan"),
@@ -136,6 +154,7 @@ MATH_KERNELS: dict[str, Kernel] = {
     "cumprod": lambda x, a: np.cumprod(x[0], axis=a["axis"], dtype=x[0].dtype),
     "flip": lambda x, a: np.ascontiguousarray(np.flip(x[0], axis=tuple(a["axes"]))),
     "pad": _pad,
+    "scatter": _scatter,
 }
 
 __all__ = ["MATH_KERNELS"]

@@ -62,6 +62,33 @@ CASES: dict[str, tuple[Callable[..., torch.Tensor], tuple[torch.Tensor, ...]]] =
 }
 
 
+def _put(a: torch.Tensor, i: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    a = a.clone()
+    a[i] = v
+    return a
+
+
+def _add_at_columns(a: torch.Tensor, i: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    a = a.clone()
+    a[:, i] += v
+    return a
+
+
+SX, SI, SS = torch.randn(4, 5), torch.tensor([[0, 1, 2, 0, 3], [3, 2, 1, 0, 0]]), torch.randn(3, 6)
+CASES.update({
+    "scatter": (lambda a, i, s: torch.scatter(a, 0, i, s), (SX, SI, SS)),
+    "scatter_value": (lambda a, i: torch.scatter(a, 1, i, 2.5), (SX, SI[:, :3])),
+    "scatter_add": (lambda a, i, s: torch.scatter_add(a, 0, i, s), (SX, SI, SS)),
+    "scatter_amax_exclude_self": (lambda a, i, s: torch.scatter_reduce(a, 0, i, s, "amax", include_self=False),
+                                  (SX, SI, SS)),
+    "scatter_mean": (lambda a, i, s: torch.scatter_reduce(a, 0, i, s, "mean"), (SX, SI, SS)),
+    "index_put_rows_negative_id": (_put, (SX, torch.tensor([2, -1, 0]), torch.randn(3, 5))),
+    "index_put_accumulate_columns": (_add_at_columns, (SX, torch.tensor([0, 4, 4]), torch.randn(4, 3))),
+    "index_put_two_axes": (lambda a, i, j, v: torch.index_put(a, (i, j), v, accumulate=True),
+                           (SX, torch.tensor([2, -1, 0]), torch.tensor([1, 1, 4]), torch.tensor([1., 2., 3.]))),
+})
+
+
 class Wrap(torch.nn.Module):
     def __init__(self, fn: Callable[..., torch.Tensor]) -> None:
         super().__init__()
@@ -102,3 +129,13 @@ def test_integer_division_by_zero_raises_in_the_interpreter_as_in_torch() -> Non
     graph = capture(Wrap(fn), (I, J), dynamic_shapes=({}, {}))
     with pytest.raises(ZeroDivisionError):
         interpret(graph, [I.numpy(), np.zeros_like(J.numpy())])
+
+
+@pytest.mark.slow
+def test_scatter_index_out_of_range_is_refused_at_run_time() -> None:
+    import recc
+
+    fn, inputs = CASES["scatter_add"]
+    compiled = recc.compile(Wrap(fn), inputs, dynamic_shapes=tuple({} for _ in inputs))
+    with pytest.raises(ValueError, match="out of range"):
+        compiled(SX, SI + 4, SS)

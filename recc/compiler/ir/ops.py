@@ -226,6 +226,19 @@ def _gather(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     return [TensorType(idx.shape, x.dtype)]
 
 
+@_register("scatter", (3, 3), "x with x[..index[..i..] along `axis`..] = (or `reduce`d with) src[..i..] "
+          "(torch.scatter / scatter_reduce; index and src of one shape); reduce none|sum|prod|amax|amin")
+def _scatter(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    x, idx, src = ts
+    _axis("scatter", attrs["axis"], x.rank)
+    if not is_int(idx.dtype) or idx.rank != x.rank or src.shape != idx.shape or src.dtype != x.dtype:
+        raise _fail("scatter", f"expects integer indices of the data's rank and src of their shape, got {x}, "
+                               f"{idx}, {src}")
+    if attrs.get("reduce", "none") not in ("none", "sum", "prod", "amax", "amin"):
+        raise _fail("scatter", f"unknown reduce {attrs.get('reduce')!r}")
+    return [x]
+
+
 @_register("expand", (1, 1), "broadcast to `shape`")
 def _expand(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     shape = tuple(attrs["shape"])

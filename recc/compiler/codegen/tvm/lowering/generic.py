@@ -116,6 +116,10 @@ def lower_generic(lw: LoweringContext, node: Node) -> relax.Expr:
     if op == "gather":  # torch.gather, indices checked by guarded_args
         data, index = guarded_args(lw, node)
         return lw.emit(relax.op.gather_elements(data, index, axis=a["axis"]))
+    if op == "scatter":  # indices checked by guarded_args
+        data, index, src = guarded_args(lw, node)
+        reduction = {"none": "update", "sum": "add", "prod": "mul", "amax": "max", "amin": "min"}[a.get("reduce", "none")]
+        return lw.emit(relax.op.scatter_elements(data, index, src, axis=a["axis"], reduction=reduction))
     if op == "expand":
         return lw.emit(relax.op.broadcast_to(args[0], out_shape))
     if op in REDUCTIONS:
