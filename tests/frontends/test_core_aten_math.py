@@ -59,6 +59,18 @@ CASES: dict[str, tuple[Callable[..., torch.Tensor], tuple[torch.Tensor, ...]]] =
     "fill": (lambda a: torch.fill(a, 3.0), (M,)),
     "diagonal": (lambda a: torch.diagonal(a, -1, 1, 0), (M,)),
     "diag": (lambda a: torch.diag(a, 1), (M,)),
+    "pow_int": (torch.pow, (I, torch.tensor([3, 2, 0, 5, 7, 1, 2, 62]))),
+    "square_int": (torch.square, (I,)),
+    "elu": (torch.nn.functional.elu, (X,)),
+    "selu": (torch.nn.functional.selu, (X,)),
+    "linear_one_sample": (lambda a, w, b: torch.nn.functional.linear(a, w, b), (X[5:9], torch.randn(3, 4),
+                                                                                torch.randn(3))),
+    "matmul_vector_matrix": (torch.matmul, (X[5:9], torch.randn(2, 4, 3))),
+    "matmul_matrix_vector": (torch.matmul, (torch.randn(2, 3, 4), X[5:9])),
+    "matmul_dot": (torch.matmul, (X[5:9], X[13:17])),
+    "hardsigmoid_0d": (torch.nn.functional.hardsigmoid, (torch.tensor(0.7),)),
+    "threshold_0d": (lambda a: torch.nn.functional.threshold(a, 0.5, 2.0), (torch.tensor(0.3),)),
+    "index_select_0d": (lambda a, i: torch.index_select(a, 0, i), (torch.tensor(0.7), torch.tensor([0]))),
 }
 
 

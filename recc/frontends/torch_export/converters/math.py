@@ -222,3 +222,14 @@ def _fill(ctx: Ctx, node: torch.fx.Node, x: Any, value: Any) -> Value:
     v = ctx.operand(value, dtype)
     v = v if v.type.rank == len(shape) else ctx.emit("reshape", [v], shape=(1,) * len(shape))
     return ctx.emit("expand", [v], shape=shape)
+
+
+@converts("elu.default")
+def _elu(ctx: Ctx, node: torch.fx.Node, x: Any, alpha: Any = 1.0, scale: Any = 1.0, input_scale: Any = 1.0) -> Value:
+    """scale * x for x > 0, else scale * alpha * expm1(x * input_scale) (NaN stays NaN)."""
+    xv = ctx.value(x)
+    dtype = xv.type.dtype
+    negative = ctx.emit("mul", [ctx.emit("expm1", [ctx.emit("mul", [xv, ctx.const(input_scale, dtype)])]),
+                                ctx.const(alpha * scale, dtype)])
+    positive = ctx.emit("mul", [xv, ctx.const(scale, dtype)])
+    return ctx.emit("where", [ctx.emit("gt", [xv, ctx.const(0.0, dtype)]), positive, negative])

@@ -106,6 +106,9 @@ def _select(ctx: Ctx, node: torch.fx.Node, x: Any, dim: int, index: int) -> Valu
 @converts("index_select.default")
 def _index_select(ctx: Ctx, node: torch.fx.Node, x: Any, dim: int, index: Any) -> Value:
     xv = ctx.value(x)  # torch refuses negative indices here (unlike x[index])
+    if xv.type.rank == 0:  # a 0-d tensor indexes as one element
+        one = ctx.emit("take", [ctx.emit("reshape", [xv], shape=(1,)), ctx.value(index)], axis=0, wrap=False)
+        return ctx.emit("reshape", [one], shape=ctx.out_shape(node))
     return ctx.emit("take", [xv, ctx.value(index)], axis=dim % xv.type.rank, wrap=False)
 
 

@@ -164,6 +164,21 @@ def _binary(lw: LoweringContext, node: Node, a: relax.Expr, b: relax.Expr) -> re
     return getattr(op, name)(a, b)
 
 
+def int_power(a: relax.Expr, e: relax.Expr, bits: int) -> relax.Expr:
+    """a ** e for integers by squaring (TVM's power takes floats only); for e < 0 the truncated value
+    (1 for a = 1, +-1 for a = -1, else 0) where eager torch raises."""
+    result, base, rest = _c(1, a), a, e
+    for _ in range(bits - 1):
+        odd = op.equal(op.bitwise_and(rest, _c(1, e)), _c(1, e))
+        result = op.where(odd, op.multiply(result, base), result)
+        base = op.multiply(base, base)
+        rest = op.right_shift(rest, _c(1, e))
+    negative = op.where(op.equal(a, _c(1, a)), _c(1, a), op.where(
+        op.equal(a, _c(-1, a)), op.where(op.equal(op.bitwise_and(e, _c(1, e)), _c(1, e)), _c(-1, a), _c(1, a)),
+        _c(0, a)))
+    return op.where(op.less(e, _c(0, e)), negative, result)
+
+
 def _arg(name: str, x: relax.Expr, axis: int, keepdims: bool, floating: bool) -> relax.Expr:
     reduce = op.argmax if name == "argmax" else op.argmin
     plain = reduce(x, axis=axis, keepdims=keepdims)
