@@ -70,6 +70,9 @@ CASES: dict[str, tuple[Callable[..., torch.Tensor], tuple[torch.Tensor, ...]]] =
     "matmul_dot": (torch.matmul, (X[5:9], X[13:17])),
     "hardsigmoid_0d": (torch.nn.functional.hardsigmoid, (torch.tensor(0.7),)),
     "threshold_0d": (lambda a: torch.nn.functional.threshold(a, 0.5, 2.0), (torch.tensor(0.3),)),
+    "cross_entropy": (torch.nn.functional.cross_entropy, (torch.randn(2, 3), torch.tensor([0, 2]))),
+    "sum_of_bools": (lambda a: (a > 0).sum(), (X,)),
+    "softmax_float64": (lambda a: torch.softmax(a, 0, dtype=torch.float64), (torch.randn(5),)),
     "index_select_0d": (lambda a, i: torch.index_select(a, 0, i), (torch.tensor(0.7), torch.tensor([0]))),
 }
 
