@@ -104,6 +104,17 @@ CASES.update({
 })
 
 
+F = torch.nn.functional
+CASES.update({
+    "conv1d_stride_padding_bias": (lambda x, w, b: F.conv1d(x, w, b, stride=2, padding=1),
+                                   (torch.randn(2, 4, 9), torch.randn(6, 4, 3), torch.randn(6))),
+    "conv2d_groups_dilation": (lambda x, w: F.conv2d(x, w, stride=(1, 2), padding=(2, 1), dilation=2, groups=2),
+                               (torch.randn(2, 4, 7, 8), torch.randn(6, 2, 3, 2))),
+    "conv3d": (F.conv3d, (torch.randn(1, 2, 4, 5, 3), torch.randn(3, 2, 2, 2, 2))),
+    "conv2d_same": (lambda x, w: F.conv2d(x, w, padding="same"), (torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3))),
+})
+
+
 class Wrap(torch.nn.Module):
     def __init__(self, fn: Callable[..., torch.Tensor]) -> None:
         super().__init__()
