@@ -21,7 +21,7 @@ from recc.compiler.artifact import IdChecks, IdLimit, OffsetCheck
 from recc.compiler.ir import Graph, Node, Value, trace_view
 from recc.compiler.ir.fused_ops import batched_table_layout
 
-GATHER_OPS = ("embedding", "embedding_bag", "batched_embedding_bag", "take", "gather")
+GATHER_OPS = ("embedding", "embedding_bag", "batched_embedding_bag", "take", "gather", "scatter")
 
 # casts that keep every integer value as it is (so a check on the source is a check on the cast)
 _INT_BITS = {"bool": 1, "uint8": 8, "int8": 8, "int16": 16, "uint16": 16, "int32": 32, "uint32": 32, "int64": 64}
@@ -100,7 +100,7 @@ def requirement(node: Node) -> Requirement:
     if node.op == "batched_embedding_bag":
         cols = tuple((col, col + bag, rows) for rows, _, bag, col, _, _ in batched_table_layout(node.attrs))
         return Requirement(node.inputs[1], 1, cols)
-    if node.op in ("take", "gather"):
+    if node.op in ("take", "gather", "scatter"):
         table, axis = node.inputs[0], node.attrs["axis"] % node.inputs[0].type.rank
         rows = table.type.shape[axis]
         return Requirement(node.inputs[1], None, ((0, 0, rows if isinstance(rows, int) else None),),

@@ -102,6 +102,45 @@ def _float(f: Callable[[np.ndarray], np.ndarray]) -> Kernel:
     return kernel
 
 
+def _scatter(x: list[np.ndarray], a: dict[str, Any]) -> np.ndarray:
+    data, index, src = x
+    axis = a["axis"] % data.ndim
+    if index.size and (index.min() < 0 or index.max() >= data.shape[axis]):  # torch refuses negative ones too
+        bad = index.min() if index.min() < 0 else index.max()
+        raise IndexError(f"index {bad} is out of bounds for a dimension of size {data.shape[axis]}")
+    out = data.copy()
+    where = list(np.indices(index.shape, sparse=True))
+    where[axis] = index.astype(np.int64)
+    where_t = tuple(np.broadcast_to(w, index.shape) for w in where)
+    reduce = a.get("reduce", "none")
+    if reduce == "none":
+        out[where_t] = src
+    else:
+        {"sum": np.add, "prod": np.multiply, "amax": np.maximum, "amin": np.minimum}[reduce].at(out, where_t, src)
+    return out
+
+
+def _conv(x: list[np.ndarray], a: dict[str, Any]) -> np.ndarray:
+    """Direct convolution: for each kernel position, the strided input patch times that weight slice."""
+    data, w = x[0], x[1]
+    nd, groups = data.ndim - 2, a["groups"]
+    s, d = a["stride"], a["dilation"]
+    xp = np.pad(data, [(0, 0), (0, 0)] + [(p, p) for p in a["padding"]])
+    out_sp = [(xp.shape[2 + i] - d[i] * (w.shape[2 + i] - 1) - 1) // s[i] + 1 for i in range(nd)]
+    per_in, per_out = data.shape[1] // groups, w.shape[0] // groups
+    out = np.zeros((data.shape[0], w.shape[0], *out_sp), dtype=data.dtype)
+    for k in np.ndindex(*w.shape[2:]):
+        window = tuple(slice(k[i] * d[i], k[i] * d[i] + s[i] * (out_sp[i] - 1) + 1, s[i]) for i in range(nd))
+        patch = xp[(slice(None), slice(None)) + window]
+        for g in range(groups):
+            taps = w[(slice(g * per_out, (g + 1) * per_out), slice(None)) + k]
+            out[:, g * per_out:(g + 1) * per_out] += np.einsum(
+                "nc...,oc->no...", patch[:, g * per_in:(g + 1) * per_in], taps).astype(data.dtype)
+    if len(x) == 3:
+        out += x[2].reshape((1, -1) + (1,) * nd)
+    return out
+
+
 MATH_KERNELS: dict[str, Kernel] = {
     **{name: _float(getattr(np, fn)) for name, fn in (
         ("sin", "sin"), ("cos", "cos"), ("tan", "tan"), ("asin", "arcsin"), ("acos", "arccos"), ("atan", "arctan"),
@@ -136,6 +175,8 @@ MATH_KERNELS: dict[str, Kernel] = {
     "cumprod": lambda x, a: np.cumprod(x[0], axis=a["axis"], dtype=x[0].dtype),
     "flip": lambda x, a: np.ascontiguousarray(np.flip(x[0], axis=tuple(a["axes"]))),
     "pad": _pad,
+    "scatter": _scatter,
+    "conv": _conv,
 }
 
 __all__ = ["MATH_KERNELS"]

@@ -52,7 +52,67 @@ CASES: dict[str, tuple[Callable[..., torch.Tensor], tuple[torch.Tensor, ...]]] =
     "flip": (lambda a: torch.flip(a, (0, 1)), (M,)),
     "pad": (lambda a: torch.nn.functional.pad(a, (1, 2, -1, 0), value=3.0), (M,)),
     "round_decimals": (lambda a: torch.round(a, decimals=2), (torch.randn(10) * 10,)),
+    "max_dim_values": (lambda a: torch.max(a, 1).values, (M,)),
+    "min_dim_indices": (lambda a: torch.min(a, 0, keepdim=True).indices, (M,)),
+    "clamp_tensor": (lambda a, b: torch.clamp(a, min=b), (M, torch.tensor([0., 5., NAN, 1., -INF]))),
+    "pow_scalar_base": (lambda a: torch.pow(2.0, a), (X,)),
+    "fill": (lambda a: torch.fill(a, 3.0), (M,)),
+    "diagonal": (lambda a: torch.diagonal(a, -1, 1, 0), (M,)),
+    "diag": (lambda a: torch.diag(a, 1), (M,)),
+    "pow_int": (torch.pow, (I, torch.tensor([3, 2, 0, 5, 7, 1, 2, 62]))),
+    "square_int": (torch.square, (I,)),
+    "elu": (torch.nn.functional.elu, (X,)),
+    "selu": (torch.nn.functional.selu, (X,)),
+    "linear_one_sample": (lambda a, w, b: torch.nn.functional.linear(a, w, b), (X[5:9], torch.randn(3, 4),
+                                                                                torch.randn(3))),
+    "matmul_vector_matrix": (torch.matmul, (X[5:9], torch.randn(2, 4, 3))),
+    "matmul_matrix_vector": (torch.matmul, (torch.randn(2, 3, 4), X[5:9])),
+    "matmul_dot": (torch.matmul, (X[5:9], X[13:17])),
+    "hardsigmoid_0d": (torch.nn.functional.hardsigmoid, (torch.tensor(0.7),)),
+    "threshold_0d": (lambda a: torch.nn.functional.threshold(a, 0.5, 2.0), (torch.tensor(0.3),)),
+    "cross_entropy": (torch.nn.functional.cross_entropy, (torch.randn(2, 3), torch.tensor([0, 2]))),
+    "sum_of_bools": (lambda a: (a > 0).sum(), (X,)),
+    "softmax_float64": (lambda a: torch.softmax(a, 0, dtype=torch.float64), (torch.randn(5),)),
+    "index_select_0d": (lambda a, i: torch.index_select(a, 0, i), (torch.tensor(0.7), torch.tensor([0]))),
 }
+
+
+def _put(a: torch.Tensor, i: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    a = a.clone()
+    a[i] = v
+    return a
+
+
+def _add_at_columns(a: torch.Tensor, i: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    a = a.clone()
+    a[:, i] += v
+    return a
+
+
+SX, SI, SS = torch.randn(4, 5), torch.tensor([[0, 1, 2, 0, 3], [3, 2, 1, 0, 0]]), torch.randn(3, 6)
+CASES.update({
+    "scatter": (lambda a, i, s: torch.scatter(a, 0, i, s), (SX, SI, SS)),
+    "scatter_value": (lambda a, i: torch.scatter(a, 1, i, 2.5), (SX, SI[:, :3])),
+    "scatter_add": (lambda a, i, s: torch.scatter_add(a, 0, i, s), (SX, SI, SS)),
+    "scatter_amax_exclude_self": (lambda a, i, s: torch.scatter_reduce(a, 0, i, s, "amax", include_self=False),
+                                  (SX, SI, SS)),
+    "scatter_mean": (lambda a, i, s: torch.scatter_reduce(a, 0, i, s, "mean"), (SX, SI, SS)),
+    "index_put_rows_negative_id": (_put, (SX, torch.tensor([2, -1, 0]), torch.randn(3, 5))),
+    "index_put_accumulate_columns": (_add_at_columns, (SX, torch.tensor([0, 4, 4]), torch.randn(4, 3))),
+    "index_put_two_axes": (lambda a, i, j, v: torch.index_put(a, (i, j), v, accumulate=True),
+                           (SX, torch.tensor([2, -1, 0]), torch.tensor([1, 1, 4]), torch.tensor([1., 2., 3.]))),
+})
+
+
+F = torch.nn.functional
+CASES.update({
+    "conv1d_stride_padding_bias": (lambda x, w, b: F.conv1d(x, w, b, stride=2, padding=1),
+                                   (torch.randn(2, 4, 9), torch.randn(6, 4, 3), torch.randn(6))),
+    "conv2d_groups_dilation": (lambda x, w: F.conv2d(x, w, stride=(1, 2), padding=(2, 1), dilation=2, groups=2),
+                               (torch.randn(2, 4, 7, 8), torch.randn(6, 2, 3, 2))),
+    "conv3d": (F.conv3d, (torch.randn(1, 2, 4, 5, 3), torch.randn(3, 2, 2, 2, 2))),
+    "conv2d_same": (lambda x, w: F.conv2d(x, w, padding="same"), (torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3))),
+})
 
 
 class Wrap(torch.nn.Module):
@@ -95,3 +155,13 @@ def test_integer_division_by_zero_raises_in_the_interpreter_as_in_torch() -> Non
     graph = capture(Wrap(fn), (I, J), dynamic_shapes=({}, {}))
     with pytest.raises(ZeroDivisionError):
         interpret(graph, [I.numpy(), np.zeros_like(J.numpy())])
+
+
+@pytest.mark.slow
+def test_scatter_index_out_of_range_is_refused_at_run_time() -> None:
+    import recc
+
+    fn, inputs = CASES["scatter_add"]
+    compiled = recc.compile(Wrap(fn), inputs, dynamic_shapes=tuple({} for _ in inputs))
+    with pytest.raises(ValueError, match="out of range"):
+        compiled(SX, SI + 4, SS)

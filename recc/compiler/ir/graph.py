@@ -71,7 +71,8 @@ class Graph:
         return value
 
     def add_param(self, name: str, array: np.ndarray) -> Value:
-        array = array if isinstance(array, np.memmap) else np.ascontiguousarray(array)
+        # (np.ascontiguousarray makes a 0-d array 1-d; a 0-d parameter stays 0-d)
+        array = array if isinstance(array, np.memmap) else np.require(array, requirements="C")
         value = Value(self.fresh_name(name), TensorType(tuple(array.shape), dtype_of_array(array)), "param")
         self.params[value.name] = array
         self.param_values[value.name] = value

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from recc.compiler.ir.types import Dim, Sym, TensorType, dim_div, is_float, is_int, numel
+from recc.compiler.ir.types import Dim, Sym, TensorType, dim_div, dim_mul, is_float, is_int, numel
 
 ACTIVATIONS = ("none", "relu", "sigmoid", "tanh", "gelu", "gelu_tanh", "silu", "leaky_relu")
 
@@ -224,6 +224,42 @@ def _gather(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
         if d != axis and isinstance(n, int) and isinstance(m, int) and m > n:
             raise _fail("gather", f"index dim {d} is {m}, larger than the data's {n}")
     return [TensorType(idx.shape, x.dtype)]
+
+
+@_register("scatter", (3, 3), "x with x[..index[..i..] along `axis`..] = (or `reduce`d with) src[..i..] "
+          "(torch.scatter / scatter_reduce; index and src of one shape); reduce none|sum|prod|amax|amin")
+def _scatter(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    x, idx, src = ts
+    _axis("scatter", attrs["axis"], x.rank)
+    if not is_int(idx.dtype) or idx.rank != x.rank or src.shape != idx.shape or src.dtype != x.dtype:
+        raise _fail("scatter", f"expects integer indices of the data's rank and src of their shape, got {x}, "
+                               f"{idx}, {src}")
+    if attrs.get("reduce", "none") not in ("none", "sum", "prod", "amax", "amin"):
+        raise _fail("scatter", f"unknown reduce {attrs.get('reduce')!r}")
+    return [x]
+
+
+@_register("conv", (2, 3), "N-d convolution x [N, C, *S], w [O, C/groups, *K], b [O]; `stride`, `padding` "
+          "(symmetric), `dilation` per spatial axis, `groups`")
+def _conv(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    x, w = ts[0], ts[1]
+    nd = x.rank - 2
+    stride, padding, dilation, groups = attrs["stride"], attrs["padding"], attrs["dilation"], attrs["groups"]
+    if nd < 1 or w.rank != x.rank or x.dtype != w.dtype or not all(len(v) == nd for v in (stride, padding, dilation)):
+        raise _fail("conv", f"expects x [N, C, *S] and w [O, C/groups, *K] of one dtype, got {x} and {w}")
+    if x.shape[1] != dim_mul(w.shape[1], groups) or not isinstance(w.shape[0], int) or w.shape[0] % groups:
+        raise _fail("conv", f"channels of {x} do not match {w} with {groups} groups")
+    if len(ts) == 3 and ts[2].shape != (w.shape[0],):
+        raise _fail("conv", f"bias must be [{w.shape[0]}], got {ts[2]}")
+    spatial = []
+    for size, k, s, p, d in zip(x.shape[2:], w.shape[2:], stride, padding, dilation):
+        if not isinstance(size, int) or not isinstance(k, int):
+            raise _fail("conv", "symbolic spatial dims are not supported")
+        n = (size + 2 * p - d * (k - 1) - 1) // s + 1
+        if n < 1:
+            raise _fail("conv", f"kernel {w.shape[2:]} larger than the padded input {x.shape[2:]}")
+        spatial.append(n)
+    return [TensorType((x.shape[0], w.shape[0], *spatial), x.dtype)]
 
 
 @_register("expand", (1, 1), "broadcast to `shape`")

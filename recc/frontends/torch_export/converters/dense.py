@@ -18,8 +18,15 @@ from recc.frontends.torch_export.converters.context import (
 
 @converts("linear.default")
 def _linear(ctx: Ctx, node: torch.fx.Node, x: Any, w: Any, b: Any = None) -> Value:
-    inputs = [ctx.value(x), ctx.value(w)] + ([ctx.value(b)] if b is not None else [])
-    return ctx.emit("dense", inputs, activation="none")
+    xv, wv = ctx.value(x), ctx.value(w)
+    if wv.type.rank == 1 or not wv.type.dtype.startswith("float"):  # a vector weight, or integer data
+        out = _matmul(ctx, node, x, None, bv=ctx.emit("permute", [wv], perm=(1, 0)) if wv.type.rank == 2 else wv)
+        return out if b is None else ctx.emit("add", [out, ctx.value(b)])
+    flat = xv.type.rank == 1  # one sample [K]: dense over [1, K]
+    xv = ctx.emit("reshape", [xv], shape=(1,) + xv.type.shape) if flat else xv
+    inputs = [xv, wv] + ([ctx.value(b)] if b is not None else [])
+    out = ctx.emit("dense", inputs, activation="none")
+    return ctx.emit("reshape", [out], shape=out.type.shape[1:]) if flat else out
 
 
 @converts("addmm.default")
@@ -34,11 +41,20 @@ def _addmm(ctx: Ctx, node: torch.fx.Node, bias: Any, a: Any, b: Any, beta: Any =
 
 
 @converts("mm.default", "bmm.default", "matmul.default")
-def _matmul(ctx: Ctx, node: torch.fx.Node, a: Any, b: Any) -> Value:
-    av, bv = ctx.value(a), ctx.value(b)
-    if av.type.rank < 2 or bv.type.rank < 2:
-        raise ConversionError("matmul with a 1-D operand is not supported; unsqueeze it first")
-    return ctx.emit("matmul", [av, bv])
+def _matmul(ctx: Ctx, node: torch.fx.Node, a: Any, b: Any, bv: Value | None = None) -> Value:
+    """torch.matmul: a 1-D operand is a row (left) or a column (right), squeezed out of the result."""
+    av, bv = ctx.value(a), bv if bv is not None else ctx.value(b)
+    row, col = av.type.rank == 1, bv.type.rank == 1
+    if row:
+        av = ctx.emit("reshape", [av], shape=(1,) + av.type.shape)
+    if col:
+        bv = ctx.emit("reshape", [bv], shape=bv.type.shape + (1,))
+    out = ctx.emit("matmul", [av, bv])
+    if row or col:
+        shape = out.type.shape
+        out = ctx.emit("reshape", [out], shape=shape[:-2] + (() if row else (shape[-2],)) + (() if col else
+                                                                                               (shape[-1],)))
+    return out
 
 
 @converts("gru.input")
@@ -99,7 +115,7 @@ def _scaled_dot_product_attention(ctx: Ctx, node: torch.fx.Node, q: Any, k: Any,
 def _convolution(ctx: Ctx, node: torch.fx.Node, x: Any, weight: Any, bias: Any = None, stride: Any = 1,
                  padding: Any = 0, dilation: Any = 1, *rest: Any) -> Value:
     """A pointwise (1x1) convolution — xDeepFM's CIN, 1x1 projections — as a dense layer over channels-last
-    data; other convolutions are refused."""
+    data (so the dense fusions apply); any other as the IR's `conv`; transposed ones are refused."""
     transposed, groups = (rest[0], rest[2]) if len(rest) >= 3 else (False, rest[0] if rest else 1)
     xv, wv = ctx.value(x), ctx.value(weight)
     spatial = wv.type.shape[2:]
@@ -107,10 +123,19 @@ def _convolution(ctx: Ctx, node: torch.fx.Node, x: Any, weight: Any, bias: Any =
     def values(v: Any) -> list[Any]:
         return list(v) if isinstance(v, (list, tuple)) else [v]
 
-    if transposed or groups != 1 or any(d != 1 for d in spatial) or any(s != 1 for s in values(stride)) \
-            or any(p != 0 for p in values(padding)):
-        raise ConversionError("only pointwise convolutions (kernel 1, stride 1, no padding, one group) are "
-                              "supported")
+    nd = len(spatial)
+    if transposed:
+        raise ConversionError("transposed convolutions are not supported")
+    if groups != 1 or any(d != 1 for d in spatial) or any(s != 1 for s in values(stride)) \
+            or any(p != 0 for p in values(padding)) or not xv.type.dtype.startswith("float"):
+        if isinstance(padding, str):
+            raise ConversionError(f"convolution padding={padding!r}")
+        if xv.type.rank == nd + 1:  # unbatched [C, *S]
+            raise ConversionError("unbatched convolution input")
+        attrs = {k: tuple(int(v) for v in values(v)) * (nd if len(values(v)) == 1 else 1)
+                 for k, v in (("stride", stride), ("padding", padding), ("dilation", dilation))}
+        inputs = [xv, wv] + ([ctx.value(bias)] if bias is not None else [])
+        return ctx.emit("conv", inputs, groups=int(groups), **attrs)
     rank = xv.type.rank
     to_last = ctx.emit("permute", [xv], perm=(0, *range(2, rank), 1))
     w2 = ctx.emit("reshape", [wv], shape=wv.type.shape[:2])

@@ -136,4 +136,8 @@ def _masked_fill(ctx: Ctx, node: torch.fx.Node, x: Any, mask: Any, value: Any) -
 @converts("softmax.int", "_softmax.default", "log_softmax.int", "_log_softmax.default")
 def _softmax(ctx: Ctx, node: torch.fx.Node, x: Any, dim: int, *rest: Any) -> Value:
     op = "log_softmax" if "log_softmax" in node.target._schema.name else "softmax"
-    return ctx.emit(op, [ctx.value(x)], axis=dim % len(ctx.out_shape(node)))
+    xv = ctx.as_dtype(ctx.value(x), ctx.out_dtype(node))  # softmax(x, dtype=...) computes in that dtype
+    if xv.type.rank == 0:  # softmax of a scalar is 1 (log: 0), NaN stays NaN
+        xv = ctx.emit("reshape", [xv], shape=(1,))
+        return ctx.emit("reshape", [ctx.emit(op, [xv], axis=0)], shape=())
+    return ctx.emit(op, [xv], axis=dim % xv.type.rank)

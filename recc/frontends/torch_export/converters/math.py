@@ -183,3 +183,53 @@ def _pad(ctx: Ctx, node: torch.fx.Node, x: Any, pad: Any, value: Any = 0) -> Val
     for i in range(len(pad) // 2):
         pads[xv.type.rank - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
     return ctx.emit("pad", [xv], pads=tuple(pads), value=value)
+
+
+@converts("max.dim", "min.dim")
+def _extremum_dim(ctx: Ctx, node: torch.fx.Node, x: Any, dim: int, keepdim: bool = False) -> tuple[Value, Value]:
+    """(values, indices) along dim; NaN wins, as in torch."""
+    reduce = node.target._schema.name.split("::")[-1]
+    xv = ctx.value(x)
+    if xv.type.rank == 0:
+        return xv, ctx.const(0, "int64")
+    axis = dim % xv.type.rank
+    values = ctx.emit(reduce, [xv], axes=(axis,), keepdims=bool(keepdim))
+    return values, ctx.emit(f"arg{reduce}", [xv], axes=(axis,), keepdims=bool(keepdim))
+
+
+@converts("clamp.Tensor")
+def _clamp_tensor(ctx: Ctx, node: torch.fx.Node, x: Any, lo: Any = None, hi: Any = None) -> Value:
+    """min(max(x, lo), hi) with tensor bounds; a NaN anywhere gives NaN (torch.clamp)."""
+    dtype = ctx.out_dtype(node)
+    out = ctx.as_dtype(ctx.value(x), dtype)
+    if lo is not None:
+        out = ctx.emit("maximum", [out, ctx.operand(lo, dtype)])
+    if hi is not None:
+        out = ctx.emit("minimum", [out, ctx.operand(hi, dtype)])
+    return out
+
+
+@converts("pow.Scalar")
+def _pow_scalar(ctx: Ctx, node: torch.fx.Node, base: Any, exponent: Any) -> Value:
+    dtype = ctx.out_dtype(node)
+    return ctx.emit("pow", [ctx.const(base, dtype), ctx.as_dtype(ctx.value(exponent), dtype)])
+
+
+@converts("fill.Scalar", "fill.Tensor")
+def _fill(ctx: Ctx, node: torch.fx.Node, x: Any, value: Any) -> Value:
+    shape = ctx.out_shape(node)
+    dtype = ctx.out_dtype(node)
+    v = ctx.operand(value, dtype)
+    v = v if v.type.rank == len(shape) else ctx.emit("reshape", [v], shape=(1,) * len(shape))
+    return ctx.emit("expand", [v], shape=shape)
+
+
+@converts("elu.default")
+def _elu(ctx: Ctx, node: torch.fx.Node, x: Any, alpha: Any = 1.0, scale: Any = 1.0, input_scale: Any = 1.0) -> Value:
+    """scale * x for x > 0, else scale * alpha * expm1(x * input_scale) (NaN stays NaN)."""
+    xv = ctx.value(x)
+    dtype = xv.type.dtype
+    negative = ctx.emit("mul", [ctx.emit("expm1", [ctx.emit("mul", [xv, ctx.const(input_scale, dtype)])]),
+                                ctx.const(alpha * scale, dtype)])
+    positive = ctx.emit("mul", [xv, ctx.const(scale, dtype)])
+    return ctx.emit("where", [ctx.emit("gt", [xv, ctx.const(0.0, dtype)]), positive, negative])

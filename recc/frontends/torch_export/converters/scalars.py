@@ -21,6 +21,8 @@ def _reduce(op: str):
     def convert(ctx: Ctx, node: torch.fx.Node, x: Any, dims: Any = None, keepdim: bool = False,
                 *rest: Any, **kw: Any) -> Value:
         xv = ctx.value(x)
+        if op in ("sum", "mean"):  # accumulate in torch's result dtype (a sum of bools or int32s is int64)
+            xv = ctx.as_dtype(xv, ctx.out_dtype(node))
         if isinstance(dims, int):
             dims = [dims]
         axes = tuple(range(xv.type.rank)) if dims in (None, []) else tuple(d % xv.type.rank for d in dims)

@@ -106,6 +106,9 @@ def _select(ctx: Ctx, node: torch.fx.Node, x: Any, dim: int, index: int) -> Valu
 @converts("index_select.default")
 def _index_select(ctx: Ctx, node: torch.fx.Node, x: Any, dim: int, index: Any) -> Value:
     xv = ctx.value(x)  # torch refuses negative indices here (unlike x[index])
+    if xv.type.rank == 0:  # a 0-d tensor indexes as one element
+        one = ctx.emit("take", [ctx.emit("reshape", [xv], shape=(1,)), ctx.value(index)], axis=0, wrap=False)
+        return ctx.emit("reshape", [one], shape=ctx.out_shape(node))
     return ctx.emit("take", [xv, ctx.value(index)], axis=dim % xv.type.rank, wrap=False)
 
 
@@ -231,3 +234,20 @@ def _repeat(ctx: Ctx, node: torch.fx.Node, x: Any, repeats: Any) -> Value:
     expanded = tuple(d for r, n in zip(repeats, shape) for d in (r, n))
     out = ctx.emit("expand", [ctx.emit("reshape", [xv], shape=interleaved)], shape=expanded)
     return ctx.emit("reshape", [out], shape=tuple(dim_mul(r, n) for r, n in zip(repeats, shape)))
+
+
+@converts("diagonal.default")
+def _diagonal(ctx: Ctx, node: torch.fx.Node, x: Any, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Value:
+    """The two axes moved last and merged, then one take of the diagonal's flat positions."""
+    xv = ctx.value(x)
+    rank = xv.type.rank
+    a, b = dim1 % rank, dim2 % rank
+    n, m = xv.type.shape[a], xv.type.shape[b]
+    if not isinstance(n, int) or not isinstance(m, int):
+        raise ConversionError("diagonal of symbolic dims")
+    rest = [i for i in range(rank) if i not in (a, b)]
+    moved = ctx.emit("permute", [xv], perm=(*rest, a, b))
+    flat = ctx.emit("reshape", [moved], shape=tuple(xv.type.shape[i] for i in rest) + (n * m,))
+    rows = np.arange(max(0, -offset), min(n, m - offset)) if -n < offset < m else np.arange(0)
+    index = ctx.graph.add_param("diagonal_index", (rows * m + rows + offset).astype(np.int64))
+    return ctx.emit("take", [flat, index], axis=len(rest))

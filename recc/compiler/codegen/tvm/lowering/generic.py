@@ -14,6 +14,7 @@ from tvm import relax
 
 from recc.compiler.codegen.tvm.lowering.checks import guarded_args
 from recc.compiler.codegen.tvm.lowering.context import LoweringContext
+from recc.compiler.codegen.tvm.lowering.math import int_power
 from recc.compiler.ir import Node
 from recc.compiler.ir.types import is_float
 
@@ -83,6 +84,9 @@ def lower_generic(lw: LoweringContext, node: Node) -> relax.Expr:
         return lw.emit(_reduce_extremum(op, args[0], list(a["axes"]), a.get("keepdims", False)))
     if op == "clamp" and floating:
         return lw.emit(_clip(args[0], a.get("min"), a.get("max")))
+    if op == "pow" and not floating:
+        bits = int("".join(c for c in node.output.type.dtype if c.isdigit()) or 8)
+        return lw.emit(int_power(args[0], args[1], bits))
     if op in SIMPLE:
         return lw.emit(SIMPLE[op](*args))
     if op in ACTIVATIONS:
@@ -116,6 +120,10 @@ def lower_generic(lw: LoweringContext, node: Node) -> relax.Expr:
     if op == "gather":  # torch.gather, indices checked by guarded_args
         data, index = guarded_args(lw, node)
         return lw.emit(relax.op.gather_elements(data, index, axis=a["axis"]))
+    if op == "scatter":  # indices checked by guarded_args
+        data, index, src = guarded_args(lw, node)
+        reduction = {"none": "update", "sum": "add", "prod": "mul", "amax": "max", "amin": "min"}[a.get("reduce", "none")]
+        return lw.emit(relax.op.scatter_elements(data, index, src, axis=a["axis"], reduction=reduction))
     if op == "expand":
         return lw.emit(relax.op.broadcast_to(args[0], out_shape))
     if op in REDUCTIONS:

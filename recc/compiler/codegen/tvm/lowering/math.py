@@ -164,6 +164,21 @@ def _binary(lw: LoweringContext, node: Node, a: relax.Expr, b: relax.Expr) -> re
     return getattr(op, name)(a, b)
 
 
+def int_power(a: relax.Expr, e: relax.Expr, bits: int) -> relax.Expr:
+    """a ** e for integers by squaring (TVM's power takes floats only); for e < 0 the truncated value
+    (1 for a = 1, +-1 for a = -1, else 0) where eager torch raises."""
+    result, base, rest = _c(1, a), a, e
+    for _ in range(bits - 1):
+        odd = op.equal(op.bitwise_and(rest, _c(1, e)), _c(1, e))
+        result = op.where(odd, op.multiply(result, base), result)
+        base = op.multiply(base, base)
+        rest = op.right_shift(rest, _c(1, e))
+    negative = op.where(op.equal(a, _c(1, a)), _c(1, a), op.where(
+        op.equal(a, _c(-1, a)), op.where(op.equal(op.bitwise_and(e, _c(1, e)), _c(1, e)), _c(-1, a), _c(1, a)),
+        _c(0, a)))
+    return op.where(op.less(e, _c(0, e)), negative, result)
+
+
 def _arg(name: str, x: relax.Expr, axis: int, keepdims: bool, floating: bool) -> relax.Expr:
     reduce = op.argmax if name == "argmax" else op.argmin
     plain = reduce(x, axis=axis, keepdims=keepdims)
@@ -202,8 +217,25 @@ def _pad(lw: LoweringContext, node: Node, x: relax.Expr) -> relax.Expr:
     return op.nn.pad(x, width, "constant", float(node.attrs["value"]))
 
 
+def _conv(node: Node, args: list[relax.Expr]) -> relax.Expr:
+    a = node.attrs
+    nd = node.inputs[0].type.rank - 2
+    fn = {1: op.nn.conv1d, 2: op.nn.conv2d, 3: op.nn.conv3d}.get(nd)
+    if fn is None:
+        raise NotImplementedError(f"codegen: conv over {nd} spatial dims")
+    layout = "NC" + "DHW"[3 - nd:]
+    out = fn(args[0], args[1], strides=tuple(a["stride"]), padding=tuple(a["padding"]) * 2,
+             dilation=tuple(a["dilation"]), groups=a["groups"], data_layout=layout,
+             kernel_layout="OI" + "DHW"[3 - nd:])
+    if len(args) == 3:
+        out = op.add(out, op.reshape(args[2], (-1,) + (1,) * nd))
+    return out
+
+
 def lower_math(lw: LoweringContext, node: Node) -> relax.Expr:
     args, a = lw.args(node), node.attrs
+    if node.op == "conv":
+        return lw.emit(_conv(node, args))
     if node.op in REDUCTIONS:
         return lw.emit(_reduce(lw, node, args[0]))
     if node.op in ("cumsum", "cumprod"):
@@ -225,5 +257,5 @@ REDUCTIONS = ("prod", "argmax", "argmin", "any", "all")
 MATH_OPS: tuple[str, ...] = (*FLOAT_UNARY, "sign", "bitwise_not", "isnan", "isinf", "isfinite", "remainder", "fmod",
                              "floor_divide", "trunc_divide", "atan2", "bitwise_and", "bitwise_or", "bitwise_xor",
                              "left_shift", "right_shift", "logical_and", "logical_or", "logical_xor", *REDUCTIONS,
-                             "cumsum", "cumprod", "flip", "pad")
+                             "cumsum", "cumprod", "flip", "pad", "conv")
 LOWERINGS: dict[str, Callable[[LoweringContext, Node], Any]] = {name: lower_math for name in MATH_OPS}
