@@ -79,9 +79,21 @@ def _matmul(ctx: Ctx, node: OnnxNode) -> Value:
                               lambda: np.ascontiguousarray(weight.T.astype(a.type.dtype)))
         return ctx.emit("dense", [a, w], activation="none")
     b = ctx.value(node, 1, a.type.dtype)
-    if a.type.rank < 2 or b.type.rank < 2:
-        raise ConversionError("MatMul with a 1-D operand is not supported")
-    return ctx.emit("matmul", [a, b])
+    if a.type.rank == 0 or b.type.rank == 0:
+        raise ConversionError("MatMul of a scalar")
+    if a.type.rank >= 2 and b.type.rank >= 2:
+        return ctx.emit("matmul", [a, b])
+    # numpy's 1-D rules: a vector on the left is a row [1, K], on the right a column [K, 1]; the added
+    # axis is dropped from the result
+    a2 = ctx.emit("reshape", [a], shape=(1,) + a.type.shape) if a.type.rank == 1 else a
+    b2 = ctx.emit("reshape", [b], shape=b.type.shape + (1,)) if b.type.rank == 1 else b
+    out = ctx.emit("matmul", [a2, b2])
+    shape = out.type.shape
+    if b.type.rank == 1:
+        shape = shape[:-1]
+    if a.type.rank == 1:
+        shape = shape[:-2] + shape[-1:] if b.type.rank != 1 else shape[:-1]
+    return ctx.emit("reshape", [out], shape=shape)
 
 
 CONVERTERS: dict[str, Callable[[Ctx, OnnxNode], Any]] = {"Gemm": _gemm, "MatMul": _matmul}
