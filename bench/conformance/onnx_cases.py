@@ -200,7 +200,7 @@ class OrtRep:
         self.names = [i.name for i in self.session.get_inputs()]
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        return self.session.run(None, dict(zip(self.names, inputs)))
+        return self.session.run(None, {n: np.asarray(x) for n, x in zip(self.names, inputs)})  # 0-d: an array
 
 
 def case_ops(model: onnx.ModelProto) -> list[str]:
