@@ -21,6 +21,8 @@ I = torch.tensor([5, -5, 7, -7, 0, 3, 123456789, -1])
 J = torch.tensor([3, 3, -2, -2, 5, 7, 1000, 2])
 M = torch.tensor([[1., NAN, 3., NAN, -1.], [2., 2., -INF, 0., 5.], [INF, 1., INF, 4., 4.], [0.5, -0.5, 0., 7., 7.]])
 
+SX, SI, SS = torch.randn(4, 5), torch.tensor([[0, 1, 2, 0, 3], [3, 2, 1, 0, 0]]), torch.randn(3, 6)
+
 UNARY = ["sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "floor", "ceil",
          "round", "trunc", "sign", "sgn", "log1p", "expm1", "log2", "log10", "erfinv", "isnan", "isinf", "isfinite"]
 CASES: dict[str, tuple[Callable[..., torch.Tensor], tuple[torch.Tensor, ...]]] = {
@@ -73,6 +75,9 @@ CASES: dict[str, tuple[Callable[..., torch.Tensor], tuple[torch.Tensor, ...]]] =
     "cross_entropy": (torch.nn.functional.cross_entropy, (torch.randn(2, 3), torch.tensor([0, 2]))),
     "sum_of_bools": (lambda a: (a > 0).sum(), (X,)),
     "softmax_float64": (lambda a: torch.softmax(a, 0, dtype=torch.float64), (torch.randn(5),)),
+    "index_two_input_axes": (lambda a, i, j: a[i, j], (SX, torch.tensor([0, -1, 3]), torch.tensor([1, 4, -5]))),
+    "sum_0d": (lambda a: a.sum(0) + a.amax(), (torch.tensor(0.7),)),
+    "empty_then_filled": (lambda a: torch.empty(2, 5).copy_(a[:2]) * 2, (SX,)),
     "index_select_0d": (lambda a, i: torch.index_select(a, 0, i), (torch.tensor(0.7), torch.tensor([0]))),
 }
 
@@ -89,7 +94,6 @@ def _add_at_columns(a: torch.Tensor, i: torch.Tensor, v: torch.Tensor) -> torch.
     return a
 
 
-SX, SI, SS = torch.randn(4, 5), torch.tensor([[0, 1, 2, 0, 3], [3, 2, 1, 0, 0]]), torch.randn(3, 6)
 CASES.update({
     "scatter": (lambda a, i, s: torch.scatter(a, 0, i, s), (SX, SI, SS)),
     "scatter_value": (lambda a, i: torch.scatter(a, 1, i, 2.5), (SX, SI[:, :3])),
@@ -155,6 +159,18 @@ def test_integer_division_by_zero_raises_in_the_interpreter_as_in_torch() -> Non
     graph = capture(Wrap(fn), (I, J), dynamic_shapes=({}, {}))
     with pytest.raises(ZeroDivisionError):
         interpret(graph, [I.numpy(), np.zeros_like(J.numpy())])
+
+
+@pytest.mark.slow
+def test_an_index_out_of_range_on_any_axis_is_refused_at_run_time() -> None:
+    """x[i, j] reads one flat position; a j past its axis must not alias the next row."""
+    import recc
+
+    fn, inputs = CASES["index_two_input_axes"]
+    compiled = recc.compile(Wrap(fn), inputs, dynamic_shapes=tuple({} for _ in inputs))
+    for bad in (torch.tensor([0, 1, 5]), torch.tensor([0, 1, -6])):
+        with pytest.raises(ValueError, match="out of range"):
+            compiled(inputs[0], inputs[1], bad)
 
 
 @pytest.mark.slow
