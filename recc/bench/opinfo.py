@@ -27,14 +27,14 @@ from recc.bench.opinfo_cases import SampleResult, check_sample, is_random, op_la
 from recc.bench.opinfo_report import summarize, write_report
 
 DTYPES = {"float32": torch.float32, "int64": torch.int64}
-MAX_SCANNED = 12  # samples looked at per op and dtype to find --samples usable ones
+MAX_SCANNED = 40  # samples looked at per op and dtype to find --samples usable ones
 
 
 def op_database() -> list[Any]:
     try:
         from torch.testing._internal.common_methods_invocations import op_db
     except ImportError as e:
-        raise SystemExit(f"the OpInfo database needs the `expecttest` package (pip install expecttest): {e}")
+        raise ImportError(f"the OpInfo database needs the `expecttest` package (pip install expecttest): {e}") from e
     return list(op_db)
 
 
@@ -62,8 +62,12 @@ def check_op(op: Any, dtype: torch.dtype, samples: int = 2, threads: int | None 
     except Exception as e:  # noqa: BLE001 - OpInfo's own sample generator failed: nothing to check
         results.append(SampleResult("skipped", f"sample_inputs raised {type(e).__name__}: {e}"[:300]))
     status, reason = op_status(results)
-    return {"op": label, "dtype": str(dtype).removeprefix("torch."), "status": status, "reason": reason,
-            "samples": [asdict(r) for r in results]}
+    record = {"op": label, "dtype": str(dtype).removeprefix("torch."), "status": status, "reason": reason,
+              "samples": [asdict(r) for r in results]}
+    beyond = [SampleResult(r.beyond_core, r.beyond_core_reason) for r in results if r.beyond_core]
+    if status == "not exportable" and beyond:  # recc's verdict on what torch left outside Core ATen
+        record["beyond_core"], record["beyond_core_reason"] = op_status(beyond)
+    return record
 
 
 def run(ops: list[Any], dtypes: list[str], samples: int, threads: int | None,
@@ -98,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     ops = select_ops(op_database(), [n for n in args.ops.split(",") if n], args.limit)
+    machine = describe_machine()  # the commit measured, before anything else can move HEAD
     start = time.perf_counter()
     records = run(ops, dtypes, args.samples, args.threads, lambda line: print(line, flush=True))
     result = {
@@ -106,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {"ops": len(ops), "dtypes": dtypes, "samples": args.samples, "threads": args.threads,
                    "shapes": "static (every sample compiled at its exact shapes)"},
         "elapsed_s": round(time.perf_counter() - start, 1),
-        "machine": describe_machine(),
+        "machine": machine,
         "summary": summarize(records, dtypes),
         "ops": records,
     }

@@ -19,6 +19,7 @@ positional inputs and closes over everything else. `check_sample` then:
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import time
@@ -26,6 +27,7 @@ import traceback
 import warnings
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
@@ -37,6 +39,7 @@ SAMPLE_TIMEOUT_S = 60
 # nn.functional.dropout -> {nn, functional, dropout}; 'normalize' is not 'normal').
 RANDOM_PARTS = {"bernoulli", "normal", "multinomial", "uniform", "exponential", "geometric", "cauchy",
                 "log_normal", "randint", "poisson"}
+NOT_CORE = "not Core ATen: "
 EVALUATED = ("passed", "refused", "wrong", "crashed")  # the statuses that count in the pass rate
 # Status of an op and dtype from its samples' statuses: the first of these any sample has.
 PRECEDENCE = ("wrong", "crashed", "refused", "passed", "excluded", "not exportable", "skipped")
@@ -54,6 +57,8 @@ class SampleResult:
     max_abs_error: float | None = None
     seconds: float = 0.0
     shapes: list[list[int]] = field(default_factory=list)
+    beyond_core: str = ""  # for a sample that exports but not to Core ATen: recc's status on it anyway
+    beyond_core_reason: str = ""
 
 
 def op_label(op: Any) -> str:
@@ -204,7 +209,7 @@ def export_problem(module: SampleModule, inputs: tuple[torch.Tensor, ...]) -> st
     if not vals or not all(isinstance(v, torch.Tensor) for v in vals):
         return "an output is not a tensor"
     extra = non_core_ops(ep)
-    return f"not Core ATen: {', '.join(extra)}" if extra else None
+    return f"{NOT_CORE}{', '.join(extra)}" if extra else None
 
 
 def first_line(e: BaseException, limit: int = 300) -> str:
@@ -223,15 +228,20 @@ def is_refusal(e: BaseException) -> bool:
     return bool(frames) and _in_recc(frames[-1])
 
 
+RECC_DIR = str(Path(__file__).resolve().parents[1]) + os.sep
+
+
 def _in_recc(frame: traceback.FrameSummary) -> bool:
     """A frame of recc's compiler (this harness is not)."""
-    return "/recc/" in frame.filename and "/recc/bench/" not in frame.filename
+    path = str(Path(frame.filename).resolve())
+    return path.startswith(RECC_DIR) and not path.startswith(RECC_DIR + "bench" + os.sep)
 
 
 def crash_reason(e: BaseException) -> str:
     """The error's type and first line, and the innermost line of recc's own code it passed through."""
     frames = [f for f in traceback.extract_tb(e.__traceback__) if _in_recc(f)]
-    where = f" (at recc/{frames[-1].filename.rsplit('/recc/', 1)[-1]}:{frames[-1].lineno})" if frames else ""
+    where = f" (at recc/{str(Path(frames[-1].filename).resolve())[len(RECC_DIR):]}:{frames[-1].lineno})" \
+        if frames else ""
     return f"{type(e).__module__}.{type(e).__name__}: {first_line(e)}{where}"
 
 
@@ -330,10 +340,14 @@ def _check(module: SampleModule, inputs: tuple[torch.Tensor, ...], label: str, r
     if expected is not None and compare(expected, second)[0] is not None:
         return SampleResult("excluded", "random/uninitialized (eager differs run to run)", "eager")
     problem = "an output is not a tensor" if expected is None else export_problem(module, inputs)
-    if problem:
+    if problem and not problem.startswith(NOT_CORE):
         return SampleResult("not exportable", problem, "export")
     seed = zlib.crc32(label.encode()) & 0x7FFFFFFF
-    return compile_and_compare(module, inputs, expected, seed, threads, compile_fn)
+    result = compile_and_compare(module, inputs, expected, seed, threads, compile_fn)
+    if problem:  # outside the Core ATen scope, but what recc makes of it is worth knowing
+        return SampleResult("not exportable", problem, "export", result.max_abs_error,
+                            beyond_core=result.status, beyond_core_reason=result.reason)
+    return result
 
 
 def op_status(results: list[SampleResult]) -> tuple[str, str]:

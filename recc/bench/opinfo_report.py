@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from recc.bench.opinfo_cases import ATOL, EVALUATED, PRECEDENCE, RTOL
+from recc.bench.opinfo_cases import ATOL, EVALUATED, NOT_CORE, PRECEDENCE, RTOL
 
 UNSUPPORTED = re.compile(r"^unsupported op (\S+);")
 
@@ -22,7 +22,9 @@ def summarize(records: list[dict[str, Any]], dtypes: list[str]) -> dict[str, dic
         exportable = sum(counts[s] for s in EVALUATED)
         summary[dtype] = {"op_variants": sum(counts.values()), "exportable": exportable,
                           **{s: counts[s] for s in PRECEDENCE},
-                          "pass_rate": round(counts["passed"] / exportable, 4) if exportable else None}
+                          "pass_rate": round(counts["passed"] / exportable, 4) if exportable else None,
+                          "beyond_core": dict(collections.Counter(
+                              r["beyond_core"] for r in records if dtype in ("all", r["dtype"]) and "beyond_core" in r))}
     return summary
 
 
@@ -82,6 +84,10 @@ def _failure_lines(records: list[dict[str, Any]]) -> list[str]:
     crashed = _grouped(records, "crashed", 400)
     lines += ["| reason | op variants |", "|---|---|"] if crashed else ["None."]
     lines += [f"| {_cell(reason)} | {', '.join(ops)} |" for reason, ops in crashed]
+    internal = [(reason, ops) for reason, ops in _grouped(records, "refused") if reason.startswith("internal:")]
+    lines += ["", "## Refused by recc's own consistency check (a converter disagrees with torch: bugs)", ""]
+    lines += ["| reason | op variants |", "|---|---|"] if internal else ["None."]
+    lines += [f"| {_cell(reason)} | {', '.join(ops)} |" for reason, ops in internal]
     blocked = unsupported_ops(records)
     lines += ["", "## Unsupported ATen ops (each with the op variants a refusal of it blocks)", "",
               "| ATen op | op variants | which |", "|---|---:|---|"]
@@ -91,11 +97,25 @@ def _failure_lines(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _beyond_core_lines(records: list[dict[str, Any]]) -> list[str]:
+    beyond = [r for r in records if "beyond_core" in r]
+    counts = collections.Counter(r["beyond_core"] for r in beyond)
+    lines = ["", "## Beyond Core ATen (not in the denominator)", "",
+             "Samples that export, but leave ops torch does not tag Core ATen after its decompositions, were "
+             f"compiled anyway: {', '.join(f'{n} {s}' for s, n in counts.most_common())}.", "",
+             "| recc | op | dtype | ops outside Core ATen | reason |", "|---|---|---|---|---|"]
+    order = {s: i for i, s in enumerate(PRECEDENCE)}
+    for r in sorted(beyond, key=lambda r: (order[r["beyond_core"]], r["beyond_core_reason"], r["op"])):
+        lines.append(f"| {r['beyond_core']} | {r['op']} | {r['dtype']} | {r['reason'].removeprefix('not Core ATen: ')} "
+                     f"| {_cell(r['beyond_core_reason'])} |")
+    return lines
+
+
 def _left_out_lines(records: list[dict[str, Any]]) -> list[str]:
-    lines = ["", "## Not in the denominator", "", "| status | reason | op variants |", "|---|---|---|"]
+    lines = ["", "## Not in the denominator (besides the above)", "", "| status | reason | op variants |", "|---|---|---|"]
     for status in ("not exportable", "excluded", "skipped"):
         lines += [f"| {status} | {_cell(reason)} | {', '.join(ops)} |"
-                  for reason, ops in _grouped(records, status, 120)]
+                  for reason, ops in _grouped(records, status, 120) if not reason.startswith(NOT_CORE)]
     lines += ["", "## Passed", ""]
     for dtype in sorted({r["dtype"] for r in records}):
         ops = [r["op"] for r in records if r["dtype"] == dtype and r["status"] == "passed"]
@@ -108,5 +128,6 @@ def write_report(result: dict[str, Any], out: Path, name: str) -> tuple[Path, Pa
     json_path, md_path = out / f"{name}.json", out / f"{name}.md"
     json_path.write_text(json.dumps(result, indent=1) + "\n")
     records = result["ops"]
-    md_path.write_text("\n".join(_summary_lines(result) + _failure_lines(records) + _left_out_lines(records)) + "\n")
+    md_path.write_text("\n".join(_summary_lines(result) + _failure_lines(records) + _beyond_core_lines(records)
+                       + _left_out_lines(records)) + "\n")
     return json_path, md_path
