@@ -115,6 +115,13 @@ CASES.update({
     "conv2d_groups_dilation": (lambda x, w: F.conv2d(x, w, stride=(1, 2), padding=(2, 1), dilation=2, groups=2),
                                (torch.randn(2, 4, 7, 8), torch.randn(6, 2, 3, 2))),
     "conv3d": (F.conv3d, (torch.randn(1, 2, 4, 5, 3), torch.randn(3, 2, 2, 2, 2))),
+    "conv1d_unbatched": (F.conv1d, (torch.randn(4, 9), torch.randn(6, 4, 3))),
+    "group_norm": (lambda x, w, b: F.group_norm(x, 2, w, b), (torch.randn(3, 4, 5), torch.randn(4), torch.randn(4))),
+    "scatter_amin_int_exclude_self": (lambda a, i, s: torch.scatter_reduce(a, 0, i, s, "amin", include_self=False),
+                                      (I.reshape(2, 4), torch.tensor([[1, 0, 1, 1]]), J[:4].reshape(1, 4))),
+    "argmin_of_the_dtype_maximum": (lambda a: torch.argmin(a, 1), (torch.tensor([[2**63 - 1, 2**63 - 1], [3, 1]]),)),
+    "argmax_of_all_minus_inf": (lambda a: torch.argmax(a, 1), (torch.tensor([[-INF, -INF, -INF], [1., 2., 0.]]),)),
+    "embedding_0d_ids": (lambda i, w: F.embedding(i, w), (torch.tensor(2), torch.randn(5, 3))),
     "conv2d_same": (lambda x, w: F.conv2d(x, w, padding="same"), (torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3))),
 })
 

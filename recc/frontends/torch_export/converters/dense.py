@@ -130,12 +130,14 @@ def _convolution(ctx: Ctx, node: torch.fx.Node, x: Any, weight: Any, bias: Any =
             or any(p != 0 for p in values(padding)) or not xv.type.dtype.startswith("float"):
         if isinstance(padding, str):
             raise ConversionError(f"convolution padding={padding!r}")
-        if xv.type.rank == nd + 1:  # unbatched [C, *S]
-            raise ConversionError("unbatched convolution input")
+        unbatched = xv.type.rank == nd + 1  # [C, *S]: one sample
+        if unbatched:
+            xv = ctx.emit("reshape", [xv], shape=(1,) + xv.type.shape)
         attrs = {k: tuple(int(v) for v in values(v)) * (nd if len(values(v)) == 1 else 1)
                  for k, v in (("stride", stride), ("padding", padding), ("dilation", dilation))}
         inputs = [xv, wv] + ([ctx.value(bias)] if bias is not None else [])
-        return ctx.emit("conv", inputs, groups=int(groups), **attrs)
+        out = ctx.emit("conv", inputs, groups=int(groups), **attrs)
+        return ctx.emit("reshape", [out], shape=out.type.shape[1:]) if unbatched else out
     rank = xv.type.rank
     to_last = ctx.emit("permute", [xv], perm=(0, *range(2, rank), 1))
     w2 = ctx.emit("reshape", [wv], shape=wv.type.shape[:2])

@@ -62,6 +62,16 @@ def _copy(ctx: Ctx, node: torch.fx.Node, dst: Any, src: Any, non_blocking: bool 
     return ctx.emit("expand", [value], shape=shape)
 
 
+@converts("native_dropout.default")
+def _native_dropout(ctx: Ctx, node: torch.fx.Node, x: Any, p: float, train: Any = None) -> tuple[Value, Value]:
+    """Dropout at inference (train False): x itself, and an all-true mask."""
+    if train:
+        raise ConversionError("dropout in training mode is random")
+    xv = ctx.value(x)
+    mask = ctx.const(np.ones((1,) * xv.type.rank, bool), "bool")
+    return xv, ctx.emit("expand", [mask], shape=xv.type.shape) if mask.type.shape != xv.type.shape else mask
+
+
 @converts("_assert_scalar.default", "sym_constrain_range_for_size.default", "sym_constrain_range.default",
           "_assert_async.msg")
 def _ignore(ctx: Ctx, node: torch.fx.Node, *args: Any, **kw: Any) -> None:

@@ -55,7 +55,11 @@ def _scatter_reduce(ctx: Ctx, node: torch.fx.Node, x: Any, dim: int, index: Any,
         raise ConversionError("scatter_reduce mean over integers")
     base = xv
     if not include_self:  # the written positions start from the reduction's identity
-        base = ctx.emit("scatter", [xv, iv, _filled(ctx, IDENTITY[reduce], iv, xv.type.dtype)], axis=axis,
+        identity = IDENTITY[reduce]
+        if not xv.type.dtype.startswith("float") and reduce in ("amax", "amin"):
+            info = np.iinfo(xv.type.dtype) if xv.type.dtype != "bool" else None
+            identity = (info.min if reduce == "amax" else info.max) if info else (reduce == "amin")
+        base = ctx.emit("scatter", [xv, iv, _filled(ctx, identity, iv, xv.type.dtype)], axis=axis,
                         reduce="none")
     out = ctx.emit("scatter", [base, iv, sv], axis=axis, reduce="sum" if reduce == "mean" else reduce)
     if reduce != "mean":

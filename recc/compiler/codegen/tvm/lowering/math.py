@@ -181,7 +181,9 @@ def int_power(a: relax.Expr, e: relax.Expr, bits: int) -> relax.Expr:
 
 def _arg(name: str, x: relax.Expr, axis: int, keepdims: bool, floating: bool) -> relax.Expr:
     reduce = op.argmax if name == "argmax" else op.argmin
-    plain = reduce(x, axis=axis, keepdims=keepdims)
+    # TVM's reducer starts from (dtype's extreme, index -1) and takes only strictly better values, so a row
+    # made entirely of that extreme (argmin of [INT64_MAX], argmax of [-inf, -inf]) came out -1: it is 0
+    plain = op.maximum(reduce(x, axis=axis, keepdims=keepdims), relax.const(0, "int64"))
     if not floating:
         return plain
     nans = op.isnan(x)
