@@ -122,6 +122,12 @@ CASES.update({
     "argmin_of_the_dtype_maximum": (lambda a: torch.argmin(a, 1), (torch.tensor([[2**63 - 1, 2**63 - 1], [3, 1]]),)),
     "argmax_of_all_minus_inf": (lambda a: torch.argmax(a, 1), (torch.tensor([[-INF, -INF, -INF], [1., 2., 0.]]),)),
     "embedding_0d_ids": (lambda i, w: F.embedding(i, w), (torch.tensor(2), torch.randn(5, 3))),
+    "max_pool2d_nan_ceil_dilation": (lambda a: F.max_pool2d(a, (2, 3), 2, 1, dilation=2, ceil_mode=True),
+                                     (torch.tensor([[[[NAN, 1., 2., 3.], [4., INF, 6., 7.], [8., 9., -1., 0.]]]]),)),
+    "avg_pool2d_ceil_without_pad": (lambda a: F.avg_pool2d(a, 3, 2, 1, ceil_mode=True, count_include_pad=False),
+                                    (torch.randn(2, 3, 7, 8),)),
+    "avg_pool1d_divisor_int": (lambda a: F.avg_pool2d(a, 2, divisor_override=3), (torch.randint(-9, 9, (1, 2, 4, 5)),)),
+    "max_pool3d": (lambda a: F.max_pool3d(a, 2), (torch.randn(1, 2, 4, 5, 3),)),
     "conv2d_same": (lambda x, w: F.conv2d(x, w, padding="same"), (torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3))),
 })
 
