@@ -141,6 +141,48 @@ def _conv(x: list[np.ndarray], a: dict[str, Any]) -> np.ndarray:
     return out
 
 
+def pool_padding(shape: tuple[int, ...], a: dict[str, Any]) -> list[tuple[int, int]]:
+    """(left, right) padding per spatial axis: torch's `padding`, plus room for ceil_mode's last window."""
+    from recc.compiler.ir.ops_nn import pool_geometry
+
+    return [(p, p + pool_geometry(n, k, s, p, d, a["ceil_mode"])[1])
+            for n, k, s, p, d in zip(shape, a["kernel"], a["stride"], a["padding"], a["dilation"])]
+
+
+def pool_divisor(shape: tuple[int, ...], a: dict[str, Any]) -> np.ndarray:
+    """avg pooling's divisor per output position, as torch counts it: `divisor` if given, else the window's
+    positions inside the input padded by `padding` (count_include_pad) or inside the input itself."""
+    pads = pool_padding(shape, a)
+    inside = np.pad(np.ones(shape), [(p, p) for p in a["padding"]], constant_values=float(a["count_include_pad"]))
+    inside = np.pad(inside, [(0, r - l) for l, r in pads])
+    counts = _windows(inside[None, None], a, np.add, 0.0)[0, 0]
+    return np.full(counts.shape, float(a["divisor"])) if a.get("divisor") else counts
+
+
+def _windows(xp: np.ndarray, a: dict[str, Any], combine: Any, start: Any) -> np.ndarray:
+    nd = len(a["kernel"])
+    s, d = a["stride"], a["dilation"]
+    out_sp = [(xp.shape[2 + i] - d[i] * (a["kernel"][i] - 1) - 1) // s[i] + 1 for i in range(nd)]
+    out = np.full(xp.shape[:2] + tuple(out_sp), start, dtype=xp.dtype)
+    for k in np.ndindex(*a["kernel"]):
+        window = tuple(slice(k[i] * d[i], k[i] * d[i] + s[i] * (out_sp[i] - 1) + 1, s[i]) for i in range(nd))
+        out = combine(out, xp[(slice(None), slice(None)) + window])
+    return out
+
+
+def _pool(x: list[np.ndarray], a: dict[str, Any]) -> np.ndarray:
+    data = x[0]
+    pads = [(0, 0), (0, 0)] + pool_padding(data.shape[2:], a)
+    if a["kind"] == "max":
+        low = -np.inf if data.dtype.kind == "f" else np.iinfo(data.dtype).min
+        return _windows(np.pad(data, pads, constant_values=low), a, np.maximum, low)
+    total = _windows(np.pad(data, pads), a, np.add, 0)
+    divisor = pool_divisor(data.shape[2:], a)
+    if data.dtype.kind == "f":
+        return (total / divisor).astype(data.dtype)
+    return np.trunc(total / divisor).astype(data.dtype)  # integer average truncates, as torch's
+
+
 MATH_KERNELS: dict[str, Kernel] = {
     **{name: _float(getattr(np, fn)) for name, fn in (
         ("sin", "sin"), ("cos", "cos"), ("tan", "tan"), ("asin", "arcsin"), ("acos", "arccos"), ("atan", "arctan"),
@@ -177,6 +219,7 @@ MATH_KERNELS: dict[str, Kernel] = {
     "pad": _pad,
     "scatter": _scatter,
     "conv": _conv,
+    "pool": _pool,
 }
 
 __all__ = ["MATH_KERNELS"]

@@ -21,6 +21,8 @@ I = torch.tensor([5, -5, 7, -7, 0, 3, 123456789, -1])
 J = torch.tensor([3, 3, -2, -2, 5, 7, 1000, 2])
 M = torch.tensor([[1., NAN, 3., NAN, -1.], [2., 2., -INF, 0., 5.], [INF, 1., INF, 4., 4.], [0.5, -0.5, 0., 7., 7.]])
 
+SX, SI, SS = torch.randn(4, 5), torch.tensor([[0, 1, 2, 0, 3], [3, 2, 1, 0, 0]]), torch.randn(3, 6)
+
 UNARY = ["sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "floor", "ceil",
          "round", "trunc", "sign", "sgn", "log1p", "expm1", "log2", "log10", "erfinv", "isnan", "isinf", "isfinite"]
 CASES: dict[str, tuple[Callable[..., torch.Tensor], tuple[torch.Tensor, ...]]] = {
@@ -73,6 +75,9 @@ CASES: dict[str, tuple[Callable[..., torch.Tensor], tuple[torch.Tensor, ...]]] =
     "cross_entropy": (torch.nn.functional.cross_entropy, (torch.randn(2, 3), torch.tensor([0, 2]))),
     "sum_of_bools": (lambda a: (a > 0).sum(), (X,)),
     "softmax_float64": (lambda a: torch.softmax(a, 0, dtype=torch.float64), (torch.randn(5),)),
+    "index_two_input_axes": (lambda a, i, j: a[i, j], (SX, torch.tensor([0, -1, 3]), torch.tensor([1, 4, -5]))),
+    "sum_0d": (lambda a: a.sum(0) + a.amax(), (torch.tensor(0.7),)),
+    "empty_then_filled": (lambda a: torch.empty(2, 5).copy_(a[:2]) * 2, (SX,)),
     "index_select_0d": (lambda a, i: torch.index_select(a, 0, i), (torch.tensor(0.7), torch.tensor([0]))),
 }
 
@@ -89,7 +94,6 @@ def _add_at_columns(a: torch.Tensor, i: torch.Tensor, v: torch.Tensor) -> torch.
     return a
 
 
-SX, SI, SS = torch.randn(4, 5), torch.tensor([[0, 1, 2, 0, 3], [3, 2, 1, 0, 0]]), torch.randn(3, 6)
 CASES.update({
     "scatter": (lambda a, i, s: torch.scatter(a, 0, i, s), (SX, SI, SS)),
     "scatter_value": (lambda a, i: torch.scatter(a, 1, i, 2.5), (SX, SI[:, :3])),
@@ -111,6 +115,19 @@ CASES.update({
     "conv2d_groups_dilation": (lambda x, w: F.conv2d(x, w, stride=(1, 2), padding=(2, 1), dilation=2, groups=2),
                                (torch.randn(2, 4, 7, 8), torch.randn(6, 2, 3, 2))),
     "conv3d": (F.conv3d, (torch.randn(1, 2, 4, 5, 3), torch.randn(3, 2, 2, 2, 2))),
+    "conv1d_unbatched": (F.conv1d, (torch.randn(4, 9), torch.randn(6, 4, 3))),
+    "group_norm": (lambda x, w, b: F.group_norm(x, 2, w, b), (torch.randn(3, 4, 5), torch.randn(4), torch.randn(4))),
+    "scatter_amin_int_exclude_self": (lambda a, i, s: torch.scatter_reduce(a, 0, i, s, "amin", include_self=False),
+                                      (I.reshape(2, 4), torch.tensor([[1, 0, 1, 1]]), J[:4].reshape(1, 4))),
+    "argmin_of_the_dtype_maximum": (lambda a: torch.argmin(a, 1), (torch.tensor([[2**63 - 1, 2**63 - 1], [3, 1]]),)),
+    "argmax_of_all_minus_inf": (lambda a: torch.argmax(a, 1), (torch.tensor([[-INF, -INF, -INF], [1., 2., 0.]]),)),
+    "embedding_0d_ids": (lambda i, w: F.embedding(i, w), (torch.tensor(2), torch.randn(5, 3))),
+    "max_pool2d_nan_ceil_dilation": (lambda a: F.max_pool2d(a, (2, 3), 2, 1, dilation=2, ceil_mode=True),
+                                     (torch.tensor([[[[NAN, 1., 2., 3.], [4., INF, 6., 7.], [8., 9., -1., 0.]]]]),)),
+    "avg_pool2d_ceil_without_pad": (lambda a: F.avg_pool2d(a, 3, 2, 1, ceil_mode=True, count_include_pad=False),
+                                    (torch.randn(2, 3, 7, 8),)),
+    "avg_pool1d_divisor_int": (lambda a: F.avg_pool2d(a, 2, divisor_override=3), (torch.randint(-9, 9, (1, 2, 4, 5)),)),
+    "max_pool3d": (lambda a: F.max_pool3d(a, 2), (torch.randn(1, 2, 4, 5, 3),)),
     "conv2d_same": (lambda x, w: F.conv2d(x, w, padding="same"), (torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3))),
 })
 
@@ -155,6 +172,18 @@ def test_integer_division_by_zero_raises_in_the_interpreter_as_in_torch() -> Non
     graph = capture(Wrap(fn), (I, J), dynamic_shapes=({}, {}))
     with pytest.raises(ZeroDivisionError):
         interpret(graph, [I.numpy(), np.zeros_like(J.numpy())])
+
+
+@pytest.mark.slow
+def test_an_index_out_of_range_on_any_axis_is_refused_at_run_time() -> None:
+    """x[i, j] reads one flat position; a j past its axis must not alias the next row."""
+    import recc
+
+    fn, inputs = CASES["index_two_input_axes"]
+    compiled = recc.compile(Wrap(fn), inputs, dynamic_shapes=tuple({} for _ in inputs))
+    for bad in (torch.tensor([0, 1, 5]), torch.tensor([0, 1, -6])):
+        with pytest.raises(ValueError, match="out of range"):
+            compiled(inputs[0], inputs[1], bad)
 
 
 @pytest.mark.slow

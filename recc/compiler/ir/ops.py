@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from recc.compiler.ir.types import Dim, Sym, TensorType, dim_div, dim_mul, is_float, is_int, numel
+from recc.compiler.ir.types import Dim, Sym, TensorType, dim_div, is_float, is_int, numel
 
 ACTIVATIONS = ("none", "relu", "sigmoid", "tanh", "gelu", "gelu_tanh", "silu", "leaky_relu")
 
@@ -239,29 +239,6 @@ def _scatter(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     return [x]
 
 
-@_register("conv", (2, 3), "N-d convolution x [N, C, *S], w [O, C/groups, *K], b [O]; `stride`, `padding` "
-          "(symmetric), `dilation` per spatial axis, `groups`")
-def _conv(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    x, w = ts[0], ts[1]
-    nd = x.rank - 2
-    stride, padding, dilation, groups = attrs["stride"], attrs["padding"], attrs["dilation"], attrs["groups"]
-    if nd < 1 or w.rank != x.rank or x.dtype != w.dtype or not all(len(v) == nd for v in (stride, padding, dilation)):
-        raise _fail("conv", f"expects x [N, C, *S] and w [O, C/groups, *K] of one dtype, got {x} and {w}")
-    if x.shape[1] != dim_mul(w.shape[1], groups) or not isinstance(w.shape[0], int) or w.shape[0] % groups:
-        raise _fail("conv", f"channels of {x} do not match {w} with {groups} groups")
-    if len(ts) == 3 and ts[2].shape != (w.shape[0],):
-        raise _fail("conv", f"bias must be [{w.shape[0]}], got {ts[2]}")
-    spatial = []
-    for size, k, s, p, d in zip(x.shape[2:], w.shape[2:], stride, padding, dilation):
-        if not isinstance(size, int) or not isinstance(k, int):
-            raise _fail("conv", "symbolic spatial dims are not supported")
-        n = (size + 2 * p - d * (k - 1) - 1) // s + 1
-        if n < 1:
-            raise _fail("conv", f"kernel {w.shape[2:]} larger than the padded input {x.shape[2:]}")
-        spatial.append(n)
-    return [TensorType((x.shape[0], w.shape[0], *spatial), x.dtype)]
-
-
 @_register("expand", (1, 1), "broadcast to `shape`")
 def _expand(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     shape = tuple(attrs["shape"])
@@ -372,5 +349,7 @@ def infer_types(op: str, types: list[TensorType], attrs: dict[str, Any]) -> list
         raise _fail(op, f"takes {lo}..{hi} inputs, got {len(types)}")
     return opdef.infer(types, attrs)
 
+
+from recc.compiler.ir import ops_nn  # noqa: E402,F401  (registers conv and pool)
 
 __all__ = ["OPS", "OpDef", "IRTypeError", "infer_types", "broadcast_shapes", "ACTIVATIONS", "Sym"]

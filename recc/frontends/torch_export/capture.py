@@ -18,6 +18,7 @@ from recc.compiler.ir import Graph, TensorType, Value, verify
 from recc.compiler.ir.types import Dim, Sym
 from recc.frontends.torch_export import dynamic
 from recc.frontends.torch_export.converters import CONVERTERS, TORCH_TO_IR_DTYPE, ConversionError, Ctx, Lazy
+from recc.frontends.torch_export.converters.context import ir_dtype
 
 
 class UnsupportedOpError(NotImplementedError):
@@ -219,7 +220,11 @@ def from_exported_program(ep: torch.export.ExportedProgram, input_names: Sequenc
             label = input_names[user_index] if input_names and user_index < len(input_names) else node.name
             symbols.name_input_dims(fake, (dim_names or {}).get(user_index, {}), label, default=dim_names is None)
             user_index += 1
-            ctx.env[node] = graph.add_input(label, TensorType(symbols.shape(fake), TORCH_TO_IR_DTYPE[fake.dtype]))
+            try:
+                dtype = ir_dtype(fake.dtype)
+            except ConversionError as e:
+                raise UnsupportedOpError(f"input {label}: {e}") from None
+            ctx.env[node] = graph.add_input(label, TensorType(symbols.shape(fake), dtype))
         else:
             tensor = ep.state_dict.get(spec.target) if kind in ("PARAMETER", "BUFFER") else None
             if tensor is None:
@@ -256,7 +261,7 @@ def _convert_node(ctx: Ctx, node: torch.fx.Node) -> None:
     ctx.env[node] = result
     val = node.meta.get("val")
     if isinstance(result, Value) and isinstance(val, torch.Tensor):
-        expected = TensorType(ctx.symbols.shape(val), TORCH_TO_IR_DTYPE[val.dtype])
+        expected = TensorType(ctx.symbols.shape(val), ir_dtype(val.dtype))
         if result.type != expected:
             raise UnsupportedOpError(f"internal: {key} (from {where}) converted to {result.type}, torch says "
                                      f"{expected}")

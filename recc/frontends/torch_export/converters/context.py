@@ -30,6 +30,15 @@ TORCH_TO_IR_DTYPE = {
 }
 
 
+def ir_dtype(dtype: torch.dtype) -> str:
+    """The IR dtype of a torch dtype, or a ConversionError naming it (complex, int16, float8 ...)."""
+    try:
+        return TORCH_TO_IR_DTYPE[dtype]
+    except KeyError:
+        raise ConversionError(f"dtype {str(dtype).removeprefix('torch.')} is not supported (recc's dtypes: "
+                              f"{', '.join(sorted(TORCH_TO_IR_DTYPE.values()))})") from None
+
+
 @dataclass(frozen=True)
 class Lazy:
     """A value we do not materialize: only the op that knows its meaning may consume it."""
@@ -79,7 +88,7 @@ class Ctx:
         return self.symbols.shape(node.meta["val"])
 
     def out_dtype(self, node: torch.fx.Node) -> str:
-        return TORCH_TO_IR_DTYPE[node.meta["val"].dtype]
+        return ir_dtype(node.meta["val"].dtype)
 
     def as_dtype(self, v: Value, dtype: str) -> Value:
         return v if v.type.dtype == dtype else self.emit("cast", [v], dtype=dtype)

@@ -12,6 +12,7 @@ from recc.compiler.ir import Value, is_zero
 from recc.frontends.torch_export.converters.context import (
     ConversionError,
     Ctx,
+    Lazy,
     converts,
 )
 
@@ -130,15 +131,52 @@ def _convolution(ctx: Ctx, node: torch.fx.Node, x: Any, weight: Any, bias: Any =
             or any(p != 0 for p in values(padding)) or not xv.type.dtype.startswith("float"):
         if isinstance(padding, str):
             raise ConversionError(f"convolution padding={padding!r}")
-        if xv.type.rank == nd + 1:  # unbatched [C, *S]
-            raise ConversionError("unbatched convolution input")
+        unbatched = xv.type.rank == nd + 1  # [C, *S]: one sample
+        if unbatched:
+            xv = ctx.emit("reshape", [xv], shape=(1,) + xv.type.shape)
         attrs = {k: tuple(int(v) for v in values(v)) * (nd if len(values(v)) == 1 else 1)
                  for k, v in (("stride", stride), ("padding", padding), ("dilation", dilation))}
         inputs = [xv, wv] + ([ctx.value(bias)] if bias is not None else [])
-        return ctx.emit("conv", inputs, groups=int(groups), **attrs)
+        out = ctx.emit("conv", inputs, groups=int(groups), **attrs)
+        return ctx.emit("reshape", [out], shape=out.type.shape[1:]) if unbatched else out
     rank = xv.type.rank
     to_last = ctx.emit("permute", [xv], perm=(0, *range(2, rank), 1))
     w2 = ctx.emit("reshape", [wv], shape=wv.type.shape[:2])
     inputs = [to_last, w2] + ([ctx.value(bias)] if bias is not None else [])
     out = ctx.emit("dense", inputs)
     return ctx.emit("permute", [out], perm=(0, rank - 1, *range(1, rank - 1)))
+
+
+def _pool(ctx: Ctx, node: torch.fx.Node, kind: str, x: Any, kernel: Any, stride: Any, padding: Any,
+          dilation: Any, ceil_mode: bool, count_include_pad: bool = True, divisor: Any = None) -> Value:
+    xv = ctx.value(x)
+    nd = len(kernel)
+
+    def per_axis(v: Any, default: Any) -> tuple[int, ...]:
+        v = default if v in (None, [], ()) else v
+        v = list(v) if isinstance(v, (list, tuple)) else [v]
+        return tuple(int(e) for e in (v * nd if len(v) == 1 else v))
+
+    unbatched = xv.type.rank == nd + 1
+    if unbatched:
+        xv = ctx.emit("reshape", [xv], shape=(1,) + xv.type.shape)
+    out = ctx.emit("pool", [xv], kind=kind, kernel=per_axis(kernel, 1), stride=per_axis(stride, kernel),
+                   padding=per_axis(padding, 0), dilation=per_axis(dilation, 1), ceil_mode=bool(ceil_mode),
+                   count_include_pad=bool(count_include_pad), divisor=divisor)
+    return ctx.emit("reshape", [out], shape=out.type.shape[1:]) if unbatched else out
+
+
+@converts("max_pool2d_with_indices.default", "max_pool3d_with_indices.default", "max_pool1d.default",
+          "max_pool2d.default", "max_pool3d.default")
+def _max_pool(ctx: Ctx, node: torch.fx.Node, x: Any, kernel: Any, stride: Any = None, padding: Any = 0,
+              dilation: Any = 1, ceil_mode: bool = False) -> Any:
+    out = _pool(ctx, node, "max", x, kernel, stride, padding, dilation, ceil_mode)
+    if "with_indices" in node.target._schema.name:
+        return out, Lazy("max pooling's indices", ("nothing (only the pooled values are supported)",))
+    return out
+
+
+@converts("avg_pool1d.default", "avg_pool2d.default", "avg_pool3d.default")
+def _avg_pool(ctx: Ctx, node: torch.fx.Node, x: Any, kernel: Any, stride: Any = None, padding: Any = 0,
+              ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: Any = None) -> Value:
+    return _pool(ctx, node, "avg", x, kernel, stride, padding, 1, ceil_mode, count_include_pad, divisor_override)

@@ -14,6 +14,7 @@ from recc.frontends.torch_export.converters.context import (
     Ctx,
     Lazy,
     converts,
+    ir_dtype,
 )
 
 
@@ -26,7 +27,7 @@ def _binary(op: str, swap: bool = False):
             tb = node.args[1].meta["val"].dtype if isinstance(b, torch.fx.Node) else None
             ref = ta or tb
             other = tb if ta is not None else None
-            compute = TORCH_TO_IR_DTYPE[torch.promote_types(ref, other) if other is not None else ref]
+            compute = ir_dtype(torch.promote_types(ref, other) if other is not None else ref)
             if isinstance(b if ta else a, float) and not is_float(compute):
                 compute = "float32"
         x, y = ctx.operand(a, compute), ctx.operand(b, compute)

@@ -233,3 +233,27 @@ def _elu(ctx: Ctx, node: torch.fx.Node, x: Any, alpha: Any = 1.0, scale: Any = 1
                                 ctx.const(alpha * scale, dtype)])
     positive = ctx.emit("mul", [xv, ctx.const(scale, dtype)])
     return ctx.emit("where", [ctx.emit("gt", [xv, ctx.const(0.0, dtype)]), positive, negative])
+
+
+@converts("native_group_norm.default")
+def _group_norm(ctx: Ctx, node: torch.fx.Node, x: Any, weight: Any, bias: Any, n: Any, c: Any, hw: Any,
+                groups: int, eps: float) -> tuple[Value, Value, Value]:
+    """Statistics over [C/G, *S] per sample and group; then the per-channel affine. (out, mean, rstd)."""
+    xv = ctx.value(x)
+    shape, dtype = xv.type.shape, xv.type.dtype
+    spatial = numel(shape[2:]) if len(shape) > 2 else 1
+    if not isinstance(shape[1], int) or not isinstance(spatial, int):
+        raise ConversionError("group_norm over symbolic channel or spatial dims")
+    grouped = ctx.emit("reshape", [xv], shape=(shape[0], groups, shape[1] // groups * spatial))
+    mean = ctx.emit("mean", [grouped], axes=(2,), keepdims=True)
+    centered = ctx.emit("sub", [grouped, mean])
+    var = ctx.emit("mean", [ctx.emit("mul", [centered, centered])], axes=(2,), keepdims=True)
+    rstd = ctx.emit("rsqrt", [ctx.emit("add", [var, ctx.const(eps, dtype)])])
+    out = ctx.emit("reshape", [ctx.emit("mul", [centered, rstd])], shape=shape)
+    per_channel = (shape[1],) + (1,) * (len(shape) - 2)
+    if weight is not None:
+        out = ctx.emit("mul", [out, ctx.emit("reshape", [ctx.value(weight)], shape=per_channel)])
+    if bias is not None:
+        out = ctx.emit("add", [out, ctx.emit("reshape", [ctx.value(bias)], shape=per_channel)])
+    stats = (shape[0], groups)
+    return out, ctx.emit("reshape", [mean], shape=stats), ctx.emit("reshape", [rstd], shape=stats)

@@ -23,6 +23,8 @@ def _reduce(op: str):
         xv = ctx.value(x)
         if op in ("sum", "mean"):  # accumulate in torch's result dtype (a sum of bools or int32s is int64)
             xv = ctx.as_dtype(xv, ctx.out_dtype(node))
+        if xv.type.rank == 0:  # reducing a scalar over dim 0 / -1 / []: the scalar itself
+            return ctx.as_dtype(xv, ctx.out_dtype(node))
         if isinstance(dims, int):
             dims = [dims]
         axes = tuple(range(xv.type.rank)) if dims in (None, []) else tuple(d % xv.type.rank for d in dims)
@@ -60,10 +62,28 @@ def _copy(ctx: Ctx, node: torch.fx.Node, dst: Any, src: Any, non_blocking: bool 
     return ctx.emit("expand", [value], shape=shape)
 
 
+@converts("native_dropout.default")
+def _native_dropout(ctx: Ctx, node: torch.fx.Node, x: Any, p: float, train: Any = None) -> tuple[Value, Value]:
+    """Dropout at inference (train False): x itself, and an all-true mask."""
+    if train:
+        raise ConversionError("dropout in training mode is random")
+    xv = ctx.value(x)
+    mask = ctx.const(np.ones((1,) * xv.type.rank, bool), "bool")
+    return xv, ctx.emit("expand", [mask], shape=xv.type.shape) if mask.type.shape != xv.type.shape else mask
+
+
 @converts("_assert_scalar.default", "sym_constrain_range_for_size.default", "sym_constrain_range.default",
           "_assert_async.msg")
 def _ignore(ctx: Ctx, node: torch.fx.Node, *args: Any, **kw: Any) -> None:
     return None
+
+
+@converts("empty.memory_format", "empty_strided.default", "empty_like.default", "new_empty.default")
+def _empty(ctx: Ctx, node: torch.fx.Node, *args: Any, **kw: Any) -> Value:
+    """Uninitialized memory (torch.empty): zeros, which any later write overwrites as torch's would."""
+    shape, dtype = ctx.out_shape(node), ctx.out_dtype(node)
+    zero = ctx.const(np.zeros((1,) * len(shape)), dtype)
+    return zero if zero.type.shape == shape else ctx.emit("expand", [zero], shape=shape)
 
 
 @converts("scalar_tensor.default", "full.default", "zeros.default", "ones.default", "tensor.default")

@@ -55,7 +55,11 @@ def _scatter_reduce(ctx: Ctx, node: torch.fx.Node, x: Any, dim: int, index: Any,
         raise ConversionError("scatter_reduce mean over integers")
     base = xv
     if not include_self:  # the written positions start from the reduction's identity
-        base = ctx.emit("scatter", [xv, iv, _filled(ctx, IDENTITY[reduce], iv, xv.type.dtype)], axis=axis,
+        identity = IDENTITY[reduce]
+        if not xv.type.dtype.startswith("float") and reduce in ("amax", "amin"):
+            info = np.iinfo(xv.type.dtype) if xv.type.dtype != "bool" else None
+            identity = (info.min if reduce == "amax" else info.max) if info else (reduce == "amin")
+        base = ctx.emit("scatter", [xv, iv, _filled(ctx, identity, iv, xv.type.dtype)], axis=axis,
                         reduce="none")
     out = ctx.emit("scatter", [base, iv, sv], axis=axis, reduce="sum" if reduce == "mean" else reduce)
     if reduce != "mean":
@@ -84,14 +88,7 @@ def _index_put(ctx: Ctx, node: torch.fx.Node, x: Any, indices: Any, values: Any,
     shape = idx[0].type.shape
     for v in idx[1:]:
         shape = _broadcast(shape, v.type.shape)
-    flat: Value | None = None
-    for v, size in zip(idx, sizes):
-        v = ctx.as_dtype(v, "int64")
-        wrapped = ctx.emit("where", [ctx.emit("lt", [v, ctx.const(0, "int64")]),
-                                     ctx.emit("add", [v, ctx.const(size, "int64")]), v])
-        flat = wrapped if flat is None else ctx.emit("add", [ctx.emit("mul", [flat, ctx.const(size, "int64")]),
-                                                             wrapped])
-    assert flat is not None
+    flat = flat_index(ctx, idx, sizes)
     flat = ctx.emit("expand", [flat], shape=shape) if flat.type.shape != shape else flat
     p, post = axes[0], xv.type.shape[axes[-1] + 1:]
     pre = xv.type.shape[:p]
@@ -110,6 +107,20 @@ def _index_put(ctx: Ctx, node: torch.fx.Node, x: Any, indices: Any, values: Any,
     vals = ctx.emit("reshape", [vals], shape=pre + (count,) + post)
     out = ctx.emit("scatter", [merged, index, vals], axis=p, reduce="sum" if accumulate else "none")
     return ctx.emit("reshape", [out], shape=xv.type.shape)
+
+
+def flat_index(ctx: Ctx, indices: list[Value], sizes: list[int]) -> Value:
+    """The flat position of x[i, j, ...] over axes of `sizes`: each index first read through a lookup in
+    arange(size) with wrap (a negative id wraps once, as torch; any id out of range is refused at run time
+    by that lookup's range check, so a bad j can never alias another row), then i * n_j + j ..."""
+    flat: Value | None = None
+    for v, size in zip(indices, sizes):
+        positions = ctx.graph.add_param("positions", np.arange(size, dtype=np.int64))
+        checked = ctx.emit("take", [positions, ctx.as_dtype(v, "int64")], axis=0, wrap=True)
+        flat = checked if flat is None else ctx.emit("add", [ctx.emit("mul", [flat, ctx.const(size, "int64")]),
+                                                             checked])
+    assert flat is not None
+    return flat
 
 
 def _broadcast(a: tuple, b: tuple) -> tuple:

@@ -147,11 +147,15 @@ def _index(ctx: Ctx, node: torch.fx.Node, x: Any, indices: Any) -> Value:
     if len(axes) == 1:  # x[ids] reads x[ids + n] for a negative id, as Python indexing does
         return ctx.emit("take", [xv, index_values[0]], axis=axes[0], wrap=True)
     arrays = [ctx.graph.param_array(v) for v in index_values]
-    if any(a is None for a in arrays):
-        raise ConversionError("multi-axis indexing needs constant index tensors")
     dims = [xv.type.shape[a] for a in axes]
     if not all(isinstance(d, int) for d in dims):
         raise ConversionError("multi-axis indexing over symbolic dims")
+    if any(a is None for a in arrays):  # computed or input indices: one flat index, each part range-checked
+        from recc.frontends.torch_export.converters.scatter_index import flat_index
+
+        flat = flat_index(ctx, index_values, dims)  # type: ignore[arg-type]
+        merged_shape = xv.type.shape[:axes[0]] + (int(np.prod(dims)),) + xv.type.shape[axes[-1] + 1:]
+        return ctx.emit("take", [ctx.emit("reshape", [xv], shape=merged_shape), flat], axis=axes[0])
     flat = np.zeros(np.broadcast_shapes(*(a.shape for a in arrays)), dtype=np.int64)
     for array, d in zip(arrays, dims):
         flat = flat * d + np.where(array < 0, array + d, array)

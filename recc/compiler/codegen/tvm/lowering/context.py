@@ -61,7 +61,9 @@ class LoweringContext:
         return expr
 
     def product(self, dims: list[Dim] | tuple[Dim, ...]) -> Any:
-        """The product of dims (at least one), e.g. the rows of a tensor viewed as 2-D."""
+        """The product of dims, e.g. the rows of a tensor viewed as 2-D (1 for none: a 0-d tensor)."""
+        if not dims:
+            return tir.IntImm("int64", 1)
         expr = self.dim(dims[0])
         for d in dims[1:]:
             expr = expr * self.dim(d)

@@ -17,7 +17,10 @@ from typing import Any, Callable
 
 from tvm import relax
 
+import numpy as np
+
 from recc.compiler.codegen.tvm.lowering.context import LoweringContext
+from recc.compiler.interpreter_math import pool_divisor, pool_padding
 from recc.compiler.ir import Node
 from recc.compiler.ir.types import is_float
 
@@ -181,7 +184,9 @@ def int_power(a: relax.Expr, e: relax.Expr, bits: int) -> relax.Expr:
 
 def _arg(name: str, x: relax.Expr, axis: int, keepdims: bool, floating: bool) -> relax.Expr:
     reduce = op.argmax if name == "argmax" else op.argmin
-    plain = reduce(x, axis=axis, keepdims=keepdims)
+    # TVM's reducer starts from (dtype's extreme, index -1) and takes only strictly better values, so a row
+    # made entirely of that extreme (argmin of [INT64_MAX], argmax of [-inf, -inf]) came out -1: it is 0
+    plain = op.maximum(reduce(x, axis=axis, keepdims=keepdims), relax.const(0, "int64"))
     if not floating:
         return plain
     nans = op.isnan(x)
@@ -232,8 +237,43 @@ def _conv(node: Node, args: list[relax.Expr]) -> relax.Expr:
     return out
 
 
+def _pool(lw: LoweringContext, node: Node, x: relax.Expr) -> relax.Expr:
+    """Explicit padding (torch's, plus ceil_mode's room) then windows with no padding of TVM's own: max
+    through TVM's max pool (a NaN in the window restored: TVM's max skips it), avg as a sum (a grouped conv
+    with ones) divided by torch's divisor per output position, computed here from the static shape."""
+    a, shape = node.attrs, node.inputs[0].type.shape
+    nd, dtype = len(a["kernel"]), node.inputs[0].type.dtype
+    pads = pool_padding(shape[2:], a)
+    width = [0, 0, 0, 0] + [v for p in pads for v in p]
+    if a["kind"] == "max":
+        low = float("-inf") if is_float(dtype) else float(np.iinfo(dtype).min)
+        padded = lw.emit(op.nn.pad(x, width, "constant", low))
+        fn = {1: op.nn.max_pool1d, 2: op.nn.max_pool2d, 3: op.nn.max_pool3d}[nd]
+        layout = "NC" + "DHW"[3 - nd:]
+        out = fn(padded, tuple(a["kernel"]), tuple(a["stride"]), (0,) * (2 * nd), tuple(a["dilation"]),
+                 layout=layout)
+        if not is_float(dtype):
+            return out
+        nans = lw.emit(fn(op.astype(op.isnan(padded), dtype), tuple(a["kernel"]), tuple(a["stride"]),
+                          (0,) * (2 * nd), tuple(a["dilation"]), layout=layout))
+        return op.where(op.greater(nans, _c(0, dtype)), _c(pymath.nan, dtype), lw.emit(out))
+    padded = lw.emit(op.nn.pad(x, width, "constant", 0.0))
+    channels = shape[1]
+    ones = relax.const(np.ones((channels, 1, *a["kernel"]), dtype), dtype)
+    fn = {1: op.nn.conv1d, 2: op.nn.conv2d, 3: op.nn.conv3d}[nd]
+    total = lw.emit(fn(padded, ones, strides=tuple(a["stride"]), padding=(0,) * (2 * nd), groups=channels,
+                       data_layout="NC" + "DHW"[3 - nd:], kernel_layout="OI" + "DHW"[3 - nd:]))
+    divisor = pool_divisor(tuple(shape[2:]), a).astype(dtype if is_float(dtype) else "float64")
+    if is_float(dtype):
+        return op.divide(total, relax.const(divisor[None, None], dtype))
+    quotient = op.divide(op.astype(total, "float64"), relax.const(divisor[None, None], "float64"))
+    return op.astype(op.trunc(quotient), dtype)
+
+
 def lower_math(lw: LoweringContext, node: Node) -> relax.Expr:
     args, a = lw.args(node), node.attrs
+    if node.op == "pool":
+        return lw.emit(_pool(lw, node, args[0]))
     if node.op == "conv":
         return lw.emit(_conv(node, args))
     if node.op in REDUCTIONS:
@@ -257,5 +297,5 @@ REDUCTIONS = ("prod", "argmax", "argmin", "any", "all")
 MATH_OPS: tuple[str, ...] = (*FLOAT_UNARY, "sign", "bitwise_not", "isnan", "isinf", "isfinite", "remainder", "fmod",
                              "floor_divide", "trunc_divide", "atan2", "bitwise_and", "bitwise_or", "bitwise_xor",
                              "left_shift", "right_shift", "logical_and", "logical_or", "logical_xor", *REDUCTIONS,
-                             "cumsum", "cumprod", "flip", "pad", "conv")
+                             "cumsum", "cumprod", "flip", "pad", "conv", "pool")
 LOWERINGS: dict[str, Callable[[LoweringContext, Node], Any]] = {name: lower_math for name in MATH_OPS}

@@ -1,0 +1,59 @@
+"""The IR's neural-network window ops: convolution and pooling (type rules; registered into ops.OPS)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from recc.compiler.ir.ops import _fail, _register
+from recc.compiler.ir.types import TensorType, dim_mul
+
+
+@_register("conv", (2, 3), "N-d convolution x [N, C, *S], w [O, C/groups, *K], b [O]; `stride`, `padding` "
+          "(symmetric), `dilation` per spatial axis, `groups`")
+def _conv(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    x, w = ts[0], ts[1]
+    nd = x.rank - 2
+    stride, padding, dilation, groups = attrs["stride"], attrs["padding"], attrs["dilation"], attrs["groups"]
+    if nd < 1 or w.rank != x.rank or x.dtype != w.dtype or not all(len(v) == nd for v in (stride, padding, dilation)):
+        raise _fail("conv", f"expects x [N, C, *S] and w [O, C/groups, *K] of one dtype, got {x} and {w}")
+    if x.shape[1] != dim_mul(w.shape[1], groups) or not isinstance(w.shape[0], int) or w.shape[0] % groups:
+        raise _fail("conv", f"channels of {x} do not match {w} with {groups} groups")
+    if len(ts) == 3 and ts[2].shape != (w.shape[0],):
+        raise _fail("conv", f"bias must be [{w.shape[0]}], got {ts[2]}")
+    spatial = []
+    for size, k, s, p, d in zip(x.shape[2:], w.shape[2:], stride, padding, dilation):
+        if not isinstance(size, int) or not isinstance(k, int):
+            raise _fail("conv", "symbolic spatial dims are not supported")
+        n = (size + 2 * p - d * (k - 1) - 1) // s + 1
+        if n < 1:
+            raise _fail("conv", f"kernel {w.shape[2:]} larger than the padded input {x.shape[2:]}")
+        spatial.append(n)
+    return [TensorType((x.shape[0], w.shape[0], *spatial), x.dtype)]
+
+
+def pool_geometry(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> tuple[int, int]:
+    """(output length, padding to add after `p` on the right for the last window) as torch computes them."""
+    span = size + 2 * p - d * (k - 1) - 1
+    n = (-(-span // s) if ceil_mode else span // s) + 1
+    if ceil_mode and (n - 1) * s >= size + p:
+        n -= 1
+    return n, max(0, (n - 1) * s + d * (k - 1) + 1 - (size + 2 * p))
+
+
+@_register("pool", (1, 1), "max / avg pooling over x [N, C, *S]: `kind`, `kernel`, `stride`, `padding`, "
+          "`dilation`, `ceil_mode`, `count_include_pad`, `divisor` (torch's definitions)")
+def _pool(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    x = ts[0]
+    nd = len(attrs["kernel"])
+    if attrs["kind"] not in ("max", "avg") or x.rank != nd + 2:
+        raise _fail("pool", f"expects kind max|avg over [N, C, *{nd} spatial dims], got {attrs['kind']} on {x}")
+    out = []
+    for i, size in enumerate(x.shape[2:]):
+        if not isinstance(size, int):
+            raise _fail("pool", "symbolic spatial dims are not supported")
+        n, _ = pool_geometry(size, attrs["kernel"][i], attrs["stride"][i], attrs["padding"][i],
+                             attrs["dilation"][i], attrs["ceil_mode"])
+        if n < 1:
+            raise _fail("pool", f"window larger than the padded input {x}")
+        out.append(n)
+    return [TensorType(x.shape[:2] + tuple(out), x.dtype)]
