@@ -164,7 +164,7 @@ def _pow(ctx: Ctx, node: OnnxNode) -> Any:
     if is_float(y.type.dtype):  # an integer base: computed in float64 and truncated to the base's type
         wide = ctx.emit("pow", [ctx.as_dtype(x, "float64"), ctx.as_dtype(y, "float64")])
         return ctx.as_dtype(wide, x.type.dtype)
-    raise ConversionError(f"Pow of {x.type.dtype} by {y.type.dtype}: integer powers are not supported")
+    return ctx.emit("pow", [x, ctx.as_dtype(y, x.type.dtype)])  # integers: exact, by squaring
 
 
 def int_clip(ctx: Ctx, node: OnnxNode, x: Value) -> Value:
