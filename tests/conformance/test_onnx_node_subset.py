@@ -21,7 +21,9 @@ SUBSET = (
     # elementwise arithmetic, broadcasting, comparisons, logic
     "test_add_bcast", "test_sub_example", "test_mul_uint8", "test_div_bcast", "test_pow_bcast_array",
     "test_max_example", "test_mean_example", "test_greater_equal_bcast", "test_and_bcast4v3d", "test_where_example",
-    "test_div_int32_trunc", "test_bitwise_xor_i32_2d",
+    "test_div_int32_trunc", "test_bitwise_xor_i32_2d", "test_pow_types_int64_int64",
+    # scatters (indices range-checked; negative ones wrap)
+    "test_scatter_elements_with_negative_indices", "test_scatter_elements_with_reduction_max", "test_scatternd_add",
     # unary math and activations
     "test_abs", "test_sqrt_example", "test_floor", "test_sign", "test_isinf_negative", "test_leakyrelu_example",
     "test_clip_default_int8_min", "test_prelu_broadcast",
