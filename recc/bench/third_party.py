@@ -49,8 +49,7 @@ def check_model(name: str, build: Any) -> dict[str, Any]:
     try:
         compiled = recc.compile(module, make(4, 0))
         row["compile_s"] = round(time.perf_counter() - start, 2)
-        row["inputs"] = [f"{n}: {t}" for n, t in zip(compiled.input_names, compiled.manifest.inputs)] \
-            if hasattr(compiled.manifest, "inputs") else compiled.input_names
+        row["inputs"] = [f"{name}: {dtype}{shape}" for name, dtype, shape in compiled.inputs]
         errors = []
         for batch in BATCHES:
             inputs = make(batch, 100 + batch)
@@ -120,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             libraries[dist] = "not installed"
     counted = [r for r in rows if r["status"] not in ("not built", "eager fails")]
     result = {"command": " ".join(["python -m recc.bench.third_party", *(argv or sys.argv[1:])]),
-              "machine": describe_machine(), "libraries": libraries, "batches": BATCHES, "rows": rows,
+              "machine": describe_machine(), "threads": 1, "libraries": libraries, "batches": BATCHES, "rows": rows,
               "summary": {"total": len(counted), "passed": sum(r["status"] == "passed" for r in counted),
                           **{s: sum(r["status"] == s for r in rows) for s in ("wrong", "refused", "crashed",
                                                                              "not built", "eager fails")}}}

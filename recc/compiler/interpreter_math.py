@@ -10,6 +10,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from recc.compiler.ir.ops_nn import pool_geometry
+
 Kernel = Callable[[list[np.ndarray], dict[str, Any]], np.ndarray]
 _erfinv = np.vectorize(lambda v: _erfinv_scalar(float(v)), otypes=[np.float64])
 
@@ -143,8 +145,6 @@ def _conv(x: list[np.ndarray], a: dict[str, Any]) -> np.ndarray:
 
 def pool_padding(shape: tuple[int, ...], a: dict[str, Any]) -> list[tuple[int, int]]:
     """(left, right) padding per spatial axis: torch's `padding`, plus room for ceil_mode's last window."""
-    from recc.compiler.ir.ops_nn import pool_geometry
-
     return [(p, p + pool_geometry(n, k, s, p, d, a["ceil_mode"])[1])
             for n, k, s, p, d in zip(shape, a["kernel"], a["stride"], a["padding"], a["dilation"])]
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from recc.compiler.ir import Value
+from recc.compiler.ir.ops import broadcast_shapes
 from recc.compiler.ir.types import dim_mul
 from recc.frontends.torch_export.converters.context import ConversionError, Ctx, converts
 
@@ -124,6 +125,4 @@ def flat_index(ctx: Ctx, indices: list[Value], sizes: list[int]) -> Value:
 
 
 def _broadcast(a: tuple, b: tuple) -> tuple:
-    from recc.compiler.ir.ops import broadcast_shapes
-
     return broadcast_shapes("index_put", a, b)
