@@ -12,6 +12,7 @@ import torch
 
 from recc.compiler.interpreter import interpret
 from recc.frontends.torch_export import capture
+from recc.frontends.torch_export.capture import UnsupportedOpError
 
 NAN, INF = float("nan"), float("inf")
 X = torch.tensor([NAN, INF, -INF, 0., -0., 0.5, 1.5, 2.5, -2.5, -0.5, 1e-8, -1e-8, 0.3, 0.999, -0.999, 1., -1.,
@@ -129,6 +130,14 @@ CASES.update({
     "avg_pool1d_divisor_int": (lambda a: F.avg_pool2d(a, 2, divisor_override=3), (torch.randint(-9, 9, (1, 2, 4, 5)),)),
     "max_pool3d": (lambda a: F.max_pool3d(a, 2), (torch.randn(1, 2, 4, 5, 3),)),
     "conv2d_same": (lambda x, w: F.conv2d(x, w, padding="same"), (torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3))),
+    "scatter_mean_int_floors": (lambda a, i, s: torch.scatter_reduce(a, 0, i, s, "mean"),
+                                (torch.tensor([10, -7, 5, 0]), torch.tensor([0, 0, 1, 1, 1, 3]),
+                                 torch.tensor([3, 4, -8, 1, 1, -3]))),
+    "as_strided_overlapping": (lambda a: torch.as_strided(a, (3, 4), (2, 1), 1), (torch.randn(3, 5),)),
+    "masked_scatter_broadcast_mask": (lambda a, m, s: a.masked_scatter(m, s),
+                                      (torch.randn(3, 4), torch.tensor([True, False, False, True]),
+                                       torch.randn(2, 3))),
+    "to_int16_wraps": (lambda a: a.to(torch.int16) * 3 + 1, (torch.tensor([[40000, -40000, 32767], [5, -7, 1 << 40]]),)),
 })
 
 
@@ -184,6 +193,22 @@ def test_an_index_out_of_range_on_any_axis_is_refused_at_run_time() -> None:
     for bad in (torch.tensor([0, 1, 5]), torch.tensor([0, 1, -6])):
         with pytest.raises(ValueError, match="out of range"):
             compiled(inputs[0], inputs[1], bad)
+
+
+def test_as_strided_of_a_view_is_refused() -> None:
+    """A non-contiguous input of as_strided reads storage the IR value does not hold: a clear refusal."""
+    with pytest.raises(UnsupportedOpError, match="not contiguous"):
+        capture(Wrap(lambda a: torch.as_strided(a.t(), (2, 2), (1, 2))), (SX,), dynamic_shapes=({},))
+
+
+@pytest.mark.slow
+def test_masked_scatter_with_too_few_source_elements_is_refused_at_run_time() -> None:
+    import recc
+
+    fn, inputs = CASES["masked_scatter_broadcast_mask"]
+    compiled = recc.compile(Wrap(fn), inputs, dynamic_shapes=tuple({} for _ in inputs))
+    with pytest.raises(ValueError, match="out of range"):
+        compiled(inputs[0], torch.ones(4, dtype=torch.bool), inputs[2])
 
 
 @pytest.mark.slow

@@ -26,12 +26,13 @@ class ConversionError(ValueError):
 
 TORCH_TO_IR_DTYPE = {
     torch.float32: "float32", torch.float64: "float64", torch.bfloat16: "bfloat16", torch.float16: "float16",
-    torch.int64: "int64", torch.int32: "int32", torch.int8: "int8", torch.uint8: "uint8", torch.bool: "bool",
+    torch.int64: "int64", torch.int32: "int32", torch.int16: "int16", torch.int8: "int8", torch.uint8: "uint8",
+    torch.bool: "bool",
 }
 
 
 def ir_dtype(dtype: torch.dtype) -> str:
-    """The IR dtype of a torch dtype, or a ConversionError naming it (complex, int16, float8 ...)."""
+    """The IR dtype of a torch dtype, or a ConversionError naming it (complex, uint16, float8 ...)."""
     try:
         return TORCH_TO_IR_DTYPE[dtype]
     except KeyError:

@@ -52,8 +52,6 @@ def _scatter_reduce(ctx: Ctx, node: torch.fx.Node, x: Any, dim: int, index: Any,
     sv = ctx.as_dtype(_fit_src(ctx, ctx.value(src), iv), xv.type.dtype)
     if reduce not in IDENTITY:
         raise ConversionError(f"scatter_reduce {reduce!r}")
-    if reduce == "mean" and not xv.type.dtype.startswith("float"):
-        raise ConversionError("scatter_reduce mean over integers")
     base = xv
     if not include_self:  # the written positions start from the reduction's identity
         identity = IDENTITY[reduce]
@@ -69,7 +67,8 @@ def _scatter_reduce(ctx: Ctx, node: torch.fx.Node, x: Any, dim: int, index: Any,
     start = _filled(ctx, 1.0 if include_self else 0.0, xv, xv.type.dtype)
     count = ctx.emit("scatter", [start, iv, ones], axis=axis, reduce="sum")
     count = ctx.emit("maximum", [count, ctx.const(1.0, xv.type.dtype)])
-    return ctx.emit("div", [out, count])
+    # integers: torch floors the mean (aten's scatter_reduce divides with rounding_mode="floor")
+    return ctx.emit("div" if xv.type.dtype.startswith("float") else "floor_divide", [out, count])
 
 
 @converts("index_put.default", "index_put_.default", "_unsafe_index_put.default")
