@@ -95,6 +95,12 @@ def _add_at_columns(a: torch.Tensor, i: torch.Tensor, v: torch.Tensor) -> torch.
     return a
 
 
+def _put_mask_after_an_axis(a: torch.Tensor, m: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    a = a.clone()
+    a[:, m] = v
+    return a
+
+
 CASES.update({
     "scatter": (lambda a, i, s: torch.scatter(a, 0, i, s), (SX, SI, SS)),
     "scatter_value": (lambda a, i: torch.scatter(a, 1, i, 2.5), (SX, SI[:, :3])),
@@ -137,6 +143,23 @@ CASES.update({
     "masked_scatter_broadcast_mask": (lambda a, m, s: a.masked_scatter(m, s),
                                       (torch.randn(3, 4), torch.tensor([True, False, False, True]),
                                        torch.randn(2, 3))),
+    "index_put_mask_rows": (lambda a, m, v: torch.index_put(a, (m,), v), (SX, torch.tensor([1, 0, 1, 1]) > 0,
+                                                                         torch.randn(3, 5))),
+    "index_put_mask_broadcast_accumulate": (lambda a, m, v: torch.index_put(a, (m,), v, accumulate=True),
+                                            (SX, torch.tensor([1, 0, 1, 0]) > 0, torch.randn(5))),
+    "index_put_mask_2d_after_an_axis": (_put_mask_after_an_axis,
+                                        (torch.randn(2, 3, 4), torch.eye(3, 4) > 0, torch.randn(2, 3))),
+    "sdpa_causal_rectangular": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+                                (torch.randn(2, 3, 8), torch.randn(2, 6, 8), torch.randn(2, 6, 4))),
+    "sdpa_gqa": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, enable_gqa=True),
+                 (torch.randn(1, 4, 3, 8), torch.randn(1, 2, 5, 8), torch.randn(1, 2, 5, 8))),
+    # through torch's own decompositions (no recc converter): adaptive pools, upsampling, grid_sample
+    "adaptive_avg_pool2d_uneven": (lambda a: F.adaptive_avg_pool2d(a, (3, 2)), (torch.randn(2, 3, 7, 5),)),
+    "interpolate_bilinear": (lambda a: F.interpolate(a, scale_factor=1.7, mode="bilinear"), (torch.randn(1, 2, 4, 5),)),
+    "grid_sample_zeros_outside": (lambda a, g: F.grid_sample(a, g, align_corners=False),
+                                  (torch.randn(1, 2, 4, 5), torch.rand(1, 3, 6, 2) * 2.6 - 1.3)),
+    **{f"cdist_p{p}": (lambda a, b, p=p: torch.cdist(a, b, p=p), (torch.randn(2, 4, 3), torch.randn(2, 5, 3)))
+       for p in (0.0, 1.0, 2.0, 3.0, float("inf"))},
     "to_int16_wraps": (lambda a: a.to(torch.int16) * 3 + 1, (torch.tensor([[40000, -40000, 32767], [5, -7, 1 << 40]]),)),
 })
 
@@ -209,6 +232,13 @@ def test_masked_scatter_with_too_few_source_elements_is_refused_at_run_time() ->
     compiled = recc.compile(Wrap(fn), inputs, dynamic_shapes=tuple({} for _ in inputs))
     with pytest.raises(ValueError, match="out of range"):
         compiled(inputs[0], torch.ones(4, dtype=torch.bool), inputs[2])
+
+
+def test_index_put_mask_with_a_different_count_of_rows_is_refused_as_in_torch() -> None:
+    fn, inputs = CASES["index_put_mask_rows"]
+    graph = capture(Wrap(fn), inputs, dynamic_shapes=tuple({} for _ in inputs))
+    with pytest.raises(IndexError, match="out of bounds"):
+        interpret(graph, [inputs[0].numpy(), np.ones(4, bool), inputs[2].numpy()])
 
 
 @pytest.mark.slow

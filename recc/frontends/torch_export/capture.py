@@ -139,6 +139,10 @@ def decomposition_table() -> Any:
     """torch.export's Core ATen decompositions, less the ops recc converts itself (linear, matmul, gru,
     scaled_dot_product_attention, embedding_bag, ...): those stay whole so the passes can fuse them."""
     table = torch.export.default_decompositions()
+    # torch's own decompositions of the rest (adaptive pools, grid_sample, upsampling, addmv ...): fallbacks
+    for op, fn in torch._decomp.decomposition_table.items():
+        if isinstance(op, torch._ops.OpOverload) and op.namespace == "aten" and op not in table:
+            table[op] = fn
     for op in [op for op in table.keys() if _op_key(op) in CONVERTERS]:
         del table[op]
     return table

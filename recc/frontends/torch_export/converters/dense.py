@@ -94,9 +94,11 @@ def _scaled_dot_product_attention(ctx: Ctx, node: torch.fx.Node, q: Any, k: Any,
                                   enable_gqa: bool = False) -> Value:
     """Spelled out as softmax(q k^T * scale [+ mask]) v; the fuse-attention pass makes it one op again
     (so the same rule serves models that write the math by hand)."""
-    if dropout_p or is_causal or enable_gqa:
-        raise ConversionError("scaled_dot_product_attention with dropout, is_causal or enable_gqa is not supported")
+    if dropout_p:
+        raise ConversionError("scaled_dot_product_attention with dropout_p > 0 (random at every call)")
     qv, kv, vv = ctx.value(q), ctx.value(k), ctx.value(v)
+    if enable_gqa:  # each group of query heads reads one key/value head: heads repeated as torch does
+        kv, vv = (_repeat_heads(ctx, t, qv.type.shape[-3]) for t in (kv, vv))
     rank = kv.type.rank
     transposed = ctx.emit("permute", [kv], perm=tuple(range(rank - 2)) + (rank - 1, rank - 2))
     head_dim = qv.type.shape[-1]
@@ -108,8 +110,22 @@ def _scaled_dot_product_attention(ctx: Ctx, node: torch.fx.Node, q: Any, k: Any,
             scores = ctx.emit("where", [mask, scores, ctx.const(-np.inf, qv.type.dtype)])
         else:
             scores = ctx.emit("add", [scores, mask])
+    if is_causal:  # top-left aligned lower triangle, as torch (q position i sees keys 0..i)
+        lq, lk = scores.type.shape[-2:]
+        if not isinstance(lq, int) or not isinstance(lk, int):
+            raise ConversionError("scaled_dot_product_attention is_causal over symbolic sequence lengths")
+        keep = ctx.graph.add_param("causal_mask", np.tril(np.ones((lq, lk), dtype=bool)))
+        scores = ctx.emit("where", [keep, scores, ctx.const(-np.inf, qv.type.dtype)])
     weights = ctx.emit("softmax", [scores], axis=scores.type.rank - 1)
     return ctx.emit("matmul", [weights, vv])
+
+
+def _repeat_heads(ctx: Ctx, t: Value, heads: Any) -> Value:
+    have = t.type.shape[-3] if t.type.rank >= 3 else None
+    if not isinstance(heads, int) or not isinstance(have, int) or heads % have:
+        raise ConversionError(f"enable_gqa: {heads} query heads are not a multiple of {have} key/value heads")
+    index = ctx.graph.add_param("gqa_heads", np.arange(heads, dtype=np.int64) // (heads // have))
+    return ctx.emit("take", [t, index], axis=t.type.rank - 3, wrap=False)
 
 
 @converts("convolution.default", "conv1d.default", "conv2d.default")
@@ -180,3 +196,26 @@ def _max_pool(ctx: Ctx, node: torch.fx.Node, x: Any, kernel: Any, stride: Any = 
 def _avg_pool(ctx: Ctx, node: torch.fx.Node, x: Any, kernel: Any, stride: Any = None, padding: Any = 0,
               ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: Any = None) -> Value:
     return _pool(ctx, node, "avg", x, kernel, stride, padding, 1, ceil_mode, count_include_pad, divisor_override)
+
+
+@converts("_cdist_forward.default")
+def _cdist(ctx: Ctx, node: torch.fx.Node, x1: Any, x2: Any, p: float, compute_mode: Any = None) -> Value:
+    """p-norm distances between the rows of x1 [..., P, M] and x2 [..., R, M], from the broadcast
+    differences [..., P, R, M] (exact for every p; torch's matmul form for p = 2 differs by rounding)."""
+    a, b = ctx.value(x1), ctx.value(x2)
+    rank = a.type.rank
+    left = ctx.emit("reshape", [a], shape=a.type.shape[:-1] + (1, a.type.shape[-1]))
+    right = ctx.emit("reshape", [b], shape=b.type.shape[:-2] + (1,) + b.type.shape[-2:])
+    diff = ctx.emit("abs", [ctx.emit("sub", [left, right])])
+    reduce = dict(axes=(rank,), keepdims=False)
+    dtype = a.type.dtype
+    if p == 0:
+        return ctx.emit("sum", [ctx.as_dtype(ctx.emit("ne", [diff, ctx.const(0, dtype)]), dtype)], **reduce)
+    if p == math.inf:
+        return ctx.emit("max", [diff], **reduce)
+    if p == 1:
+        return ctx.emit("sum", [diff], **reduce)
+    if p == 2:
+        return ctx.emit("sqrt", [ctx.emit("sum", [ctx.emit("mul", [diff, diff])], **reduce)])
+    powered = ctx.emit("sum", [ctx.emit("pow", [diff, ctx.const(p, dtype)])], **reduce)
+    return ctx.emit("pow", [powered, ctx.const(1.0 / p, dtype)])

@@ -12,6 +12,7 @@ from recc.compiler.ir import Value
 from recc.compiler.ir.ops import broadcast_shapes
 from recc.compiler.ir.types import dim_mul
 from recc.frontends.torch_export.converters.context import ConversionError, Ctx, converts
+from recc.frontends.torch_export.converters.strided import index_put_mask
 
 IDENTITY = {"sum": 0.0, "prod": 1.0, "amax": -np.inf, "amin": np.inf, "mean": 0.0}
 
@@ -81,7 +82,10 @@ def _index_put(ctx: Ctx, node: torch.fx.Node, x: Any, indices: Any, values: Any,
         raise ConversionError("index_put over non-consecutive indexed axes")
     idx = [ctx.value(indices[a]) for a in axes]
     if any(v.type.dtype == "bool" for v in idx):
-        raise ConversionError("index_put with a boolean mask (a data-dependent number of positions)")
+        if len(idx) != 1:
+            raise ConversionError("index_put with a boolean mask next to other indices")
+        vals = ctx.value(values) if isinstance(values, torch.fx.Node) else ctx.operand(values, xv.type.dtype)
+        return index_put_mask(ctx, xv, axes[0], idx[0], vals, accumulate)
     sizes = [xv.type.shape[a] for a in axes]
     if not all(isinstance(s, int) for s in sizes):
         raise ConversionError("index_put along a symbolic dim")

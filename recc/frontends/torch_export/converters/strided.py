@@ -57,3 +57,44 @@ def _masked_scatter(ctx: Ctx, node: torch.fx.Node, x: Any, mask: Any, source: An
     picked = ctx.emit("take", [ctx.emit("reshape", [sv], shape=(src_numel,)), position], axis=0, wrap=False)
     picked = ctx.emit("reshape", [ctx.as_dtype(picked, xv.type.dtype)], shape=shape)
     return ctx.emit("where", [mask_full, picked, xv])
+
+
+def _must_equal(ctx: Ctx, total: Value, expected: int, position: Value) -> Value:
+    """position, unchanged, after a run-time check that total == expected (a lookup in a one-element table
+    at total - expected: any other count is refused with the lookup's out-of-range error)."""
+    zero = ctx.graph.add_param("count_check", np.zeros(1, np.int64))
+    offset = ctx.emit("sub", [total, ctx.const(expected, "int64")])
+    checked = ctx.emit("take", [zero, ctx.emit("reshape", [offset], shape=(1,))], axis=0, wrap=False)
+    return ctx.emit("add", [position, checked])
+
+
+def index_put_mask(ctx: Ctx, xv: Value, p: int, mask: Value, values: Value, accumulate: bool) -> Value:
+    """x[:, ..., mask] = v (mask over axes p..p+k-1): v broadcast to [*pre, count, *post]; a count axis of
+    1 is written everywhere the mask is set, else row `running count - 1` of v, with count == v's rows
+    checked at run time as torch does."""
+    shape = _static(xv.type.shape, "index_put with a boolean mask")
+    k = mask.type.rank
+    pre, post = shape[:p], shape[p + k:]
+    if tuple(mask.type.shape) != shape[p:p + k]:
+        raise ConversionError(f"boolean mask {mask.type.shape} does not match the indexed dims {shape[p:p + k]}")
+    full_mask = ctx.emit("expand", [ctx.emit("reshape", [mask], shape=(1,) * p + shape[p:p + k] + (1,) * len(post))],
+                         shape=shape)
+    rank = len(pre) + 1 + len(post)
+    if values.type.rank > rank:
+        raise ConversionError(f"values {values.type.shape} have more dims than x[mask] ({rank})")
+    vals = ctx.emit("reshape", [values], shape=(1,) * (rank - values.type.rank) + values.type.shape)
+    rows = vals.type.shape[p]
+    if rows == 1:
+        picked = ctx.emit("reshape", [vals], shape=vals.type.shape[:p] + (1,) * k + vals.type.shape[p + 1:])
+    else:
+        numel = int(np.prod(shape[p:p + k]))
+        counts = ctx.emit("cumsum", [ctx.emit("reshape", [ctx.as_dtype(mask, "int64")], shape=(numel,))], axis=0)
+        position = ctx.emit("maximum", [ctx.emit("sub", [counts, ctx.const(1, "int64")]), ctx.const(0, "int64")])
+        total = ctx.emit("slice", [counts], axis=0, start=numel - 1, end=numel, step=1)
+        position = _must_equal(ctx, total, int(rows), position)
+        picked = ctx.emit("take", [vals, position], axis=p, wrap=False)
+        picked = ctx.emit("reshape", [picked], shape=vals.type.shape[:p] + shape[p:p + k] + vals.type.shape[p + 1:])
+    picked = ctx.emit("expand", [ctx.as_dtype(picked, xv.type.dtype)], shape=shape)
+    if accumulate:
+        picked = ctx.emit("add", [xv, picked])
+    return ctx.emit("where", [full_mask, picked, xv])
