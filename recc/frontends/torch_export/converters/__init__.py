@@ -2,7 +2,7 @@
 
 from recc.frontends.torch_export.converters import (dense, elementwise, embedding, math, scalars, scatter,  # noqa: F401
                                                  scatter_index,
-                                                 shapes)
+                                                 shapes, sort)
 from recc.frontends.torch_export.converters.context import (CONVERTERS, TORCH_TO_IR_DTYPE, ConversionError, Ctx,
                                                              Lazy, converts)
 
