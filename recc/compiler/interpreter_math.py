@@ -1,7 +1,7 @@
 """Reference semantics of the IR's math ops (elementwise functions, integer arithmetic, logic, the
-arg/any/all/prod reductions, running sums, flip, pad): numpy, in the tensor's dtype, matching eager
-PyTorch where numpy differs (sign(NaN) = 0, integer division by zero raises, NaN is the largest value for
-argmax and argmin)."""
+arg/any/all/prod reductions, running sums, flip, pad, stable sorts): numpy, in the tensor's dtype, matching
+eager PyTorch where numpy differs (sign(NaN) = 0, integer division by zero raises, NaN is the largest value
+for argmax, argmin, sort and argsort)."""
 
 from __future__ import annotations
 
@@ -183,6 +183,16 @@ def _pool(x: list[np.ndarray], a: dict[str, Any]) -> np.ndarray:
     return np.trunc(total / divisor).astype(data.dtype)  # integer average truncates, as torch's
 
 
+def _argsort(x: list[np.ndarray], a: dict[str, Any]) -> np.ndarray:
+    """Stable, NaN above every number (numpy's order); descending as the reversed ascending order of the
+    reversed data, so that equal elements still keep their order."""
+    data, axis = x[0], a["axis"] % x[0].ndim
+    if not a.get("descending"):
+        return np.argsort(data, axis=axis, kind="stable").astype(np.int64)
+    order = np.argsort(np.flip(data, axis), axis=axis, kind="stable")
+    return np.ascontiguousarray(np.flip(data.shape[axis] - 1 - order, axis)).astype(np.int64)
+
+
 MATH_KERNELS: dict[str, Kernel] = {
     **{name: _float(getattr(np, fn)) for name, fn in (
         ("sin", "sin"), ("cos", "cos"), ("tan", "tan"), ("asin", "arcsin"), ("acos", "arccos"), ("atan", "arctan"),
@@ -220,6 +230,8 @@ MATH_KERNELS: dict[str, Kernel] = {
     "scatter": _scatter,
     "conv": _conv,
     "pool": _pool,
+    "argsort": _argsort,
+    "sort": lambda x, a: np.take_along_axis(x[0], _argsort(x, a), axis=a["axis"] % x[0].ndim),
 }
 
 __all__ = ["MATH_KERNELS"]

@@ -21,6 +21,8 @@ SUBSET = (
     "add", "mul", "div.floor_rounding", "maximum", "eq", "where", "masked_fill",
     # reductions and scans
     "prod", "argmax", "var", "cumsum",
+    # sorting (sort / argsort / topk int64 order ties as libstdc++'s unstable sorts do: not in the subset)
+    "msort", "quantile",
     # matmul
     "mm", "bmm", "addmm",
     # normalization

@@ -351,5 +351,6 @@ def infer_types(op: str, types: list[TensorType], attrs: dict[str, Any]) -> list
 
 
 from recc.compiler.ir import ops_nn  # noqa: E402,F401  (registers conv and pool)
+from recc.compiler.ir import ops_sort  # noqa: E402,F401  (registers sort and argsort)
 
 __all__ = ["OPS", "OpDef", "IRTypeError", "infer_types", "broadcast_shapes", "ACTIVATIONS", "Sym"]
