@@ -25,6 +25,7 @@ import torch
 from recc.bench.machine import describe_machine
 from recc.bench.opinfo_cases import SampleResult, check_sample, is_random, op_label, op_status
 from recc.bench.opinfo_report import summarize, write_report
+from recc.bench.opinfo_ties import tie_comparator
 
 DTYPES = {"float32": torch.float32, "int64": torch.int64}
 MAX_SCANNED = 40  # samples looked at per op and dtype to find --samples usable ones
@@ -58,7 +59,8 @@ def check_op(op: Any, dtype: torch.dtype, samples: int = 2, threads: int | None 
         for i, sample in enumerate(op.sample_inputs("cpu", dtype, requires_grad=False)):
             if i >= MAX_SCANNED or len([r for r in results if r.status != "skipped"]) >= samples:
                 break
-            results.append(check_sample(op.op, sample, f"{label}/{dtype}/{i}", is_random(op), threads))
+            results.append(check_sample(op.op, sample, f"{label}/{dtype}/{i}", is_random(op), threads,
+                                        ties=tie_comparator(op.name, sample)))
     except Exception as e:  # noqa: BLE001 - OpInfo's own sample generator failed: nothing to check
         results.append(SampleResult("skipped", f"sample_inputs raised {type(e).__name__}: {e}"[:300]))
     status, reason = op_status(results)

@@ -33,6 +33,8 @@ from typing import Any, Callable, Iterator
 import torch
 from torch.utils import _pytree as pytree
 
+from recc.bench.opinfo_ties import Comparator
+
 ATOL, RTOL = 1e-5, 1e-4
 SAMPLE_TIMEOUT_S = 60
 # Ops whose output is random or uninitialized: compared with nothing (a name's dotted parts, e.g.
@@ -264,8 +266,8 @@ def _static(inputs: tuple[torch.Tensor, ...]) -> tuple[dict, ...] | None:
 
 
 def compile_and_compare(module: SampleModule, inputs: tuple[torch.Tensor, ...], expected: list[torch.Tensor],
-                        seed: int, threads: int | None = 1, compile_fn: Callable[..., Any] | None = None
-                        ) -> SampleResult:
+                        seed: int, threads: int | None = 1, compile_fn: Callable[..., Any] | None = None,
+                        ties: Comparator | None = None) -> SampleResult:
     """Steps 3 and 4 of the module docstring for one exportable sample."""
     import recc
 
@@ -285,7 +287,7 @@ def compile_and_compare(module: SampleModule, inputs: tuple[torch.Tensor, ...], 
             got = compiled(*(t.clone() for t in xs))
         except Exception as e:  # noqa: BLE001 - a compiled model must run on inputs it was compiled for
             return SampleResult("crashed", f"running: {type(e).__name__}: {first_line(e)}", "run")
-        problem, err = compare(want, got)
+        problem, err = compare(want, got) if ties is None else (ties(want, got, xs), 0.0)
         worst = max(worst, err)
         if problem:
             return SampleResult("wrong", problem, stage, err)
@@ -305,8 +307,10 @@ def _cases(module: SampleModule, inputs: tuple[torch.Tensor, ...], expected: lis
 
 
 def check_sample(fn: Callable[..., Any], sample: Any, label: str, random_op: bool = False,
-                 threads: int | None = 1, compile_fn: Callable[..., Any] | None = None) -> SampleResult:
-    """A sample's verdict (see the module docstring), within SAMPLE_TIMEOUT_S."""
+                 threads: int | None = 1, compile_fn: Callable[..., Any] | None = None,
+                 ties: Comparator | None = None) -> SampleResult:
+    """A sample's verdict (see the module docstring), within SAMPLE_TIMEOUT_S; `ties` compares the outputs
+    of an op whose order of equal elements is unspecified (recc.bench.opinfo_ties)."""
     start = time.perf_counter()
     wrapped = wrap_sample(fn, sample)
     if wrapped is None:
@@ -317,7 +321,7 @@ def check_sample(fn: Callable[..., Any], sample: Any, label: str, random_op: boo
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = _check(module, inputs, label, random_op, threads, compile_fn)
+            result = _check(module, inputs, label, random_op, threads, compile_fn, ties)
     except SampleTimeout as e:
         result = SampleResult("skipped", str(e), "eager")
     finally:
@@ -329,7 +333,7 @@ def check_sample(fn: Callable[..., Any], sample: Any, label: str, random_op: boo
 
 
 def _check(module: SampleModule, inputs: tuple[torch.Tensor, ...], label: str, random_op: bool,
-           threads: int | None, compile_fn: Callable[..., Any] | None) -> SampleResult:
+           threads: int | None, compile_fn: Callable[..., Any] | None, ties: Comparator | None) -> SampleResult:
     try:
         first, second = run_eager(module, inputs), run_eager(module, inputs)
     except Exception as e:  # noqa: BLE001 - a sample eager itself rejects says nothing about recc
@@ -343,7 +347,7 @@ def _check(module: SampleModule, inputs: tuple[torch.Tensor, ...], label: str, r
     if problem and not problem.startswith(NOT_CORE):
         return SampleResult("not exportable", problem, "export")
     seed = zlib.crc32(label.encode()) & 0x7FFFFFFF
-    result = compile_and_compare(module, inputs, expected, seed, threads, compile_fn)
+    result = compile_and_compare(module, inputs, expected, seed, threads, compile_fn, ties)
     if problem:  # outside the Core ATen scope, but what recc makes of it is worth knowing
         return SampleResult("not exportable", problem, "export", result.max_abs_error,
                             beyond_core=result.status, beyond_core_reason=result.reason)

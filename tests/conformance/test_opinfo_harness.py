@@ -105,3 +105,24 @@ def test_random_ops_are_named() -> None:
 
     assert all(is_random(Op(n)) for n in ("normal", "nn.functional.dropout", "randn_like", "new_empty"))
     assert not any(is_random(Op(n)) for n in ("nn.functional.normalize", "add", "rad2deg"))
+
+
+def test_tie_comparator_accepts_another_tie_order_and_nothing_else() -> None:
+    from types import SimpleNamespace
+
+    from recc.bench.opinfo_ties import tie_comparator
+
+    x = torch.tensor([[3., 1., 3., float("nan"), 1.]])
+    values, positions = torch.sort(x, dim=1, stable=True)
+    compare = tie_comparator("sort", SimpleNamespace(args=(1,), kwargs={}))
+    other = positions.clone()
+    other[0, [0, 1]] = other[0, [1, 0]]  # the two 1.0s swapped: an equally valid unstable order
+    assert compare([values, positions], (values, other), (x,)) is None
+    wrong = positions.clone()
+    wrong[0, [1, 2]] = wrong[0, [2, 1]]  # a 1.0 and a 3.0 swapped
+    assert "differ" in compare([values, positions], (values, wrong), (x,))
+    repeated = positions.clone()
+    repeated[0, 1] = repeated[0, 0]
+    assert "repeat" in compare([values, positions], (values, repeated), (x,))
+    assert tie_comparator("sort", SimpleNamespace(args=(1,), kwargs={"stable": True})) is None
+    assert tie_comparator("add", SimpleNamespace(args=(), kwargs={})) is None
