@@ -160,7 +160,8 @@ CASES.update({
                                   (torch.randn(1, 2, 4, 5), torch.rand(1, 3, 6, 2) * 2.6 - 1.3)),
     **{f"cdist_p{p}": (lambda a, b, p=p: torch.cdist(a, b, p=p), (torch.randn(2, 4, 3), torch.randn(2, 5, 3)))
        for p in (0.0, 1.0, 2.0, 3.0, float("inf"))},
-    "to_int16_wraps": (lambda a: a.to(torch.int16) * 3 + 1, (torch.tensor([[40000, -40000, 32767], [5, -7, 1 << 40]]),)),
+    "to_int16_wraps": (lambda a: a.to(torch.int16) * 3 + 1,
+                       (torch.tensor([[40000, -40000, 32767], [5, -7, 1 << 40]]),)),
 })
 
 

@@ -46,9 +46,9 @@ def _masked_scatter(ctx: Ctx, node: torch.fx.Node, x: Any, mask: Any, source: An
     xv, mv, sv = ctx.value(x), ctx.value(mask), ctx.value(source)
     shape = _static(xv.type.shape, "masked_scatter")
     numel = int(np.prod(shape))
-    mask_full = ctx.emit("expand", [mv if mv.type.rank == len(shape) else
-                                    ctx.emit("reshape", [mv], shape=(1,) * (len(shape) - mv.type.rank) + mv.type.shape)],
-                         shape=shape)
+    if mv.type.rank < len(shape):
+        mv = ctx.emit("reshape", [mv], shape=(1,) * (len(shape) - mv.type.rank) + mv.type.shape)
+    mask_full = ctx.emit("expand", [mv], shape=shape)
     counts = ctx.emit("cumsum", [ctx.emit("reshape", [ctx.as_dtype(mask_full, "int64")], shape=(numel,))], axis=0)
     position = ctx.emit("maximum", [ctx.emit("sub", [counts, ctx.const(1, "int64")]), ctx.const(0, "int64")])
     src_numel = int(np.prod(_static(sv.type.shape, "masked_scatter")))
