@@ -32,9 +32,6 @@ CATEGORIES = {
                                    "(BackendTest itself skips ai.onnx.ml without ONNX_ML)",
     "sub-byte/fp8/complex dtypes": "float8 (E4M3/E5M2 variants), float4, int4/uint4, int2/uint2 and complex "
                                    "element types: storage formats with no numpy dtype and no recc IR dtype",
-    "int16/uint16/uint32/uint64": "integer element types recc's IR has no dtype for (compiler/ir/types.py DTYPES: "
-                                  "float32/64, bfloat16, float16, int64, int32, int8, uint8, bool - what "
-                                  "recommendation models use); counted separately, see the rate with them",
 }
 
 RANDOM_OPS = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Bernoulli", "Multinomial"}
@@ -46,7 +43,6 @@ TP = onnx.TensorProto
 EXOTIC_DTYPES = {getattr(TP, n) for n in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ",
                                           "FLOAT8E8M0", "FLOAT4E2M1", "INT4", "UINT4", "INT2", "UINT2",
                                           "COMPLEX64", "COMPLEX128") if hasattr(TP, n)}
-NO_IR_INTS = {TP.INT16, TP.UINT16, TP.UINT32, TP.UINT64}
 
 
 def default_opset(model: onnx.ModelProto) -> int | None:
@@ -100,8 +96,6 @@ def exclusion(name: str, model: onnx.ModelProto) -> str | None:
         return "ai.onnx.ml / preview domain"
     if elem_types & EXOTIC_DTYPES:
         return "sub-byte/fp8/complex dtypes"
-    if elem_types & NO_IR_INTS:
-        return "int16/uint16/uint32/uint64"
     return None
 
 

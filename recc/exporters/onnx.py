@@ -20,7 +20,8 @@ from recc.compiler.artifact import ArtifactError, read_manifest
 
 DOMAIN = "ai.recc"
 _DTYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE, "int64": TensorProto.INT64,
-           "int32": TensorProto.INT32, "int16": TensorProto.INT16, "bool": TensorProto.BOOL, "float16": TensorProto.FLOAT16,
+           "int32": TensorProto.INT32, "int16": TensorProto.INT16, "uint16": TensorProto.UINT16,
+           "uint32": TensorProto.UINT32, "uint64": TensorProto.UINT64, "bool": TensorProto.BOOL, "float16": TensorProto.FLOAT16,
            "bfloat16": TensorProto.BFLOAT16, "int8": TensorProto.INT8, "uint8": TensorProto.UINT8}
 
 

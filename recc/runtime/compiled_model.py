@@ -34,7 +34,8 @@ from recc.compiler.ir.types import Sym
 from recc.compiler.host import host_features, request_amx
 
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64,
-                 "int32": torch.int32, "int16": torch.int16, "bool": torch.bool, "float16": torch.float16, "int8": torch.int8,
+                 "int32": torch.int32, "int16": torch.int16, "uint16": torch.uint16,
+                 "uint32": torch.uint32, "uint64": torch.uint64, "bool": torch.bool, "float16": torch.float16, "int8": torch.int8,
                  "uint8": torch.uint8, "bfloat16": torch.bfloat16}
 _WIDENABLE_TO_INT64 = (torch.int32,)  # as eager: lookups take int64 or int32 ids, nothing narrower
 

@@ -13,7 +13,8 @@ from typing import Union
 
 import numpy as np
 
-DTYPES = ("float32", "float64", "bfloat16", "float16", "int64", "int32", "int16", "int8", "uint8", "bool")
+DTYPES = ("float32", "float64", "bfloat16", "float16", "int64", "int32", "int16", "int8", "uint64", "uint32",
+          "uint16", "uint8", "bool")
 
 
 @dataclass(frozen=True, order=True)
