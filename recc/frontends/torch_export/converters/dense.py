@@ -116,7 +116,7 @@ def _scaled_dot_product_attention(ctx: Ctx, node: torch.fx.Node, q: Any, k: Any,
 def _convolution(ctx: Ctx, node: torch.fx.Node, x: Any, weight: Any, bias: Any = None, stride: Any = 1,
                  padding: Any = 0, dilation: Any = 1, *rest: Any) -> Value:
     """A pointwise (1x1) convolution — xDeepFM's CIN, 1x1 projections — as a dense layer over channels-last
-    data (so the dense fusions apply); any other as the IR's `conv`; transposed ones are refused."""
+    data (so the dense fusions apply); any other as the IR's `conv`, a transposed one as `conv_transpose`."""
     transposed, groups = (rest[0], rest[2]) if len(rest) >= 3 else (False, rest[0] if rest else 1)
     xv, wv = ctx.value(x), ctx.value(weight)
     spatial = wv.type.shape[2:]
@@ -125,19 +125,18 @@ def _convolution(ctx: Ctx, node: torch.fx.Node, x: Any, weight: Any, bias: Any =
         return list(v) if isinstance(v, (list, tuple)) else [v]
 
     nd = len(spatial)
-    if transposed:
-        raise ConversionError("transposed convolutions are not supported")
-    if groups != 1 or any(d != 1 for d in spatial) or any(s != 1 for s in values(stride)) \
+    if transposed or groups != 1 or any(d != 1 for d in spatial) or any(s != 1 for s in values(stride)) \
             or any(p != 0 for p in values(padding)) or not xv.type.dtype.startswith("float"):
         if isinstance(padding, str):
             raise ConversionError(f"convolution padding={padding!r}")
         unbatched = xv.type.rank == nd + 1  # [C, *S]: one sample
         if unbatched:
             xv = ctx.emit("reshape", [xv], shape=(1,) + xv.type.shape)
-        attrs = {k: tuple(int(v) for v in values(v)) * (nd if len(values(v)) == 1 else 1)
-                 for k, v in (("stride", stride), ("padding", padding), ("dilation", dilation))}
+        settings = (("stride", stride), ("padding", padding), ("dilation", dilation)) + (
+            (("output_padding", rest[1]),) if transposed else ())
+        attrs = {k: tuple(int(v) for v in values(v)) * (nd if len(values(v)) == 1 else 1) for k, v in settings}
         inputs = [xv, wv] + ([ctx.value(bias)] if bias is not None else [])
-        out = ctx.emit("conv", inputs, groups=int(groups), **attrs)
+        out = ctx.emit("conv_transpose" if transposed else "conv", inputs, groups=int(groups), **attrs)
         return ctx.emit("reshape", [out], shape=out.type.shape[1:]) if unbatched else out
     rank = xv.type.rank
     to_last = ctx.emit("permute", [xv], perm=(0, *range(2, rank), 1))

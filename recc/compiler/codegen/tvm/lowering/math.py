@@ -210,8 +210,13 @@ def _reduce(lw: LoweringContext, node: Node, x: relax.Expr) -> relax.Expr:
 
 
 def _pad(lw: LoweringContext, node: Node, x: relax.Expr) -> relax.Expr:
-    shape = node.inputs[0].type.shape
-    pads = [tuple(p) for p in node.attrs["pads"]]
+    return pad_or_crop(lw, x, node.inputs[0].type.shape, [tuple(p) for p in node.attrs["pads"]],
+                       float(node.attrs["value"]))
+
+
+def pad_or_crop(lw: LoweringContext, x: relax.Expr, shape: Any, pads: list[tuple[int, int]],
+                value: float) -> relax.Expr:
+    """x padded with `value` by (before, after) per axis, a negative amount cropping instead."""
     crops = [(axis, max(0, -lo), d - max(0, -hi)) for axis, (d, (lo, hi)) in enumerate(zip(shape, pads))
              if lo < 0 or hi < 0]
     if crops:
@@ -219,7 +224,7 @@ def _pad(lw: LoweringContext, node: Node, x: relax.Expr) -> relax.Expr:
     width = [max(0, v) for p in pads for v in p]
     if not any(width):
         return x
-    return op.nn.pad(x, width, "constant", float(node.attrs["value"]))
+    return op.nn.pad(x, width, "constant", value)
 
 
 def _conv(node: Node, args: list[relax.Expr]) -> relax.Expr:

