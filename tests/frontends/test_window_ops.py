@@ -56,6 +56,33 @@ CASES: dict[str, tuple[Callable[..., torch.Tensor], tuple[torch.Tensor, ...]]] =
         (_randn(2, 6, seed=13), _randn(2, 5, 2, seed=14))),
 }
 
+# a plane with ties, NaN (two in one window: torch reports the last) and a window of only -inf
+PLANE = torch.tensor([[[[1., 3., 3., NAN, 0., NAN], [-INF, -INF, 2., 2., NAN, -1.], [-INF, -INF, 7., NAN, 4., 4.],
+                        [-INF, -INF, 2., 3., 4., 5.]]]])
+CASES.update({
+    "max_pool2d_indices_ties_nan_inf": (lambda a: F.max_pool2d(a, 2, return_indices=True), (PLANE,)),
+    "max_pool2d_indices_padding_ceil_dilation": (
+        lambda a: F.max_pool2d(a, (2, 3), (2, 1), (1, 1), dilation=(1, 2), ceil_mode=True, return_indices=True),
+        (_randn(2, 3, 7, 8, seed=20, specials=9),)),
+    "max_pool1d_indices": (lambda a: F.max_pool1d(a, 3, 2, 1, return_indices=True), (_randn(2, 3, 10, seed=21,
+                                                                                            specials=4),)),
+    "max_pool3d_indices": (lambda a: F.max_pool3d(a, (2, 2, 3), (1, 2, 2), (1, 0, 1), return_indices=True),
+                           (_randn(1, 2, 4, 5, 6, seed=22, specials=6),)),
+    "max_pool2d_indices_int64_unbatched": (lambda a: F.max_pool2d(a, 3, 2, 1, return_indices=True),
+                                           (_randint(3, 6, 7, seed=23),)),
+    "adaptive_avg_pool1d": (lambda a: F.adaptive_avg_pool1d(a, 4), (_randn(2, 3, 10, seed=24, specials=2),)),
+    "adaptive_avg_pool2d_growing": (lambda a: F.adaptive_avg_pool2d(a, (3, 7)), (_randn(2, 3, 7, 5, seed=25,
+                                                                                        specials=3),)),
+    "adaptive_avg_pool3d_unbatched": (lambda a: F.adaptive_avg_pool3d(a, (2, 3, 1)), (_randn(2, 5, 4, 3, seed=26),)),
+    "adaptive_max_pool1d": (lambda a: F.adaptive_max_pool1d(a, 3, return_indices=True), (_randn(2, 3, 8, seed=27,
+                                                                                                  specials=3),)),
+    "adaptive_max_pool2d_ties_nan": (lambda a: F.adaptive_max_pool2d(a, (3, 4), return_indices=True), (PLANE,)),
+    "adaptive_max_pool3d": (lambda a: F.adaptive_max_pool3d(a, (2, 3, 4), return_indices=True),
+                            (_randn(2, 2, 5, 4, 7, seed=28, specials=6),)),
+    "interpolate_area": (lambda a: F.interpolate(a, size=(3, 4), mode="area"), (_randn(1, 2, 7, 9, seed=30,
+                                                                                       specials=2),)),
+})
+
 
 def _as_tuple(out: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     return out if isinstance(out, tuple) else (out,)

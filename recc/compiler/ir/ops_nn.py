@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from recc.compiler.ir.ops import _fail, _register
+from recc.compiler.ir.ops import OPS, OpDef, _fail, _register
 from recc.compiler.ir.types import TensorType, dim_mul
 
 
@@ -56,7 +56,28 @@ def _pool(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
         if n < 1:
             raise _fail("pool", f"window larger than the padded input {x}")
         out.append(n)
-    return [TensorType(x.shape[:2] + tuple(out), x.dtype)]
+    return [TensorType(x.shape[:2] + tuple(out), "int64" if attrs.get("indices") else x.dtype)]
+
+
+OPS["pool_indices"] = OpDef("pool_indices", lambda ts, attrs: _pool(ts, dict(attrs, kind="max", indices=True)), (1, 1),
+                            "where max pooling (`kind` max, attrs as pool) found each maximum: int64, the flat "
+                            "position in the (N, C) plane of the unpadded input; a NaN wins (the last one)")
+
+
+@_register("adaptive_pool", (1, 1), "adaptive max / avg pooling of x [N, C, *S] to [N, C, *`output_size`]: window "
+          "i of an axis spans floor(i * in / out) .. ceil((i + 1) * in / out) (torch's); `kind` max|avg")
+def _adaptive_pool(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    x, size = ts[0], tuple(attrs["output_size"])
+    if attrs["kind"] not in ("max", "avg") or x.rank != len(size) + 2 or not all(
+            isinstance(d, int) for d in x.shape[2:]) or any(n < 1 for n in size):
+        raise _fail("adaptive_pool", f"expects kind max|avg over [N, C, *static dims] and positive sizes, got "
+                                     f"{attrs['kind']} on {x} to {size}")
+    return [TensorType(x.shape[:2] + size, "int64" if attrs.get("indices") else x.dtype)]
+
+
+OPS["adaptive_pool_indices"] = OpDef(
+    "adaptive_pool_indices", lambda ts, attrs: _adaptive_pool(ts, dict(attrs, kind="max", indices=True)), (1, 1),
+    "where adaptive max pooling (`output_size`) found each maximum: int64 flat position in the (N, C) plane")
 
 
 def conv_transpose_length(size: int, k: int, s: int, p: int, op: int, d: int) -> int:

@@ -7,6 +7,9 @@
   zeros meet every kernel tap: a NaN or inf *weight* makes NaN at outputs torch leaves finite, so such a
   parameter is refused (a weight passed as an input is not checked; the reference interpreter keeps torch's
   scatter semantics).
+- pool_indices, adaptive_pool, adaptive_pool_indices: every window's taps gathered by a static table of
+  plane positions (interpreter_window.window_taps: a tap in the padding re-reads an earlier one), then
+  torch's choice of tap (the first maximum, or the last NaN) or the masked mean.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from tvm import relax
 
 from recc.compiler.codegen.tvm.lowering.context import LoweringContext
 from recc.compiler.codegen.tvm.lowering.math import pad_or_crop
+from recc.compiler.interpreter_window import pool_taps
 from recc.compiler.ir import Node
+from recc.compiler.ir.types import is_float
 
 op = relax.op
 CONV = {1: op.nn.conv1d, 2: op.nn.conv2d, 3: op.nn.conv3d}
@@ -73,3 +78,52 @@ def _conv_transpose(lw: LoweringContext, node: Node) -> relax.Expr:
 LOWERINGS: dict[str, Callable[[LoweringContext, Node], Any]] = {
     "conv_transpose": _conv_transpose,
 }
+
+
+def _taps(lw: LoweringContext, node: Node, x: relax.Expr) -> tuple[relax.Expr, np.ndarray, np.ndarray]:
+    """(every window's taps [N, C, outputs, taps], position and inside [outputs, taps]: interpreter_window's
+    window_taps) for a max pool's indices or an adaptive pool."""
+    shape = node.inputs[0].type.shape
+    position, inside = pool_taps(tuple(shape[2:]), node.op, node.attrs)
+    n, c = lw.dim(shape[0]), lw.dim(shape[1])
+    plane = lw.emit(op.reshape(x, [n, c, int(np.prod(shape[2:], dtype=np.int64))]))
+    taps = lw.emit(op.take(plane, relax.const(position.reshape(-1), "int64"), axis=2, mode="clip"))
+    return lw.emit(op.reshape(taps, [n, c, *position.shape])), position, inside
+
+
+def _best_tap(lw: LoweringContext, taps: relax.Expr, count: int, floating: bool) -> relax.Expr:
+    """[N, C, outputs]: which tap torch's loop ends on, the first largest or else the last NaN (TVM's argmax
+    skips NaN, and gives -1 for a window of the dtype's lowest values, where torch keeps tap 0)."""
+    plain = lw.emit(op.maximum(op.argmax(taps, axis=3), relax.const(0, "int64")))
+    if not floating:
+        return plain
+    nans = lw.emit(op.astype(op.isnan(taps), "int8"))
+    last_nan = op.subtract(relax.const(count - 1, "int64"), op.argmax(op.flip(nans, 3), axis=3))
+    has_nan = op.greater(op.max(nans, axis=3), relax.const(0, "int8"))
+    return lw.emit(op.where(has_nan, last_nan, plain))
+
+
+def _windowed_pool(lw: LoweringContext, node: Node) -> relax.Expr:
+    """pool_indices, adaptive_pool and adaptive_pool_indices from a gather of every window's taps: the max and
+    its index at torch's chosen tap, the average of the taps inside the window."""
+    (x,), xt, out = lw.args(node), node.inputs[0].type, node.output.type
+    taps, position, inside = _taps(lw, node, x)
+    out_shape = [lw.dim(d) for d in out.shape]
+    if node.op == "adaptive_pool" and node.attrs["kind"] == "avg":
+        zero = relax.const(0, xt.dtype)
+        total = lw.emit(op.sum(op.where(relax.const(inside, "bool"), taps, zero), axis=3))
+        count = inside.sum(axis=1).astype("float64")
+        if is_float(xt.dtype):
+            return lw.emit(op.reshape(op.divide(total, relax.const(count, xt.dtype)), out_shape))
+        mean = op.trunc(op.divide(op.astype(total, "float64"), relax.const(count, "float64")))
+        return lw.emit(op.reshape(op.astype(mean, xt.dtype), out_shape))
+    best = _best_tap(lw, taps, position.shape[1], is_float(xt.dtype))
+    if node.op == "adaptive_pool":
+        value = op.gather_elements(taps, op.expand_dims(best, 3), axis=3)
+        return lw.emit(op.reshape(value, out_shape))
+    offsets = relax.const(np.arange(position.shape[0]) * position.shape[1], "int64")
+    flat = lw.emit(op.add(best, offsets))
+    return lw.emit(op.reshape(op.take(relax.const(position.reshape(-1), "int64"), flat, axis=0, mode="clip"), out_shape))
+
+
+LOWERINGS.update({name: _windowed_pool for name in ("pool_indices", "adaptive_pool", "adaptive_pool_indices")})
