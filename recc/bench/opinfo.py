@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     json_path, md_path = write_report(result, Path(args.out), args.name)
     print(f"wrote {json_path} and {md_path} in {result['elapsed_s']:.0f} s")
     for dtype, s in result["summary"].items():
-        print(f"{dtype}: {s['passed']}/{s['exportable']} passed ({s['pass_rate']:.1%}), refused {s['refused']}, "
+        rate = f"{s['pass_rate']:.1%}" if s["pass_rate"] is not None else "-"  # None: nothing exportable
+        print(f"{dtype}: {s['passed']}/{s['exportable']} passed ({rate}), refused {s['refused']}, "
               f"wrong {s['wrong']}, crashed {s['crashed']}")
     return 0
 

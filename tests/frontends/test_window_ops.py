@@ -84,6 +84,33 @@ CASES.update({
 })
 
 
+def _interpolate(**kwargs: object) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda a: F.interpolate(a, **kwargs)  # type: ignore[arg-type]
+
+
+IMAGE = _randn(2, 3, 5, 7, seed=31, specials=5)
+CASES.update({
+    "bilinear_size": (_interpolate(size=(8, 4), mode="bilinear"), (IMAGE,)),
+    "bilinear_align_corners": (_interpolate(size=(9, 7), mode="bilinear", align_corners=True), (IMAGE,)),
+    "bilinear_scale_factors": (_interpolate(scale_factor=(1.7, 0.6), mode="bilinear"), (IMAGE,)),
+    "bilinear_scale_align_corners": (_interpolate(scale_factor=2.5, mode="bilinear", align_corners=True), (IMAGE,)),
+    "bilinear_recomputed_scale": (_interpolate(scale_factor=1.3, mode="bilinear", recompute_scale_factor=True),
+                                  (IMAGE,)),
+    "nearest2d_size": (_interpolate(size=(11, 3), mode="nearest"), (IMAGE,)),
+    "nearest2d_scale_two": (_interpolate(scale_factor=2.0, mode="nearest"), (IMAGE,)),
+    "nearest1d_scale_uint8": (_interpolate(scale_factor=1.5, mode="nearest"), ((_randint(2, 3, 7, seed=32) + 9).to(
+        torch.uint8),)),
+    "nearest1d": (_interpolate(scale_factor=1.6, mode="nearest"), (_randn(2, 3, 7, seed=33, specials=2),)),
+    "nearest3d": (_interpolate(size=(3, 5, 2), mode="nearest"), (_randn(1, 2, 2, 3, 4, seed=34, specials=2),)),
+    "nearest_exact2d": (_interpolate(size=(6, 9), mode="nearest-exact"), (IMAGE,)),
+    "linear1d_align_corners": (_interpolate(size=11, mode="linear", align_corners=True),
+                               (_randn(2, 3, 6, seed=35, specials=2),)),
+    "trilinear": (_interpolate(scale_factor=(1.5, 2.0, 0.5), mode="trilinear"), (_randn(1, 2, 3, 4, 6, seed=36,
+                                                                                        specials=3),)),
+    "bicubic": (_interpolate(size=(7, 9), mode="bicubic", align_corners=False), (IMAGE,)),
+})
+
+
 def _as_tuple(out: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     return out if isinstance(out, tuple) else (out,)
 
@@ -112,6 +139,7 @@ def test_compiled_matches_eager(name: str) -> None:
     assert_all_match(_as_tuple(compiled(*inputs)), _as_tuple(fn(*inputs)))
     # NaN and inf in the data only: a transposed convolution's compiled form is exact for finite weights
     fresh = tuple(_randn(*t.shape, seed=99 + i, specials=2 * (i == 0)) if t.is_floating_point()
+                  else _randint(*t.shape, seed=99 + i).abs().to(t.dtype) if t.dtype == torch.uint8
                   else _randint(*t.shape, seed=99 + i) for i, t in enumerate(inputs))
     assert_all_match(_as_tuple(compiled(*fresh)), _as_tuple(fn(*fresh)))
 
