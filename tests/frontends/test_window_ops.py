@@ -153,3 +153,15 @@ def test_a_transposed_convolution_with_a_nan_weight_parameter_is_refused() -> No
         layer.weight[0, 1, 2] = NAN
     with pytest.raises(NotImplementedError, match="conv_transpose with a NaN or inf weight"):
         recc.compile(layer, (_randn(1, 2, 5),), dynamic_shapes=({},))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["conv_transpose2d_groups_dilation", "max_pool3d_indices", "adaptive_max_pool3d",
+                                  "adaptive_avg_pool1d", "bilinear_scale_factors"])
+def test_compiled_with_a_dynamic_batch(name: str) -> None:
+    import recc
+
+    fn, inputs = CASES[name]
+    compiled = recc.compile(Wrap(fn), inputs)  # dim 0 of the data is the symbolic batch
+    other = (_randn(5, *inputs[0].shape[1:], seed=7, specials=3),) + inputs[1:]
+    assert_all_match(_as_tuple(compiled(*other)), _as_tuple(fn(*other)))

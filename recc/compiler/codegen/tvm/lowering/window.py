@@ -33,11 +33,10 @@ def _insert_zeros(lw: LoweringContext, x: relax.Expr, shape: tuple[int, ...], st
     """x [N, C, *S] with stride - 1 zeros after every position of each spatial axis: [N, C, *(S * stride)]."""
     if all(s == 1 for s in stride):
         return x
-    nd = len(stride)
-    split = [shape[0], shape[1]] + [v for n in shape[2:] for v in (n, 1)]
-    x = lw.emit(op.reshape(x, split))
+    nd, n, c = len(stride), lw.dim(shape[0]), lw.dim(shape[1])
+    x = lw.emit(op.reshape(x, [n, c] + [v for size in shape[2:] for v in (size, 1)]))
     x = lw.emit(op.nn.pad(x, [0, 0, 0, 0] + [v for s in stride for v in (0, 0, 0, s - 1)], "constant", 0.0))
-    return lw.emit(op.reshape(x, [shape[0], shape[1]] + [shape[2 + i] * stride[i] for i in range(nd)]))
+    return lw.emit(op.reshape(x, [n, c] + [shape[2 + i] * stride[i] for i in range(nd)]))
 
 
 def _flipped_kernel(lw: LoweringContext, w: relax.Expr, shape: tuple[int, ...], groups: int) -> relax.Expr:
