@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     json_path, md_path = write_report(result, Path(args.out), args.name)
     print(f"wrote {json_path} and {md_path} in {result['elapsed_s']:.0f} s")
     for dtype, s in result["summary"].items():
-        rate = "n/a" if s["pass_rate"] is None else f"{s['pass_rate']:.1%}"
+        rate = "n/a" if s["pass_rate"] is None else f"{s['pass_rate']:.1%}"  # None: nothing exportable
         print(f"{dtype}: {s['passed']}/{s['exportable']} passed ({rate}), refused {s['refused']}, "
               f"wrong {s['wrong']}, crashed {s['crashed']}")
     return 0

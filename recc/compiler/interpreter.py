@@ -14,6 +14,7 @@ import numpy as np
 
 from recc.compiler.ir import Graph, Node, Value
 from recc.compiler.interpreter_math import MATH_KERNELS
+from recc.compiler.interpreter_window import WINDOW_KERNELS
 from recc.compiler.ir.fused_ops import batched_table_layout
 from recc.compiler.quantize import dense_reference, dequantize_rowwise
 
@@ -221,6 +222,7 @@ KERNELS: dict[str, Kernel] = {
     "gru": lambda x, a: _recurrent(x, a, has_scores=False),
     "augru": lambda x, a: _recurrent(x, a, has_scores=True),
     **MATH_KERNELS,
+    **WINDOW_KERNELS,
 }
 
 

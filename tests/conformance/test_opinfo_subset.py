@@ -31,6 +31,9 @@ SUBSET = (
     "gather", "__getitem__", "index_put", "masked_scatter",
     # shapes and dtypes
     "cat", "reshape", "permute", "transpose", "split", "squeeze", "nn.functional.pad.constant", "to",
+    # windows: transposed convolution, max pooling with indices, adaptive pooling, interpolation
+    "nn.functional.conv_transpose2d", "nn.functional.max_pool2d", "nn.functional.adaptive_avg_pool2d",
+    "nn.functional.interpolate.bilinear",
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from recc.compiler.ir.ops import _fail, _register
+from recc.compiler.ir.ops import OPS, OpDef, _fail, _register
 from recc.compiler.ir.types import TensorType, dim_mul
 
 
@@ -56,4 +56,56 @@ def _pool(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
         if n < 1:
             raise _fail("pool", f"window larger than the padded input {x}")
         out.append(n)
-    return [TensorType(x.shape[:2] + tuple(out), x.dtype)]
+    return [TensorType(x.shape[:2] + tuple(out), "int64" if attrs.get("indices") else x.dtype)]
+
+
+OPS["pool_indices"] = OpDef("pool_indices", lambda ts, attrs: _pool(ts, dict(attrs, kind="max", indices=True)), (1, 1),
+                            "where max pooling (`kind` max, attrs as pool) found each maximum: int64, the flat "
+                            "position in the (N, C) plane of the unpadded input; a NaN wins (the last one)")
+
+
+@_register("adaptive_pool", (1, 1), "adaptive max / avg pooling of x [N, C, *S] to [N, C, *`output_size`]: window "
+          "i of an axis spans floor(i * in / out) .. ceil((i + 1) * in / out) (torch's); `kind` max|avg")
+def _adaptive_pool(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    x, size = ts[0], tuple(attrs["output_size"])
+    if attrs["kind"] not in ("max", "avg") or x.rank != len(size) + 2 or not all(
+            isinstance(d, int) for d in x.shape[2:]) or any(n < 1 for n in size):
+        raise _fail("adaptive_pool", f"expects kind max|avg over [N, C, *static dims] and positive sizes, got "
+                                     f"{attrs['kind']} on {x} to {size}")
+    return [TensorType(x.shape[:2] + size, "int64" if attrs.get("indices") else x.dtype)]
+
+
+OPS["adaptive_pool_indices"] = OpDef(
+    "adaptive_pool_indices", lambda ts, attrs: _adaptive_pool(ts, dict(attrs, kind="max", indices=True)), (1, 1),
+    "where adaptive max pooling (`output_size`) found each maximum: int64 flat position in the (N, C) plane")
+
+
+def conv_transpose_length(size: int, k: int, s: int, p: int, op: int, d: int) -> int:
+    """The output length of a transposed convolution along one axis (torch's formula)."""
+    return (size - 1) * s - 2 * p + d * (k - 1) + op + 1
+
+
+@_register("conv_transpose", (2, 3), "N-d transposed convolution x [N, C, *S], w [C, O/groups, *K], b [O]; "
+          "`stride`, `padding`, `output_padding`, `dilation` per spatial axis, `groups` (torch's definitions)")
+def _conv_transpose(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    x, w = ts[0], ts[1]
+    nd, groups = x.rank - 2, attrs["groups"]
+    per_axis = [attrs[k] for k in ("stride", "padding", "output_padding", "dilation")]
+    if nd < 1 or w.rank != x.rank or x.dtype != w.dtype or not all(len(v) == nd for v in per_axis):
+        raise _fail("conv_transpose", f"expects x [N, C, *S] and w [C, O/groups, *K] of one dtype, got {x} and {w}")
+    if x.shape[1] != w.shape[0] or not isinstance(w.shape[0], int) or groups < 1 or w.shape[0] % groups:
+        raise _fail("conv_transpose", f"channels of {x} do not match {w} with {groups} groups")
+    out_channels = dim_mul(w.shape[1], groups)
+    if len(ts) == 3 and ts[2].shape != (out_channels,):
+        raise _fail("conv_transpose", f"bias must be [{out_channels}], got {ts[2]}")
+    spatial = []
+    for size, k, s, p, op, d in zip(x.shape[2:], w.shape[2:], *per_axis):
+        if not isinstance(size, int) or not isinstance(k, int):
+            raise _fail("conv_transpose", "symbolic spatial dims are not supported")
+        if s < 1 or d < 1 or p < 0 or not 0 <= op < max(s, d):
+            raise _fail("conv_transpose", f"output_padding {op} must be below the stride {s} or dilation {d}")
+        n = conv_transpose_length(size, k, s, p, op, d)
+        if n < 1:
+            raise _fail("conv_transpose", f"padding {p} leaves no output of {x} with kernel {w.shape[2:]}")
+        spatial.append(n)
+    return [TensorType((x.shape[0], out_channels, *spatial), x.dtype)]

@@ -12,7 +12,6 @@ from recc.compiler.ir import Value, is_zero
 from recc.frontends.torch_export.converters.context import (
     ConversionError,
     Ctx,
-    Lazy,
     converts,
 )
 
@@ -132,7 +131,7 @@ def _repeat_heads(ctx: Ctx, t: Value, heads: Any) -> Value:
 def _convolution(ctx: Ctx, node: torch.fx.Node, x: Any, weight: Any, bias: Any = None, stride: Any = 1,
                  padding: Any = 0, dilation: Any = 1, *rest: Any) -> Value:
     """A pointwise (1x1) convolution — xDeepFM's CIN, 1x1 projections — as a dense layer over channels-last
-    data (so the dense fusions apply); any other as the IR's `conv`; transposed ones are refused."""
+    data (so the dense fusions apply); any other as the IR's `conv`, a transposed one as `conv_transpose`."""
     transposed, groups = (rest[0], rest[2]) if len(rest) >= 3 else (False, rest[0] if rest else 1)
     xv, wv = ctx.value(x), ctx.value(weight)
     spatial = wv.type.shape[2:]
@@ -141,19 +140,18 @@ def _convolution(ctx: Ctx, node: torch.fx.Node, x: Any, weight: Any, bias: Any =
         return list(v) if isinstance(v, (list, tuple)) else [v]
 
     nd = len(spatial)
-    if transposed:
-        raise ConversionError("transposed convolutions are not supported")
-    if groups != 1 or any(d != 1 for d in spatial) or any(s != 1 for s in values(stride)) \
+    if transposed or groups != 1 or any(d != 1 for d in spatial) or any(s != 1 for s in values(stride)) \
             or any(p != 0 for p in values(padding)) or not xv.type.dtype.startswith("float"):
         if isinstance(padding, str):
             raise ConversionError(f"convolution padding={padding!r}")
         unbatched = xv.type.rank == nd + 1  # [C, *S]: one sample
         if unbatched:
             xv = ctx.emit("reshape", [xv], shape=(1,) + xv.type.shape)
-        attrs = {k: tuple(int(v) for v in values(v)) * (nd if len(values(v)) == 1 else 1)
-                 for k, v in (("stride", stride), ("padding", padding), ("dilation", dilation))}
+        settings = (("stride", stride), ("padding", padding), ("dilation", dilation)) + (
+            (("output_padding", rest[1]),) if transposed else ())
+        attrs = {k: tuple(int(v) for v in values(v)) * (nd if len(values(v)) == 1 else 1) for k, v in settings}
         inputs = [xv, wv] + ([ctx.value(bias)] if bias is not None else [])
-        out = ctx.emit("conv", inputs, groups=int(groups), **attrs)
+        out = ctx.emit("conv_transpose" if transposed else "conv", inputs, groups=int(groups), **attrs)
         return ctx.emit("reshape", [out], shape=out.type.shape[1:]) if unbatched else out
     rank = xv.type.rank
     to_last = ctx.emit("permute", [xv], perm=(0, *range(2, rank), 1))
@@ -163,9 +161,19 @@ def _convolution(ctx: Ctx, node: torch.fx.Node, x: Any, weight: Any, bias: Any =
     return ctx.emit("permute", [out], perm=(0, rank - 1, *range(1, rank - 1)))
 
 
+def _batched(ctx: Ctx, xv: Value, nd: int, emit: Any) -> Any:
+    """emit(x) on x [N, C, *S]; an unbatched [C, *S] input goes through as one sample and comes back so."""
+    if xv.type.rank != nd + 1:
+        return emit(xv)
+    outs = emit(ctx.emit("reshape", [xv], shape=(1,) + xv.type.shape))
+    single = not isinstance(outs, tuple)
+    outs = tuple(ctx.emit("reshape", [o], shape=o.type.shape[1:]) for o in ((outs,) if single else outs))
+    return outs[0] if single else outs
+
+
 def _pool(ctx: Ctx, node: torch.fx.Node, kind: str, x: Any, kernel: Any, stride: Any, padding: Any,
-          dilation: Any, ceil_mode: bool, count_include_pad: bool = True, divisor: Any = None) -> Value:
-    xv = ctx.value(x)
+          dilation: Any, ceil_mode: bool, count_include_pad: bool = True, divisor: Any = None,
+          indices: bool = False) -> Any:
     nd = len(kernel)
 
     def per_axis(v: Any, default: Any) -> tuple[int, ...]:
@@ -173,23 +181,33 @@ def _pool(ctx: Ctx, node: torch.fx.Node, kind: str, x: Any, kernel: Any, stride:
         v = list(v) if isinstance(v, (list, tuple)) else [v]
         return tuple(int(e) for e in (v * nd if len(v) == 1 else v))
 
-    unbatched = xv.type.rank == nd + 1
-    if unbatched:
-        xv = ctx.emit("reshape", [xv], shape=(1,) + xv.type.shape)
-    out = ctx.emit("pool", [xv], kind=kind, kernel=per_axis(kernel, 1), stride=per_axis(stride, kernel),
-                   padding=per_axis(padding, 0), dilation=per_axis(dilation, 1), ceil_mode=bool(ceil_mode),
-                   count_include_pad=bool(count_include_pad), divisor=divisor)
-    return ctx.emit("reshape", [out], shape=out.type.shape[1:]) if unbatched else out
+    attrs = dict(kind=kind, kernel=per_axis(kernel, 1), stride=per_axis(stride, kernel), padding=per_axis(padding, 0),
+                 dilation=per_axis(dilation, 1), ceil_mode=bool(ceil_mode), count_include_pad=bool(count_include_pad),
+                 divisor=divisor)
+    return _batched(ctx, ctx.value(x), nd, lambda v: (ctx.emit("pool", [v], **attrs), ctx.emit(
+        "pool_indices", [v], **attrs)) if indices else ctx.emit("pool", [v], **attrs))
 
 
 @converts("max_pool2d_with_indices.default", "max_pool3d_with_indices.default", "max_pool1d.default",
           "max_pool2d.default", "max_pool3d.default")
 def _max_pool(ctx: Ctx, node: torch.fx.Node, x: Any, kernel: Any, stride: Any = None, padding: Any = 0,
               dilation: Any = 1, ceil_mode: bool = False) -> Any:
-    out = _pool(ctx, node, "max", x, kernel, stride, padding, dilation, ceil_mode)
-    if "with_indices" in node.target._schema.name:
-        return out, Lazy("max pooling's indices", ("nothing (only the pooled values are supported)",))
-    return out
+    """Max pooling; the *_with_indices forms also return where each maximum is (the `pool_indices` op)."""
+    indices = "with_indices" in node.target._schema.name
+    return _pool(ctx, node, "max", x, kernel, stride, padding, dilation, ceil_mode, indices=indices)
+
+
+@converts("_adaptive_avg_pool2d.default", "_adaptive_avg_pool3d.default", "adaptive_max_pool2d.default",
+          "adaptive_max_pool3d.default", "adaptive_max_pool1d.default")
+def _adaptive_pool(ctx: Ctx, node: torch.fx.Node, x: Any, output_size: Any) -> Any:
+    """Adaptive pooling; the max forms return (values, indices)."""
+    size = tuple(int(n) for n in output_size)
+    if "max" in node.target._schema.name:
+        return _batched(ctx, ctx.value(x), len(size), lambda v: (
+            ctx.emit("adaptive_pool", [v], kind="max", output_size=size),
+            ctx.emit("adaptive_pool_indices", [v], output_size=size)))
+    return _batched(ctx, ctx.value(x), len(size), lambda v: ctx.emit("adaptive_pool", [v], kind="avg",
+                                                                      output_size=size))
 
 
 @converts("avg_pool1d.default", "avg_pool2d.default", "avg_pool3d.default")

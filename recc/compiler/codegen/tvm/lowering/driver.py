@@ -12,7 +12,8 @@ from tvm import relax
 
 from recc.compiler.artifact import IdLimit
 from recc.compiler.codegen.tvm.kernels.cpu.common import ROWS, VECTOR
-from recc.compiler.codegen.tvm.lowering import attention, dense, embedding, interaction, math, recurrent, sort
+from recc.compiler.codegen.tvm.lowering import (attention, dense, embedding, interaction, math, recurrent, sort,
+                                                  window)
 from recc.compiler.codegen.tvm.lowering.checks import UncheckedGatherError, check_ids
 from recc.compiler.codegen.tvm.lowering.context import LoweringContext
 from recc.compiler.codegen.tvm.lowering.generic import lower_generic
@@ -21,7 +22,7 @@ from recc.compiler.ir import Graph, Node
 
 # The ops that get recc kernels: each module's LOWERINGS table (op -> lowering); any other op goes
 # through lower_generic.
-OP_MODULES = (dense, embedding, interaction, attention, recurrent, math, sort)
+OP_MODULES = (dense, embedding, interaction, attention, recurrent, math, sort, window)
 
 
 def _registry() -> dict[str, Callable[[LoweringContext, Node], relax.Expr]]:

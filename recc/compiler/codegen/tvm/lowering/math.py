@@ -210,8 +210,13 @@ def _reduce(lw: LoweringContext, node: Node, x: relax.Expr) -> relax.Expr:
 
 
 def _pad(lw: LoweringContext, node: Node, x: relax.Expr) -> relax.Expr:
-    shape = node.inputs[0].type.shape
-    pads = [tuple(p) for p in node.attrs["pads"]]
+    return pad_or_crop(lw, x, node.inputs[0].type.shape, [tuple(p) for p in node.attrs["pads"]],
+                       float(node.attrs["value"]))
+
+
+def pad_or_crop(lw: LoweringContext, x: relax.Expr, shape: Any, pads: list[tuple[int, int]],
+                value: float) -> relax.Expr:
+    """x padded with `value` by (before, after) per axis, a negative amount cropping instead."""
     crops = [(axis, max(0, -lo), d - max(0, -hi)) for axis, (d, (lo, hi)) in enumerate(zip(shape, pads))
              if lo < 0 or hi < 0]
     if crops:
@@ -219,7 +224,7 @@ def _pad(lw: LoweringContext, node: Node, x: relax.Expr) -> relax.Expr:
     width = [max(0, v) for p in pads for v in p]
     if not any(width):
         return x
-    return op.nn.pad(x, width, "constant", float(node.attrs["value"]))
+    return op.nn.pad(x, width, "constant", value)
 
 
 def _conv(node: Node, args: list[relax.Expr]) -> relax.Expr:
@@ -239,7 +244,8 @@ def _conv(node: Node, args: list[relax.Expr]) -> relax.Expr:
 
 def _pool(lw: LoweringContext, node: Node, x: relax.Expr) -> relax.Expr:
     """Explicit padding (torch's, plus ceil_mode's room) then windows with no padding of TVM's own: max
-    through TVM's max pool (a NaN in the window restored: TVM's max skips it), avg as a sum (a grouped conv
+    through TVM's max pool (a NaN in the window restored: TVM's max skips it; -inf restored for a window of
+    only -inf: TVM's max starts from the lowest finite value), avg as a sum (a grouped conv
     with ones) divided by torch's divisor per output position, computed here from the static shape."""
     a, shape = node.attrs, node.inputs[0].type.shape
     nd, dtype = len(a["kernel"]), node.inputs[0].type.dtype
@@ -254,8 +260,10 @@ def _pool(lw: LoweringContext, node: Node, x: relax.Expr) -> relax.Expr:
                  layout=layout)
         if not is_float(dtype):
             return out
-        nans = lw.emit(fn(op.astype(op.isnan(padded), dtype), tuple(a["kernel"]), tuple(a["stride"]),
-                          (0,) * (2 * nd), tuple(a["dilation"]), layout=layout))
+        nans, above = (lw.emit(fn(op.astype(flag, dtype), tuple(a["kernel"]), tuple(a["stride"]), (0,) * (2 * nd),
+                                  tuple(a["dilation"]), layout=layout))
+                       for flag in (op.isnan(padded), op.greater(padded, _c(-pymath.inf, dtype))))
+        out = op.where(op.greater(above, _c(0, dtype)), out, _c(-pymath.inf, dtype))  # TVM's max starts at -FLT_MAX
         return op.where(op.greater(nans, _c(0, dtype)), _c(pymath.nan, dtype), lw.emit(out))
     padded = lw.emit(op.nn.pad(x, width, "constant", 0.0))
     channels = shape[1]
