@@ -4,9 +4,11 @@
   dilation * (kernel - 1) - padding (a negative amount crops) plus output_padding on the right, then a
   stride-1 convolution with the kernel flipped and its in/out channels swapped per group. TVM's own
   conv*_transpose spreads a NaN of the input to outputs torch keeps finite, so it is not used. The inserted
-  zeros meet every kernel tap: a NaN or inf *weight* makes NaN at outputs torch leaves finite, so such a
-  parameter is refused (a weight passed as an input is not checked; the reference interpreter keeps torch's
-  scatter semantics).
+  zeros meet every kernel tap: a NaN or inf *weight* would make NaN at outputs torch leaves finite, so this
+  form serves finite parameter weights only. A weight known only at run time (or holding NaN / inf) takes the
+  exact form instead: for every output position and kernel tap, the input position it reads (a static
+  table; taps that meet no input position masked out after the product, never multiplied into the sum),
+  products summed over input channels and taps, as torch's scatter form sums only real pairs.
 - pool_indices, adaptive_pool, adaptive_pool_indices: every window's taps gathered by a static table of
   plane positions (interpreter_window.window_taps: a tap in the padding re-reads an earlier one), then
   torch's choice of tap (the first maximum, or the last NaN) or the masked mean.
@@ -55,9 +57,8 @@ def _conv_transpose(lw: LoweringContext, node: Node) -> relax.Expr:
     args, a = lw.args(node), node.attrs
     xt, wt = node.inputs[0].type, node.inputs[1].type
     weight = lw.graph.param_array(node.inputs[1]) if node.inputs[1].kind == "param" else None
-    if weight is not None and weight.dtype.kind == "f" and not np.isfinite(weight).all():
-        raise NotImplementedError("codegen: conv_transpose with a NaN or inf weight (its compiled form would "
-                                  "spread it to outputs torch keeps finite)")
+    if weight is None or (weight.dtype.kind == "f" and not np.isfinite(weight).all()):
+        return _conv_transpose_exact(lw, node)
     nd = xt.rank - 2
     s, p, o, d = a["stride"], a["padding"], a["output_padding"], a["dilation"]
     x = _insert_zeros(lw, args[0], xt.shape, s)
@@ -69,6 +70,45 @@ def _conv_transpose(lw: LoweringContext, node: Node) -> relax.Expr:
     out = lw.emit(CONV[nd](lw.emit(x), _flipped_kernel(lw, args[1], wt.shape, a["groups"]), strides=(1,) * nd,
                            padding=(0,) * (2 * nd), dilation=tuple(d), groups=a["groups"], data_layout="NC" + layout,
                            kernel_layout="OI" + layout))
+    if len(args) == 3:
+        out = lw.emit(op.add(out, op.reshape(args[2], (-1,) + (1,) * nd)))
+    return out
+
+
+def _transpose_taps(sizes: tuple[int, ...], kernel: tuple[int, ...], out: tuple[int, ...], a: dict[str, Any]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(flat input position, whether the tap meets one) [outputs, taps] of a transposed convolution:
+    output y reads input (y + padding - tap * dilation) / stride where that divides and lies inside."""
+    position = np.zeros((1, 1), np.int64)
+    valid = np.ones((1, 1), bool)
+    for n, k, y, s, p, d in zip(sizes, kernel, out, a["stride"], a["padding"], a["dilation"]):
+        num = np.arange(y)[:, None] + p - np.arange(k)[None, :] * d
+        ok = (num % s == 0) & (num >= 0) & (num // s < n)
+        axis_position = np.where(ok, num // s, 0)
+        position = (position[:, None, :, None] * n + axis_position[None, :, None, :]).reshape(
+            position.shape[0] * y, position.shape[1] * k)
+        valid = (valid[:, None, :, None] & ok[None, :, None, :]).reshape(valid.shape[0] * y, valid.shape[1] * k)
+    return position, valid
+
+
+def _conv_transpose_exact(lw: LoweringContext, node: Node) -> relax.Expr:
+    """The product of every (output, tap) pair with its input position, masked where the tap meets none."""
+    args, a = lw.args(node), node.attrs
+    xt, wt, yt = node.inputs[0].type, node.inputs[1].type, node.output.type
+    groups, nd = a["groups"], xt.rank - 2
+    per_in, per_out = wt.shape[0] // groups, wt.shape[1]
+    position, valid = _transpose_taps(tuple(xt.shape[2:]), tuple(wt.shape[2:]), tuple(yt.shape[2:]), a)
+    outputs, taps = position.shape
+    n = lw.dim(xt.shape[0])
+    plane = lw.emit(op.reshape(args[0], [n, xt.shape[1], int(np.prod(xt.shape[2:], dtype=np.int64))]))
+    read = lw.emit(op.take(plane, relax.const(position.reshape(-1), "int64"), axis=2, mode="clip"))
+    read = lw.emit(op.reshape(read, [n, groups, per_in, 1, outputs, taps]))
+    w = lw.emit(op.reshape(args[1], [1, groups, per_in, per_out, 1, taps]))
+    product = lw.emit(op.multiply(read, w))
+    zero = relax.const(0, yt.dtype)
+    masked = lw.emit(op.where(relax.const(valid), product, zero))
+    out = lw.emit(op.sum(masked, axis=[2, 5]))
+    out = lw.emit(op.reshape(out, [n, groups * per_out] + list(yt.shape[2:])))
     if len(args) == 3:
         out = lw.emit(op.add(out, op.reshape(args[2], (-1,) + (1,) * nd)))
     return out
