@@ -1,4 +1,4 @@
-"""Conv, ConvInteger and QLinearConv as the IR's `conv` (N-d, groups, dilations); auto_pad SAME_UPPER /
+"""Conv, ConvInteger and QLinearConv as the IR's `conv`, ConvTranspose as its `conv_transpose` (N-d, groups, dilations); auto_pad SAME_UPPER /
 SAME_LOWER / VALID and asymmetric pads become an explicit `pad` before it. The integer forms convolve the
 zero-point-shifted int32 operands (QLinearConv adds its int32 bias and requantizes as QLinearMatMul)."""
 
@@ -77,8 +77,58 @@ def _qlinear_conv(ctx: Ctx, node: OnnxNode) -> Value:
     return requantize(ctx, acc, [ctx.value(node, 1), w_scale], ctx.value(node, 6), y_zp, dtype)
 
 
+def _transpose_pads(node: OnnxNode, sizes: tuple, kernel: tuple, strides: list[int], dilations: list[int],
+                    extra: list[int]) -> list[tuple[int, int]]:
+    """(begin, end) cropped off the full transposed output per axis, as ONNX defines them (output_shape or
+    auto_pad SAME_* give a total split between the ends; else `pads`); negative: padded instead."""
+    nd = len(sizes)
+    auto = str(node.attr("auto_pad", "NOTSET"))
+    shape = node.attr("output_shape")
+    if shape is None and auto not in ("SAME_UPPER", "SAME_LOWER"):
+        if auto == "VALID":
+            return [(0, 0)] * nd
+        pads = list(node.attr("pads", [0] * (2 * nd)))
+        return list(zip(pads[:nd], pads[nd:]))
+    want = list(shape)[-nd:] if shape is not None else [n * s for n, s in zip(sizes, strides)]
+    out = []
+    for n, k, s, d, o, w in zip(sizes, kernel, strides, dilations, extra, want):
+        total = s * (n - 1) + o + (k - 1) * d + 1 - int(w)
+        half = total // 2
+        out.append((half, total - half) if auto == "SAME_UPPER" else (total - half, half))
+    return out
+
+
+def _conv_transpose(ctx: Ctx, node: OnnxNode) -> Value:
+    """The full transposed convolution (no padding), output_padding's zeros appended, ONNX's pads cropped
+    (or, negative, padded), then the bias."""
+    x = ctx.value(node, 0)
+    w = ctx.value(node, 1, x.type.dtype)
+    nd = x.type.rank - 2
+    sizes, kernel = tuple(x.type.shape[2:]), tuple(w.type.shape[2:])
+    if nd < 1 or not all(isinstance(n, int) for n in sizes):
+        raise ConversionError(f"ConvTranspose needs static spatial dims, got {x.type}")
+    strides = [int(s) for s in node.attr("strides", [1] * nd)]
+    dilations = [int(d) for d in node.attr("dilations", [1] * nd)]
+    extra = [int(o) for o in node.attr("output_padding", [0] * nd)]
+    crops = _transpose_pads(node, sizes, kernel, strides, dilations, extra)
+    y = ctx.emit("conv_transpose", [x, w], stride=tuple(strides), padding=(0,) * nd, output_padding=(0,) * nd,
+                 dilation=tuple(dilations), groups=int(node.attr("group", 1)))
+    grow = [(max(0, -lo), o + max(0, -hi)) for (lo, hi), o in zip(crops, extra)]
+    if any(g != (0, 0) for g in grow):
+        y = ctx.emit("pad", [y], pads=((0, 0), (0, 0), *grow), value=0)
+    for axis, (lo, hi) in enumerate(crops):
+        length = y.type.shape[2 + axis]
+        start, end = max(0, lo), length - max(0, hi)
+        if start or end != length:
+            y = ctx.emit("slice", [y], axis=2 + axis, start=start, end=end, step=1)
+    if ctx.input(node, 2) is not None:
+        bias = ctx.value(node, 2, x.type.dtype)
+        y = ctx.emit("add", [y, ctx.emit("reshape", [bias], shape=(bias.type.shape[0],) + (1,) * nd)])
+    return y
+
+
 CONVERTERS: dict[str, Callable[[Ctx, OnnxNode], Any]] = {
-    "Conv": _conv, "ConvInteger": _conv_integer, "QLinearConv": _qlinear_conv,
+    "Conv": _conv, "ConvTranspose": _conv_transpose, "ConvInteger": _conv_integer, "QLinearConv": _qlinear_conv,
 }
 
 __all__ = ["CONVERTERS", "conv_padding"]

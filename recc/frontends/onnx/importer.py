@@ -17,7 +17,7 @@ from onnx import numpy_helper
 from recc.compiler.ir import Graph, TensorType, Value, VerificationError, verify
 from recc.compiler.ir.types import Dim, sym
 from recc.frontends.onnx import (arith, conv, dense, elementwise, embedding_bag, gathers, layout, losses,
-                                 normalization, quantize, recurrent, reduce, resize, scatter, shapes, sort)
+                                 normalization, pool, quantize, recurrent, reduce, resize, scatter, shapes, sort)
 from recc.frontends.onnx.context import ConversionError, Ctx, Lazy, OnnxImportError, OnnxNode, UnsupportedOpError, ir_dtype
 from recc.frontends.onnx.load import read_model
 
@@ -26,7 +26,8 @@ CONVERTERS: dict[str, Converter] = {
     **elementwise.CONVERTERS, **dense.CONVERTERS, **shapes.CONVERTERS, **gathers.CONVERTERS,
     **embedding_bag.CONVERTERS, **recurrent.CONVERTERS, **arith.CONVERTERS,
     **reduce.CONVERTERS, **normalization.CONVERTERS, **losses.CONVERTERS,
-    **layout.CONVERTERS, **resize.CONVERTERS, **scatter.CONVERTERS, **sort.CONVERTERS, **quantize.CONVERTERS, **conv.CONVERTERS,
+    **layout.CONVERTERS, **resize.CONVERTERS, **scatter.CONVERTERS, **sort.CONVERTERS, **quantize.CONVERTERS,
+    **conv.CONVERTERS, **pool.CONVERTERS,
 }
 
 

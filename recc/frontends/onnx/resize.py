@@ -14,6 +14,7 @@ import math
 from typing import Any, Callable
 
 import numpy as np
+from onnx import helper
 
 from recc.compiler.ir import Value
 from recc.compiler.ir.types import is_float
@@ -89,8 +90,27 @@ def _roi(ctx: Ctx, node: OnnxNode, rank: int, axes: list[int]) -> list[tuple[flo
 
 
 def _resize(ctx: Ctx, node: OnnxNode) -> Value:
-    if ctx.opset < 11:
-        raise ConversionError("Resize before opset 11 (scales as the second input, no roi)")
+    if ctx.opset < 11:  # Resize-10: (X, scales), Upsample's semantics
+        return _upsample(ctx, node)
+    return _resize_core(ctx, node)
+
+
+def _upsample(ctx: Ctx, node: OnnxNode) -> Value:
+    """Upsample (opsets 7-9) and Resize-10: scales (an attribute before opset 9, else input 1), mode nearest
+    or linear, as Resize with coordinate_transformation_mode asymmetric and nearest_mode floor."""
+    mode = str(node.attr("mode", "nearest"))
+    if node.attr("scales") is not None:
+        scales_name = f"{node.outputs[0]}::scales"
+        ctx.env[scales_name] = np.asarray(node.attr("scales"), np.float32)
+    else:
+        scales_name = node.inputs[1]
+    proto = helper.make_node("Resize", [node.inputs[0], "", scales_name], list(node.outputs),
+                             mode="linear" if mode in ("linear", "bilinear") else mode,
+                             coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    return _resize_core(ctx, OnnxNode.of(proto))
+
+
+def _resize_core(ctx: Ctx, node: OnnxNode) -> Value:
     x = ctx.value(node, 0)
     if not is_float(x.type.dtype) or not all(isinstance(d, int) for d in x.type.shape):
         raise ConversionError(f"Resize of {x.type}: recc resizes floating-point tensors of static shape")
@@ -133,6 +153,6 @@ def _resize_axis(ctx: Ctx, node: OnnxNode, x: Value, axis: int, factor: float, s
     return y
 
 
-CONVERTERS: dict[str, Callable[[Ctx, OnnxNode], Any]] = {"Resize": _resize}
+CONVERTERS: dict[str, Callable[[Ctx, OnnxNode], Any]] = {"Resize": _resize, "Upsample": _upsample}
 
 __all__ = ["CONVERTERS"]

@@ -269,8 +269,8 @@ def _pool(lw: LoweringContext, node: Node, x: relax.Expr) -> relax.Expr:
     channels = shape[1]
     ones = relax.const(np.ones((channels, 1, *a["kernel"]), dtype), dtype)
     fn = {1: op.nn.conv1d, 2: op.nn.conv2d, 3: op.nn.conv3d}[nd]
-    total = lw.emit(fn(padded, ones, strides=tuple(a["stride"]), padding=(0,) * (2 * nd), groups=channels,
-                       data_layout="NC" + "DHW"[3 - nd:], kernel_layout="OI" + "DHW"[3 - nd:]))
+    total = lw.emit(fn(padded, ones, strides=tuple(a["stride"]), padding=(0,) * (2 * nd),
+                       dilation=tuple(a["dilation"]), groups=channels, data_layout="NC" + "DHW"[3 - nd:], kernel_layout="OI" + "DHW"[3 - nd:]))
     divisor = pool_divisor(tuple(shape[2:]), a).astype(dtype if is_float(dtype) else "float64")
     if is_float(dtype):
         return op.divide(total, relax.const(divisor[None, None], dtype))

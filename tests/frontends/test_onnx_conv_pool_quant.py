@@ -1,7 +1,8 @@
-"""ONNX Conv (asymmetric pads, auto_pad, groups, dilations) and the quantization ops (QuantizeLinear /
-DequantizeLinear per tensor and per axis, DynamicQuantizeLinear, MatMulInteger, ConvInteger, QLinearConv
-with per-channel weight scales) imported, interpreted and compiled, equal to ONNX Runtime on seeded
-random inputs (quantized outputs exactly; float outputs to 1e-5)."""
+"""ONNX Conv / ConvTranspose (asymmetric pads, auto_pad, output_shape, groups, dilations), pooling (MaxPool
+with Indices, AveragePool, LpPool, global pools), LRN, Upsample and the quantization ops (QuantizeLinear /
+DequantizeLinear per tensor and per axis, DynamicQuantizeLinear, MatMulInteger, ConvInteger, QLinearConv with
+per-channel weight scales) imported, interpreted and compiled, equal to ONNX Runtime on seeded random inputs
+(integer outputs exactly; float outputs to rtol 1e-4 / atol 1e-5)."""
 
 from __future__ import annotations
 
@@ -21,11 +22,11 @@ RNG = np.random.default_rng(7)
 
 
 def _model(nodes: list[Any], inputs: list[tuple[str, int, list[int]]], outputs: list[tuple[str, int]],
-           inits: dict[str, np.ndarray]) -> onnx.ModelProto:
+           inits: dict[str, np.ndarray], opset: int = 13) -> onnx.ModelProto:
     """The model, its outputs' shapes filled in by ONNX's shape inference."""
     graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs], [],
                               [numpy_helper.from_array(v, k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
     inferred = {v.name: v for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
     model.graph.output.extend(inferred[n] for n, _ in outputs)
     return model
@@ -87,7 +88,45 @@ def _conv_integer() -> tuple[onnx.ModelProto, list[np.ndarray]]:
             [RNG.integers(0, 256, (1, 1, 5, 5)).astype(np.uint8)])
 
 
+def _x(*shape: int) -> list[np.ndarray]:
+    return [RNG.standard_normal(shape).astype(np.float32)]
+
+
+def _one(op: str, shape: list[int], opset: int = 13, inits: dict[str, np.ndarray] | None = None,
+         extra_outputs: tuple[tuple[str, int], ...] = (), **attrs: Any) -> tuple[onnx.ModelProto, list[np.ndarray]]:
+    """A one-node model over x [shape] (plus initializers named after the node's other inputs)."""
+    inits = inits or {}
+    node = helper.make_node(op, ["x", *inits], ["y", *(n for n, _ in extra_outputs)], **attrs)
+    return _model([node], [("x", F, shape)], [("y", F), *extra_outputs], inits, opset), _x(*shape)
+
+
+WINDOW_CASES: dict[str, Callable[[], tuple[onnx.ModelProto, list[np.ndarray]]]] = {
+    "maxpool_indices": lambda: _one("MaxPool", [2, 3, 7, 6], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                                    extra_outputs=(("i", TensorProto.INT64),)),
+    "maxpool_asymmetric_pads_dilation": lambda: _one("MaxPool", [1, 2, 9, 8], kernel_shape=[3, 3], pads=[0, 1, 2, 0],
+                                                     dilations=[2, 1], opset=12),
+    "avgpool_asymmetric_pads_exclude_pad": lambda: _one("AveragePool", [1, 2, 6, 7], kernel_shape=[3, 2],
+                                                        pads=[1, 0, 0, 1], strides=[2, 1]),
+    "avgpool_ceil_include_pad": lambda: _one("AveragePool", [1, 1, 7, 7], kernel_shape=[3, 3], strides=[2, 2],
+                                             pads=[1, 1, 1, 1], ceil_mode=1, count_include_pad=1),
+    "lppool_p3": lambda: _one("LpPool", [1, 2, 5, 6], kernel_shape=[2, 2], p=3, pads=[0, 1, 0, 1]),
+    "global_average_pool": lambda: _one("GlobalAveragePool", [2, 3, 4, 5]),
+    "global_max_pool": lambda: _one("GlobalMaxPool", [2, 3, 4]),
+    "lrn": lambda: _one("LRN", [2, 5, 3, 3], size=3, alpha=0.01, beta=0.6, bias=2.0),
+    "convtranspose_output_shape_groups": lambda: _one(
+        "ConvTranspose", [1, 4, 3, 4], inits={"w": RNG.standard_normal((4, 1, 3, 3)).astype(np.float32),
+                                              "b": RNG.standard_normal(2).astype(np.float32)},
+        strides=[2, 2], group=2, output_shape=[8, 9]),
+    "convtranspose_pads_output_padding": lambda: _one(
+        "ConvTranspose", [1, 2, 4], inits={"w": RNG.standard_normal((2, 3, 3)).astype(np.float32)},
+        strides=[3], pads=[1, 2], output_padding=[2], dilations=[2]),
+    "upsample_nearest_opset9": lambda: _one("Upsample", [1, 1, 2, 3], opset=9,
+                                            inits={"s": np.array([1, 1, 2, 1.5], np.float32)}),
+}
+
+
 CASES: dict[str, Callable[[], tuple[onnx.ModelProto, list[np.ndarray]]]] = {
+    **WINDOW_CASES,
     "conv_asymmetric_pads_groups_dilations": _conv_pads, "conv_same_lower": _conv_same_lower,
     "quantize_dequantize_per_axis": _quant_roundtrip, "dynamic_quantize": _dynamic_quant,
     "matmul_integer_per_column_zero_point": _matmul_integer, "qlinear_conv_per_channel": _qlinear_conv,
