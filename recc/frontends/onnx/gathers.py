@@ -93,11 +93,45 @@ def _take_merged(ctx: Ctx, x: Value, merged: tuple[Dim, ...], axis: int, flat_in
     return ctx.emit("take", [view, ctx.graph.add_param("flat_index", flat_index)], axis=axis)
 
 
+def checked_positions(ctx: Ctx, idx: Value, n: Any) -> Value:
+    """idx read through arange(n) with wrap: a negative id wraps once (as ONNX's gathers and scatters
+    allow) and any other id out of range is refused at run time by that lookup's range check."""
+    if not isinstance(n, int):
+        raise ConversionError("indexing along a symbolic dim")
+    positions = ctx.graph.add_param("positions", np.arange(n, dtype=np.int64))
+    return ctx.emit("take", [positions, ctx.as_dtype(idx, "int64")], axis=0, wrap=True)
+
+
+def _gather_nd_computed(ctx: Ctx, x: Value, idx: Value, b: int) -> Value:
+    """indices [*batch, *Q, k] computed in the graph: their k columns range-checked and combined into one
+    flat position over x's dims b..b+k-1, then a `gather` along that merged axis per batch element."""
+    k = idx.type.shape[-1]
+    if not isinstance(k, int) or not 1 <= k <= x.type.rank - b:
+        raise ConversionError(f"GatherND indices' last dim {k} must be static and at most {x.type.rank - b}")
+    batch, dims, rest = x.type.shape[:b], x.type.shape[b:b + k], x.type.shape[b + k:]
+    queries = idx.type.shape[b:-1]
+    if not all(isinstance(d, int) for d in (*batch, *dims, *rest, *queries)):
+        raise ConversionError("GatherND with computed indices over symbolic dims")
+    flat = None
+    for j, d in enumerate(dims):
+        column = ctx.emit("reshape", [ctx.emit("slice", [idx], axis=idx.type.rank - 1, start=j, end=j + 1,
+                                               step=1)], shape=idx.type.shape[:-1])
+        checked = checked_positions(ctx, column, d)
+        flat = checked if flat is None else ctx.emit("add", [ctx.emit("mul", [flat, ctx.const(d, "int64")]),
+                                                             checked])
+    nb, nq, nm, nr = (int(np.prod(s, dtype=np.int64)) for s in (batch, queries, dims, rest))
+    data = ctx.emit("reshape", [x], shape=(nb, nm, nr))
+    index = ctx.emit("expand", [ctx.emit("reshape", [flat], shape=(nb, nq, 1))], shape=(nb, nq, nr))
+    out = ctx.emit("gather", [data, index], axis=1)
+    return ctx.emit("reshape", [out], shape=tuple(batch) + tuple(queries) + tuple(rest))
+
+
 def _gather_nd(ctx: Ctx, node: OnnxNode) -> Value:
     x = ctx.value(node, 0)
     indices = _static_indices(ctx, node, 1)
-    if int(node.attr("batch_dims", 0)) != 0 or indices is None:
-        raise ConversionError("only GatherND with batch_dims=0 and constant indices is supported")
+    batch_dims = int(node.attr("batch_dims", 0))
+    if batch_dims != 0 or indices is None:
+        return _gather_nd_computed(ctx, x, ctx.value(node, 1), batch_dims)
     k = indices.shape[-1]
     dims = x.type.shape[:k]
     if not all(isinstance(d, int) for d in dims):

@@ -12,16 +12,10 @@ import numpy as np
 from recc.compiler.ir import Value
 from recc.compiler.ir.types import dim_mul
 from recc.frontends.onnx.context import ConversionError, Ctx, OnnxNode, onnx_axis
+from recc.frontends.onnx.gathers import checked_positions
 from recc.frontends.onnx.shapes import reshape
 
 REDUCE = {"none": "none", "add": "sum", "mul": "prod", "max": "amax", "min": "amin"}
-
-
-def _checked(ctx: Ctx, idx: Value, n: Any) -> Value:
-    if not isinstance(n, int):
-        raise ConversionError("scatter along a symbolic dim")
-    positions = ctx.graph.add_param("positions", np.arange(n, dtype=np.int64))
-    return ctx.emit("take", [positions, ctx.as_dtype(idx, "int64")], axis=0, wrap=True)
 
 
 def _reduction(node: OnnxNode) -> str:
@@ -36,7 +30,7 @@ def _scatter_elements(ctx: Ctx, node: OnnxNode) -> Value:
     axis = onnx_axis(int(node.attr("axis", 0)), x.type.rank)
     if idx.type.shape != updates.type.shape:
         raise ConversionError("indices and updates of different shapes")
-    return ctx.emit("scatter", [x, _checked(ctx, idx, x.type.shape[axis]), ctx.as_dtype(updates, x.type.dtype)],
+    return ctx.emit("scatter", [x, checked_positions(ctx, idx, x.type.shape[axis]), ctx.as_dtype(updates, x.type.dtype)],
                     axis=axis, reduce=_reduction(node))
 
 
@@ -50,7 +44,7 @@ def _scatter_nd(ctx: Ctx, node: OnnxNode) -> Value:
     flat: Value | None = None
     for j, n in enumerate(lead):
         part = ctx.emit("slice", [idx], axis=idx.type.rank - 1, start=j, end=j + 1, step=1)
-        part = _checked(ctx, reshape(ctx, part, list(idx.type.shape[:-1]), allow_zero=True), n)
+        part = checked_positions(ctx, reshape(ctx, part, list(idx.type.shape[:-1]), allow_zero=True), n)
         flat = part if flat is None else ctx.emit("add", [ctx.emit("mul", [flat, ctx.const(n, "int64")]), part])
     assert flat is not None
     count: Any = 1
