@@ -8,6 +8,7 @@ or pointing at an external-data file that is not there. External data is read wi
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import onnx
@@ -48,10 +49,25 @@ def _check_types(proto: onnx.ModelProto) -> None:
         onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
     except (onnx.shape_inference.InferenceError, ValueError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise OnnxImportError(f"the model fails ONNX type and shape inference: {reason}") from e
+        raise OnnxImportError(f"{_failing_node(proto, reason)}the model fails ONNX type and shape inference: "
+                              f"{reason}") from e
     finally:
         for tensor, raw in weights:
             tensor.raw_data = raw
+
+
+def _failing_node(proto: onnx.ModelProto, reason: str) -> str:
+    """'<Op> node <name>: ' for the top-level node ONNX's inference error names (its first op_type, and
+    node name when given), else ''."""
+    found = re.search(r"\(op_type:([A-Za-z0-9_]+)(?:, node name: ([^)]*))?\)", reason)
+    if not found:
+        return ""
+    op, name = found.group(1), (found.group(2) or "").strip()
+    for node in proto.graph.node:
+        label = node.name or (node.output[0] if node.output else "?")
+        if node.op_type == op and (not name or name in (node.name, label)):
+            return f"{op} node {label!r}: "
+    return ""
 
 
 def _parse(data: bytes, where: str) -> onnx.ModelProto:
