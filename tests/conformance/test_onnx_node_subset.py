@@ -38,6 +38,10 @@ SUBSET = (
     "test_gemm_all_attributes", "test_matmul_4d", "test_layer_normalization_4d_axis_negative_2_expanded",
     "test_batchnorm_epsilon", "test_softmax_axis_0_expanded", "test_hardmax_axis_1",
     "test_sce_NCd1d2d3_sum_weight_high_ii_log_prob", "test_resize_upsample_scales_cubic_align_corners",
+    # quantized ops, windows, N-d gathers, 16/32-bit unsigned integers
+    "test_qlinearmatmul_3D_int8_float32", "test_dynamicquantizelinear_min_adjusted", "test_convinteger_with_padding",
+    "test_qlinearconv", "test_lrn", "test_upsample_nearest", "test_gathernd_example_int32_batch_dim1",
+    "test_add_uint16", "test_mul_int16",
 )
 
 
