@@ -270,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="max abs error accepted (default 1e-5; an int8 artifact's --max-error, else 3e-2)")
     r.set_defaults(fn=cmd_run)
 
+    from recc.runtime.commands import register as register_serving  # argparse only; the serve extra loads on use
+
+    register_serving(sub)
     # Subcommands from other packages (`recc bench` from recc.bench) register through the entry point
     # group "recc.commands": the CLI does not depend on them.
     for command in entry_points(group="recc.commands"):

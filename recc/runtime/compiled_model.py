@@ -324,12 +324,19 @@ class CompiledModel:
             return result if isinstance(result, torch.Tensor) else torch.from_dlpack(result)
         return tuple(r if isinstance(r, torch.Tensor) else torch.from_dlpack(r) for r in result)
 
-    def _careful_call(self, inputs: tuple[Any, ...]) -> Any:
+    def validate(self, *inputs: Any) -> tuple[list[torch.Tensor], dict[str, int]]:
+        """Check inputs as a call does (count, dtypes, dims, one consistent batch, ids, offsets) without
+        running the model: the tensors a call would pass and the symbolic dims' values ({"batch": 64}),
+        or the ValueError the call would raise (a server checks each request before batching it)."""
         if len(inputs) != len(self.inputs):
             raise ValueError(f"expected {len(self.inputs)} inputs ({', '.join(self.input_names)}), got {len(inputs)}")
         env: dict[str, int] = {}
         tensors = [self._coerce(i, x, env) for i, x in enumerate(inputs)]
         self._check_ids(dict(zip(self.input_names, tensors)))
+        return tensors, env
+
+    def _careful_call(self, inputs: tuple[Any, ...]) -> Any:
+        tensors, env = self.validate(*inputs)
         function = self._function_for(env.get(self._batch_one[1]) if self._batch_one else None)
         # tvm-ffi takes torch tensors as they are and returns torch tensors (no DLPack round trips)
         try:

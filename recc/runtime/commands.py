@@ -1,0 +1,84 @@
+"""The `recc serve` and `recc loadgen` verbs. Their argument parsers import nothing heavy: FastAPI, uvicorn
+and httpx (the `serve` extra) load only when a verb runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    """Add `serve` and `loadgen` to the CLI's subparsers."""
+    s = sub.add_parser("serve", help="serve artifacts over HTTP (KServe v2 protocol) with dynamic batching")
+    s.add_argument("artifacts", nargs="+", metavar="ART", help="artifact directory, or NAME=PATH to name it")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--sla-ms", type=float, default=10.0,
+                   help="default per-request deadline: a request predicted to miss it is refused with 429 "
+                        "(0: no admission control; a request may send parameters.sla_ms)")
+    s.add_argument("--max-batch", type=int, default=256, help="rows per batched model call (default 256)")
+    s.add_argument("--max-delay-ms", type=float, default=2.0,
+                   help="how long the oldest queued request waits for others to join its batch (default 2)")
+    s.add_argument("--max-body-mb", type=float, default=64.0, help="larger request bodies are refused (400)")
+    s.add_argument("--threads", type=int, default=None, help="TVM threads (default: TVM's, one per core)")
+    s.add_argument("--log-level", default="info")
+    s.set_defaults(fn=cmd_serve)
+
+    g = sub.add_parser("loadgen", help="open-loop Poisson load against a served model; latency percentiles as JSON")
+    g.add_argument("url", help="the server, e.g. http://127.0.0.1:8000")
+    g.add_argument("--model", required=True)
+    g.add_argument("--qps", type=float, default=200.0, help="mean arrival rate (queries per second)")
+    g.add_argument("--duration", type=float, default=10.0, help="seconds of arrivals")
+    g.add_argument("--max-requests", type=int, default=None, help="stop after this many queries")
+    g.add_argument("--sizes", default="fixed:64",
+                   help="items per query: fixed:N, lognormal:MU,SIGMA, deeprecsys, file:PATH (default fixed:64)")
+    g.add_argument("--sla-ms", type=float, default=None, help="deadline sent with each request (default: the server's)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--timeout", type=float, default=30.0, help="seconds before a request counts as an error")
+    g.add_argument("--out", metavar="JSON", help="write the results here (they are printed either way)")
+    g.set_defaults(fn=cmd_loadgen)
+
+
+def _need_serve_extra(e: ModuleNotFoundError) -> ValueError:
+    return ValueError(f"this verb needs the serve extra (pip install 'recc[serve]'): {e}")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from recc.runtime.server import ServeConfig, serve
+    except ModuleNotFoundError as e:
+        raise _need_serve_extra(e) from None
+
+    config = ServeConfig(sla_ms=args.sla_ms or None, max_batch=args.max_batch, max_delay_ms=args.max_delay_ms,
+                         max_body_bytes=int(args.max_body_mb * (1 << 20)))
+    serve(args.artifacts, host=args.host, port=args.port, config=config, threads=args.threads,
+          log_level=args.log_level)
+    return 0
+
+
+def _command_line(args: argparse.Namespace) -> list[str]:
+    """The command that repeats this run, every setting spelled out (defaults included)."""
+    line = ["recc", "loadgen", args.url]
+    for flag in ("model", "qps", "duration", "max_requests", "sizes", "sla_ms", "seed", "timeout", "out"):
+        value = getattr(args, flag)
+        if value is not None:
+            line += ["--" + flag.replace("_", "-"), str(value)]
+    return line
+
+
+def cmd_loadgen(args: argparse.Namespace) -> int:
+    try:
+        from recc.runtime.loadgen import LoadConfig, run_load
+    except ModuleNotFoundError as e:
+        raise _need_serve_extra(e) from None
+
+    config = LoadConfig(args.url, args.model, qps=args.qps, duration_s=args.duration, sizes=args.sizes,
+                        seed=args.seed, max_requests=args.max_requests, sla_ms=args.sla_ms, timeout_s=args.timeout)
+    results = run_load(config, command=_command_line(args))
+    text = json.dumps(results, indent=2)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(text)
+    return 0
