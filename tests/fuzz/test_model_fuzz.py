@@ -35,7 +35,7 @@ import recc
 from tests.fuzz.model_grammar import Spec, build, features, make_inputs, specs
 
 pytestmark = pytest.mark.slow
-EXAMPLES = int(os.environ.get("RECC_MODEL_FUZZ_EXAMPLES", "20"))
+EXAMPLES = int(os.environ.get("RECC_MODEL_FUZZ_EXAMPLES", "10"))
 LOG = os.environ.get("RECC_FUZZ_LOG")
 RTOL = ATOL = 1e-4
 REGRESSIONS = sorted((Path(__file__).parent / "regressions").glob("*.json"))

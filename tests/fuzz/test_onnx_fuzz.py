@@ -35,7 +35,7 @@ from recc.models import create
 from tests.fuzz.onnx_mutations import mutate
 
 pytestmark = pytest.mark.slow
-EXAMPLES = int(os.environ.get("RECC_ONNX_FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("RECC_ONNX_FUZZ_EXAMPLES", "30"))
 LOG = os.environ.get("RECC_FUZZ_LOG")
 MODELS = ("ncf", "dlrm-rmc1", "din")
 RTOL, ATOL = 1e-4, 1e-5
