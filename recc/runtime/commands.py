@@ -23,7 +23,11 @@ def register(sub: Any) -> None:
                    help="how long the oldest queued request waits for others to join its batch (default 2)")
     s.add_argument("--max-body-mb", type=float, default=64.0, help="larger request bodies are refused (400)")
     s.add_argument("--threads", type=int, default=None, help="TVM threads (default: TVM's, one per core)")
+    s.add_argument("--inline-max-ms", type=float, default=1.0,
+                   help="a request finding its model idle runs at once, on the event loop, when its call is "
+                        "predicted to take at most this long (default 1; 0: always through the batcher)")
     s.add_argument("--log-level", default="info")
+    s.add_argument("--access-log", action="store_true", help="log every request (off: it costs ~tens of us each)")
     s.set_defaults(fn=cmd_serve)
 
     g = sub.add_parser("loadgen", help="open-loop Poisson load against a served model; latency percentiles as JSON")
@@ -52,9 +56,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise _need_serve_extra(e) from None
 
     config = ServeConfig(sla_ms=args.sla_ms or None, max_batch=args.max_batch, max_delay_ms=args.max_delay_ms,
-                         max_body_bytes=int(args.max_body_mb * (1 << 20)))
+                         max_body_bytes=int(args.max_body_mb * (1 << 20)), inline_max_ms=args.inline_max_ms)
     serve(args.artifacts, host=args.host, port=args.port, config=config, threads=args.threads,
-          log_level=args.log_level)
+          log_level=args.log_level, access_log=args.access_log)
     return 0
 
 
