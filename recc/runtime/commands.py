@@ -40,6 +40,8 @@ def register(sub: Any) -> None:
                    help="items per query: fixed:N, lognormal:MU,SIGMA, deeprecsys, file:PATH (default fixed:64)")
     g.add_argument("--sla-ms", type=float, default=None, help="deadline sent with each request (default: the server's)")
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--binary", action="store_true",
+                   help="send and receive tensors with the binary tensor extension instead of JSON")
     g.add_argument("--timeout", type=float, default=30.0, help="seconds before a request counts as an error")
     g.add_argument("--out", metavar="JSON", help="write the results here (they are printed either way)")
     g.set_defaults(fn=cmd_loadgen)
@@ -69,7 +71,7 @@ def _command_line(args: argparse.Namespace) -> list[str]:
         value = getattr(args, flag)
         if value is not None:
             line += ["--" + flag.replace("_", "-"), str(value)]
-    return line
+    return line + (["--binary"] if args.binary else [])
 
 
 def cmd_loadgen(args: argparse.Namespace) -> int:
@@ -79,7 +81,8 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
         raise _need_serve_extra(e) from None
 
     config = LoadConfig(args.url, args.model, qps=args.qps, duration_s=args.duration, sizes=args.sizes,
-                        seed=args.seed, max_requests=args.max_requests, sla_ms=args.sla_ms, timeout_s=args.timeout)
+                        seed=args.seed, max_requests=args.max_requests, sla_ms=args.sla_ms, timeout_s=args.timeout,
+                        binary=args.binary)
     results = run_load(config, command=_command_line(args))
     text = json.dumps(results, indent=2)
     if args.out:

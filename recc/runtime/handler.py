@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from recc.runtime.batcher import Batcher, Refused
+from recc.runtime.binary import binary_tensors, check_outputs_request, encode_response, split_body
 from recc.runtime.metrics import ServerMetrics
-from recc.runtime.protocol import RequestError, decode_inputs, dumps, encode_outputs, parse_body
+from recc.runtime.protocol import RequestError, decode_inputs, dumps, parse_body
 
 _DECODE_INLINE_BYTES = 64 << 10  # bigger bodies are parsed on a worker thread, off the event loop
 _JSON = (b"content-type", b"application/json")
+_BINARY = (b"content-type", b"application/octet-stream")
 
 
 @dataclass(frozen=True)
@@ -118,10 +120,11 @@ async def _handle(entry: Served, scope: dict[str, Any], receive: Any, config: Se
     from the request's arrival: reading and decoding it spend part of it."""
     try:
         body = await read_body(scope, receive, config.max_body_bytes)
+        json_length = header(scope, b"inference-header-content-length")
         if len(body) > _DECODE_INLINE_BYTES:
-            parsed, tensors, rows = await asyncio.to_thread(_decode, entry, body)
+            parsed, tensors, rows = await asyncio.to_thread(_decode, entry, body, json_length)
         else:
-            parsed, tensors, rows = _decode(entry, body)
+            parsed, tensors, rows = _decode(entry, body, json_length)
         deadline = _deadline_s(parsed, config)
         entry.batcher.admit(rows, deadline, spent_s=time.perf_counter() - arrived)
         outputs = entry.batcher.run_now(tensors, rows)
@@ -135,10 +138,10 @@ async def _handle(entry: Served, scope: dict[str, Any], receive: Any, config: Se
         return 400, dumps({"error": str(e)}), [_JSON]
     except Exception as e:  # noqa: BLE001 - a model call failed on validated inputs: answer, stay up
         return 500, dumps({"error": f"model {entry.name!r} failed: {type(e).__name__}: {e}"}), [_JSON]
-    response = encode_outputs(entry.name, entry.model, outputs)
-    if "id" in parsed:
-        response["id"] = parsed["id"]
-    return 200, dumps(response), [_JSON]
+    response, binary_from = encode_response(entry.name, entry.model, outputs, parsed)
+    if binary_from is None:
+        return 200, response, [_JSON]
+    return 200, response, [_BINARY, (b"inference-header-content-length", str(binary_from).encode())]
 
 
 def header(scope: dict[str, Any], name: bytes) -> str | None:
@@ -167,10 +170,14 @@ async def read_body(scope: dict[str, Any], receive: Any, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _decode(entry: Served, body: bytes) -> tuple[dict[str, Any], list[Any], int]:
-    """The parsed request, its validated tensors and its rows (1 per call for a model without a batch layout)."""
-    parsed = parse_body(body)
-    tensors, dims = entry.model.validate(*decode_inputs(parsed, entry.model))
+def _decode(entry: Served, body: bytes, json_length: str | None) -> tuple[dict[str, Any], list[Any], int]:
+    """The parsed request, its validated tensors and its rows (1 per call for a model without a batch
+    layout). `json_length`: the Inference-Header-Content-Length header (binary tensors follow the JSON)."""
+    head, binary = split_body(body, json_length)
+    parsed = parse_body(head)
+    given = binary_tensors(parsed, binary) if json_length is not None else None
+    check_outputs_request(parsed, entry.model)
+    tensors, dims = entry.model.validate(*decode_inputs(parsed, entry.model, given))
     layout = entry.batcher.layout
     return parsed, tensors, dims.get(layout.symbol, 1) if layout else 1
 

@@ -1,7 +1,8 @@
 """The KServe v2 Open Inference Protocol's JSON tensors, for a recc artifact: model metadata, request
 decoding, response encoding. No HTTP here (the server is `recc.runtime.server`).
 
-A request's tensors are decoded as the request declares them (its datatype and shape), then checked by
+The binary tensor extension is `recc.runtime.binary`. A request's tensors are decoded as the request
+declares them (its datatype and shape), then checked by
 `CompiledModel.validate`, so a wrong dtype, a wrong shape or an id out of range gets exactly the message
 the Python API gives. What only the wire can get wrong (malformed JSON, missing or extra inputs, a
 datatype the protocol does not know, data that does not fill the declared shape, values that do not fit
@@ -96,8 +97,10 @@ def parse_body(body: bytes) -> dict[str, Any]:
     return request
 
 
-def decode_inputs(request: dict[str, Any], model: Any) -> list[np.ndarray | torch.Tensor]:
-    """The request's tensors in the model's input order, as the request declares them (dtype, shape)."""
+def decode_inputs(request: dict[str, Any], model: Any,
+                  binary: dict[str, torch.Tensor] | None = None) -> list[np.ndarray | torch.Tensor]:
+    """The request's tensors in the model's input order, as the request declares them (dtype, shape);
+    `binary`: those the request sent as binary data, already decoded (`binary.binary_tensors`)."""
     given: dict[str, Any] = {}
     for i, tensor in enumerate(request["inputs"]):
         if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
@@ -112,17 +115,26 @@ def decode_inputs(request: dict[str, Any], model: Any) -> list[np.ndarray | torc
         problem = "; ".join(p for p in (f"missing {', '.join(map(repr, missing))}" if missing else "",
                                         f"unknown {', '.join(map(repr, extra))}" if extra else "") if p)
         raise RequestError(f"expected inputs {', '.join(expected)}: {problem}")
-    return [decode_tensor(given[n]) for n in expected]
+    binary = binary or {}
+    return [binary[n] if n in binary else decode_tensor(given[n]) for n in expected]
 
 
-def decode_tensor(tensor: dict[str, Any]) -> np.ndarray | torch.Tensor:
+def tensor_header(tensor: dict[str, Any]) -> tuple[str, str, list[int]]:
+    """(name, datatype, shape) of a request tensor, checked."""
     name, datatype, shape = tensor["name"], tensor.get("datatype"), tensor.get("shape")
     if datatype not in DATATYPES.values():
         raise RequestError(f"input {name!r}: unknown datatype {datatype!r} (one of {', '.join(DATATYPES.values())})")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise RequestError(f"input {name!r}: shape must be a list of non-negative integers, got {shape!r}")
+    return name, datatype, shape
+
+
+def decode_tensor(tensor: dict[str, Any]) -> np.ndarray | torch.Tensor:
+    name, datatype, shape = tensor_header(tensor)
     if "data" not in tensor:
-        raise RequestError(f"input {name!r}: no \"data\" (the binary tensor extension is not supported yet)")
+        if isinstance(tensor.get("parameters"), dict) and "binary_data_size" in tensor["parameters"]:
+            raise RequestError(f"input {name!r}: binary_data_size without an Inference-Header-Content-Length header")
+        raise RequestError(f"input {name!r}: no \"data\" (nor parameters.binary_data_size, for binary data)")
     try:
         values = np.asarray(tensor["data"])
     except ValueError:
@@ -164,14 +176,6 @@ def _typed(name: str, datatype: str, values: np.ndarray) -> np.ndarray | torch.T
     if dtype.kind in "iu" and not np.array_equal(typed, values):
         raise RequestError(f"input {name!r}: a value does not fit {datatype}")
     return typed
-
-
-def encode_outputs(name: str, model: Any, outputs: list[np.ndarray]) -> dict[str, Any]:
-    """The infer response: one JSON tensor per output, data flattened in row-major order (a flat numpy
-    array: `dumps` writes it)."""
-    tensors = [{"name": spec.name, "datatype": DATATYPES[spec.dtype], "shape": list(out.shape),
-                "data": out.reshape(-1)} for spec, out in zip(model.manifest.outputs, outputs)]
-    return {"model_name": name, "outputs": tensors}
 
 
 def dumps(content: Any) -> bytes:

@@ -114,7 +114,8 @@ def _add_routes(app: FastAPI, served: dict[str, Served], metrics: ServerMetrics)
 
     @app.get("/v2")
     async def server_metadata() -> Response:
-        return _json(200, {"name": "recc", "version": "0.1.0", "extensions": [], "models": list(served)})
+        return _json(200, {"name": "recc", "version": "0.1.0", "extensions": ["binary_tensor_data"],
+                           "models": list(served)})
 
     @app.get("/v2/models/{name}")
     async def metadata(name: str) -> Response:

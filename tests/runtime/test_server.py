@@ -34,13 +34,6 @@ KSERVE = {"float32": "FP32", "int64": "INT64"}
 
 
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    model = create("dlrm-rmc1", scale=0.001, seed=0)
-    compiled = recc.compile(model, model.example_inputs(4, seed=0), tuning_db=None)
-    return compiled.save(tmp_path_factory.mktemp("serve") / "rmc1.recc")
-
-
-@pytest.fixture(scope="module")
 def server(artifact: Path) -> Iterator[tuple[str, recc.CompiledModel]]:
     models = load_models([f"{MODEL}={artifact}"])
     app = create_app(models, ServeConfig(sla_ms=None, max_delay_ms=20, max_body_bytes=1 << 20))
