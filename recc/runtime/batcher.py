@@ -14,6 +14,11 @@ of r rows with R rows ahead of it (queued, plus the batch running) is
 `ceil((R + r) / max_batch) * seconds_per_call + (R + r) * seconds_per_row`, plus the batching delay when
 nothing runs and its batch would not fill. Before any measurement nothing is refused. A request admitted
 is always run: nothing accepted is dropped.
+
+Running directly: a request that finds the model idle (nothing queued, nothing running) and whose call is
+predicted to take at most `inline_max_s` runs at once on the caller's thread (the event loop), without
+the batching window or a hop to the executor thread: with nothing to batch it with, waiting only adds
+latency. Requests arriving meanwhile wait in the socket, as they would wait for the executor.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ class Refused(Exception):
 class Pending:
     tensors: list[torch.Tensor]
     rows: int
-    future: asyncio.Future[list[np.ndarray]]
+    future: asyncio.Future[list[np.ndarray]] | None
     arrived: float = field(default_factory=time.perf_counter)
 
 
@@ -48,12 +53,16 @@ class Batcher:
     """The queue and the batching loop of one model; `start()` on the event loop, `drain()` to stop."""
 
     def __init__(self, name: str, model: Any, layout: BatchLayout | None, executor: Executor, metrics: Any,
-                 max_batch: int = 256, max_delay_s: float = 0.002, ewma_weight: float = 0.2) -> None:
+                 max_batch: int = 256, max_delay_s: float = 0.002, ewma_weight: float = 0.2,
+                 inline_max_s: float = 0.0) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.name, self.model, self.layout = name, model, layout
-        self.max_batch, self.max_delay_s = max_batch, max_delay_s
-        self._executor, self._metrics, self._weight = executor, metrics, ewma_weight
+        self.max_batch, self.max_delay_s, self.inline_max_s = max_batch, max_delay_s, inline_max_s
+        self._executor, self._weight = executor, ewma_weight
+        # this model's metric series, looked up once (a labels() lookup costs microseconds a request)
+        self._queue_depth, self._direct = metrics.queue_depth.labels(name), metrics.direct.labels(name)
+        self._batch_size, self._inference = metrics.batch_size.labels(name), metrics.inference.labels(name)
         self.seconds_per_call: float = 0.0  # the cost model admission predicts with (module docstring)
         self.seconds_per_row: float | None = None
         self._waiting: deque[Pending] = deque()
@@ -89,10 +98,27 @@ class Batcher:
         pending = Pending(tensors, rows, asyncio.get_running_loop().create_future())
         self._waiting.append(pending)
         self._waiting_rows += rows
-        self._metrics.queue_depth.labels(self.name).set(len(self._waiting))
+        self._queue_depth.set(len(self._waiting))
         assert self._wakeup is not None, "Batcher.start() was not called"
         self._wakeup.set()
         return await pending.future
+
+    def run_now(self, tensors: list[torch.Tensor], rows: int) -> list[np.ndarray] | None:
+        """The outputs of a call made right here, if the model is idle and the call is predicted short
+        (module docstring); None: queue it with `submit`."""
+        if self._waiting or self._running_rows or self._task is None or self.seconds_per_row is None:
+            return None
+        if self.seconds_per_call + rows * self.seconds_per_row > self.inline_max_s:
+            return None
+        self._running_rows = rows
+        try:
+            (result,) = self._run([Pending(tensors, rows, None)], rows)
+        finally:
+            self._running_rows = 0
+        if isinstance(result, BaseException):
+            raise result
+        self._direct.inc()
+        return result
 
     def start(self) -> None:
         self._wakeup = asyncio.Event()
@@ -119,7 +145,7 @@ class Batcher:
             finally:
                 self._running_rows = 0
             for pending, result in zip(batch, results):
-                if pending.future.done():  # the client went away
+                if pending.future is None or pending.future.done():  # the client went away
                     continue
                 if isinstance(result, BaseException):
                     pending.future.set_exception(result)
@@ -147,7 +173,7 @@ class Batcher:
             batch.append(self._waiting.popleft())
             rows += batch[-1].rows
         self._waiting_rows -= rows
-        self._metrics.queue_depth.labels(self.name).set(len(self._waiting))
+        self._queue_depth.set(len(self._waiting))
         return batch
 
     # -- running (on the executor thread) -----------------------------------------------------------------
@@ -164,8 +190,8 @@ class Batcher:
             return [self._run_alone(p) for p in batch]
         elapsed = time.perf_counter() - start
         self._measured(elapsed, rows)
-        self._metrics.batch_size.labels(self.name).observe(rows)
-        self._metrics.inference.labels(self.name).observe(elapsed)
+        self._batch_size.observe(rows)
+        self._inference.observe(elapsed)
         return results
 
     def _run_concatenated(self, batch: list[Pending]) -> list[list[np.ndarray]]:

@@ -23,7 +23,11 @@ def register(sub: Any) -> None:
                    help="how long the oldest queued request waits for others to join its batch (default 2)")
     s.add_argument("--max-body-mb", type=float, default=64.0, help="larger request bodies are refused (400)")
     s.add_argument("--threads", type=int, default=None, help="TVM threads (default: TVM's, one per core)")
+    s.add_argument("--inline-max-ms", type=float, default=1.0,
+                   help="a request finding its model idle runs at once, on the event loop, when its call is "
+                        "predicted to take at most this long (default 1; 0: always through the batcher)")
     s.add_argument("--log-level", default="info")
+    s.add_argument("--access-log", action="store_true", help="log every request (off: it costs ~tens of us each)")
     s.set_defaults(fn=cmd_serve)
 
     g = sub.add_parser("loadgen", help="open-loop Poisson load against a served model; latency percentiles as JSON")
@@ -36,6 +40,8 @@ def register(sub: Any) -> None:
                    help="items per query: fixed:N, lognormal:MU,SIGMA, deeprecsys, file:PATH (default fixed:64)")
     g.add_argument("--sla-ms", type=float, default=None, help="deadline sent with each request (default: the server's)")
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--binary", action="store_true",
+                   help="send and receive tensors with the binary tensor extension instead of JSON")
     g.add_argument("--timeout", type=float, default=30.0, help="seconds before a request counts as an error")
     g.add_argument("--out", metavar="JSON", help="write the results here (they are printed either way)")
     g.set_defaults(fn=cmd_loadgen)
@@ -52,9 +58,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise _need_serve_extra(e) from None
 
     config = ServeConfig(sla_ms=args.sla_ms or None, max_batch=args.max_batch, max_delay_ms=args.max_delay_ms,
-                         max_body_bytes=int(args.max_body_mb * (1 << 20)))
+                         max_body_bytes=int(args.max_body_mb * (1 << 20)), inline_max_ms=args.inline_max_ms)
     serve(args.artifacts, host=args.host, port=args.port, config=config, threads=args.threads,
-          log_level=args.log_level)
+          log_level=args.log_level, access_log=args.access_log)
     return 0
 
 
@@ -65,7 +71,7 @@ def _command_line(args: argparse.Namespace) -> list[str]:
         value = getattr(args, flag)
         if value is not None:
             line += ["--" + flag.replace("_", "-"), str(value)]
-    return line
+    return line + (["--binary"] if args.binary else [])
 
 
 def cmd_loadgen(args: argparse.Namespace) -> int:
@@ -75,7 +81,8 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
         raise _need_serve_extra(e) from None
 
     config = LoadConfig(args.url, args.model, qps=args.qps, duration_s=args.duration, sizes=args.sizes,
-                        seed=args.seed, max_requests=args.max_requests, sla_ms=args.sla_ms, timeout_s=args.timeout)
+                        seed=args.seed, max_requests=args.max_requests, sla_ms=args.sla_ms, timeout_s=args.timeout,
+                        binary=args.binary)
     results = run_load(config, command=_command_line(args))
     text = json.dumps(results, indent=2)
     if args.out:

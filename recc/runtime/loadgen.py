@@ -39,6 +39,7 @@ class LoadConfig:
     sla_ms: float | None = None  # sent as the request parameter sla_ms; None: the server's default
     timeout_s: float = 30.0
     connections: int = 1000
+    binary: bool = False  # the binary tensor extension for inputs and outputs, instead of JSON tensors
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,11 @@ class RequestBodies:
     """Infer request bodies of any number of rows, joined from rows serialized once."""
 
     def __init__(self, metadata: dict[str, Any], pool_rows: int, rng: np.random.Generator,
-                 sla_ms: float | None = None) -> None:
+                 sla_ms: float | None = None, binary: bool = False) -> None:
         self.metadata, self.batch = metadata, metadata.get("parameters", {}).get("batch_symbol")
         self.pool_rows = pool_rows if self.batch else 1
         arrays = synthetic_inputs(metadata, self.pool_rows, rng)
+        self._binary = _BinaryRows(metadata, arrays, self.batch, sla_ms) if binary else None
         self._rows: dict[str, list[str]] = {}
         for spec in metadata["inputs"]:
             dims, array = spec["parameters"]["dims"], arrays[spec["name"]]
@@ -69,6 +71,12 @@ class RequestBodies:
             self._rows[spec["name"]] = serialized * 2 if batched else serialized
         self._tail = "]" + (json.dumps({"parameters": {"sla_ms": sla_ms}})[1:] if sla_ms else "}")
 
+    def request(self, rows: int, start: int) -> tuple[bytes, dict[str, str]]:
+        """(body, headers) of a query of `rows` rows starting at pool row `start`."""
+        if self._binary is not None:
+            return self._binary.request(rows, start)
+        return self.body(rows, start), _JSON_HEADERS
+
     def body(self, rows: int, start: int) -> bytes:
         parts = []
         for spec in self.metadata["inputs"]:
@@ -78,6 +86,38 @@ class RequestBodies:
             parts.append(f'{{"name":{json.dumps(spec["name"])},"datatype":"{spec["datatype"]}",'
                          f'"shape":{json.dumps(shape)},"data":[{data}]}}')
         return ('{"inputs":[' + ",".join(parts) + self._tail).encode()
+
+
+_JSON_HEADERS = {"content-type": "application/json"}
+
+
+class _BinaryRows:
+    """Binary request bodies: each input's pool rows as raw bytes (twice, for wrap-around), sliced per query."""
+
+    def __init__(self, metadata: dict[str, Any], arrays: dict[str, np.ndarray], batch: str | None,
+                 sla_ms: float | None) -> None:
+        from recc.runtime.binary import wire_bytes
+
+        self.metadata, self.batch, self._sla_ms = metadata, batch, sla_ms
+        self._raw: dict[str, tuple[bytes, int]] = {}  # name -> (bytes, bytes per row; 0: not batched)
+        for spec in metadata["inputs"]:
+            array = arrays[spec["name"]]
+            batched = any(not isinstance(d, int) for d in spec["parameters"]["dims"])
+            data = wire_bytes(np.concatenate([array, array]) if batched else array, spec["datatype"])
+            self._raw[spec["name"]] = (data, len(data) // (2 * len(array)) if batched else 0)
+
+    def request(self, rows: int, start: int) -> tuple[bytes, dict[str, str]]:
+        inputs, blobs = [], []
+        for spec in self.metadata["inputs"]:
+            data, per_row = self._raw[spec["name"]]
+            blob = data[start * per_row:(start + rows) * per_row] if per_row else data
+            inputs.append({"name": spec["name"], "datatype": spec["datatype"],
+                           "shape": input_shape(spec, self.batch, rows), "parameters": {"binary_data_size": len(blob)}})
+            blobs.append(blob)
+        params = {"binary_data_output": True, **({"sla_ms": self._sla_ms} if self._sla_ms else {})}
+        head = json.dumps({"inputs": inputs, "parameters": params}).encode()
+        return head + b"".join(blobs), {"content-type": "application/octet-stream",
+                                        "inference-header-content-length": str(len(head))}
 
 
 def plan_arrivals(config: LoadConfig, rng: np.random.Generator) -> np.ndarray:
@@ -92,10 +132,11 @@ def plan_arrivals(config: LoadConfig, rng: np.random.Generator) -> np.ndarray:
     return offsets[:config.max_requests] if config.max_requests is not None else offsets
 
 
-async def _one(client: httpx.AsyncClient, path: str, body: bytes, scheduled: float, rows: int) -> Outcome:
+async def _one(client: httpx.AsyncClient, path: str, request: tuple[bytes, dict[str, str]], scheduled: float,
+               rows: int) -> Outcome:
     loop = asyncio.get_running_loop()
     try:
-        response = await client.post(path, content=body, headers={"content-type": "application/json"})
+        response = await client.post(path, content=request[0], headers=request[1])
         status = response.status_code
         error = None if status == 200 else response.text[:500]
     except httpx.HTTPError as e:
@@ -111,7 +152,7 @@ async def _drive(config: LoadConfig) -> tuple[float, list[Outcome]]:
             raise ValueError(f"{config.url}: model {config.model!r}: HTTP {response.status_code} {response.text[:300]}")
         sizes = parse_sizes(config.sizes)
         rng = np.random.default_rng(config.seed)
-        bodies = RequestBodies(response.json(), sizes.largest, rng, config.sla_ms)
+        bodies = RequestBodies(response.json(), sizes.largest, rng, config.sla_ms, config.binary)
         offsets = plan_arrivals(config, rng)
         rows = sizes.sample(rng, len(offsets)) if bodies.batch else np.ones(len(offsets), np.int64)
         starts = rng.integers(0, bodies.pool_rows, len(offsets))
@@ -123,7 +164,7 @@ async def _drive(config: LoadConfig) -> tuple[float, list[Outcome]]:
             delay = t0 + offset - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(_one(client, path, bodies.body(n, start), t0 + offset, n)))
+            tasks.append(asyncio.create_task(_one(client, path, bodies.request(n, start), t0 + offset, n)))
         return t0, list(await asyncio.gather(*tasks))
 
 

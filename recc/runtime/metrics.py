@@ -10,7 +10,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
 
 class ServerMetrics:
     """Names as exported (docs/serving.md lists them): recc_requests_total{model,status},
-    recc_refused_total{model}, recc_queue_depth{model}, recc_batch_size{model} (rows per model call),
+    recc_refused_total{model}, recc_direct_total{model}, recc_queue_depth{model}, recc_batch_size{model} (rows per model call),
     recc_request_latency_seconds{model} (arrival to response), recc_inference_seconds{model} (one call)."""
 
     def __init__(self) -> None:
@@ -19,6 +19,8 @@ class ServerMetrics:
         self.requests = Counter("recc_requests", "inference requests answered, by HTTP status",
                                 ["model", "status"], registry=r)
         self.refused = Counter("recc_refused", "requests refused by admission control (429)", ["model"], registry=r)
+        self.direct = Counter("recc_direct", "requests run at once on the event loop: the model was idle and the "
+                              "call short (no batching window, no thread hop)", ["model"], registry=r)
         self.queue_depth = Gauge("recc_queue_depth", "requests waiting to be batched", ["model"], registry=r)
         self.batch_size = Histogram("recc_batch_size", "rows per model call", ["model"], buckets=BATCH_BUCKETS,
                                     registry=r)

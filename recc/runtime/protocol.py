@@ -1,7 +1,8 @@
 """The KServe v2 Open Inference Protocol's JSON tensors, for a recc artifact: model metadata, request
 decoding, response encoding. No HTTP here (the server is `recc.runtime.server`).
 
-A request's tensors are decoded as the request declares them (its datatype and shape), then checked by
+The binary tensor extension is `recc.runtime.binary`. A request's tensors are decoded as the request
+declares them (its datatype and shape), then checked by
 `CompiledModel.validate`, so a wrong dtype, a wrong shape or an id out of range gets exactly the message
 the Python API gives. What only the wire can get wrong (malformed JSON, missing or extra inputs, a
 datatype the protocol does not know, data that does not fill the declared shape, values that do not fit
@@ -19,6 +20,11 @@ import numpy as np
 import torch
 
 from recc.compiler.artifact import dim_to_json
+
+try:  # several times faster than json for arrays of numbers; the serve extra installs it
+    import orjson
+except ModuleNotFoundError:  # pragma: no cover - without it, the standard library's json
+    orjson = None
 from recc.compiler.ir.types import Sym
 
 # recc dtype -> KServe v2 datatype (BF16 as Triton spells it)
@@ -80,16 +86,21 @@ def model_metadata(name: str, model: Any) -> dict[str, Any]:
 
 def parse_body(body: bytes) -> dict[str, Any]:
     try:
-        request = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RequestError(f"malformed JSON: {e}") from None
+        request = orjson.loads(body) if orjson is not None else json.loads(body)
+    except ValueError:  # orjson refuses NaN/Infinity literals, which json (and phase 1) accept
+        try:
+            request = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise RequestError(f"malformed JSON: {e}") from None
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
         raise RequestError('the request must be a JSON object with a list "inputs"')
     return request
 
 
-def decode_inputs(request: dict[str, Any], model: Any) -> list[np.ndarray | torch.Tensor]:
-    """The request's tensors in the model's input order, as the request declares them (dtype, shape)."""
+def decode_inputs(request: dict[str, Any], model: Any,
+                  binary: dict[str, torch.Tensor] | None = None) -> list[np.ndarray | torch.Tensor]:
+    """The request's tensors in the model's input order, as the request declares them (dtype, shape);
+    `binary`: those the request sent as binary data, already decoded (`binary.binary_tensors`)."""
     given: dict[str, Any] = {}
     for i, tensor in enumerate(request["inputs"]):
         if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
@@ -104,24 +115,44 @@ def decode_inputs(request: dict[str, Any], model: Any) -> list[np.ndarray | torc
         problem = "; ".join(p for p in (f"missing {', '.join(map(repr, missing))}" if missing else "",
                                         f"unknown {', '.join(map(repr, extra))}" if extra else "") if p)
         raise RequestError(f"expected inputs {', '.join(expected)}: {problem}")
-    return [decode_tensor(given[n]) for n in expected]
+    binary = binary or {}
+    return [binary[n] if n in binary else decode_tensor(given[n]) for n in expected]
 
 
-def decode_tensor(tensor: dict[str, Any]) -> np.ndarray | torch.Tensor:
+def tensor_header(tensor: dict[str, Any]) -> tuple[str, str, list[int]]:
+    """(name, datatype, shape) of a request tensor, checked."""
     name, datatype, shape = tensor["name"], tensor.get("datatype"), tensor.get("shape")
     if datatype not in DATATYPES.values():
         raise RequestError(f"input {name!r}: unknown datatype {datatype!r} (one of {', '.join(DATATYPES.values())})")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise RequestError(f"input {name!r}: shape must be a list of non-negative integers, got {shape!r}")
+    return name, datatype, shape
+
+
+def decode_tensor(tensor: dict[str, Any]) -> np.ndarray | torch.Tensor:
+    name, datatype, shape = tensor_header(tensor)
     if "data" not in tensor:
-        raise RequestError(f"input {name!r}: no \"data\" (the binary tensor extension is not supported yet)")
+        if isinstance(tensor.get("parameters"), dict) and "binary_data_size" in tensor["parameters"]:
+            raise RequestError(f"input {name!r}: binary_data_size without an Inference-Header-Content-Length header")
+        raise RequestError(f"input {name!r}: no \"data\" (nor parameters.binary_data_size, for binary data)")
     try:
         values = np.asarray(tensor["data"])
     except ValueError:
         raise RequestError(f"input {name!r}: data is not a regular (rectangular) array") from None
     if values.size != math.prod(shape):
         raise RequestError(f"input {name!r}: shape {shape} holds {math.prod(shape)} values, data has {values.size}")
-    return _typed(name, datatype, values).reshape(shape)
+    return as_aligned_tensor(_typed(name, datatype, values).reshape(shape))
+
+
+def as_aligned_tensor(array: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """A torch tensor on the array's memory when that is 64-byte aligned and compact (what TVM's kernels
+    take as is, so the call takes its fast path), else on an aligned copy (torch's allocator aligns)."""
+    if isinstance(array, torch.Tensor):
+        return array
+    tensor = torch.from_numpy(array)
+    if array.ctypes.data % 64 or not array.flags.c_contiguous:
+        return tensor.clone(memory_format=torch.contiguous_format)
+    return tensor
 
 
 def _typed(name: str, datatype: str, values: np.ndarray) -> np.ndarray | torch.Tensor:
@@ -131,6 +162,8 @@ def _typed(name: str, datatype: str, values: np.ndarray) -> np.ndarray | torch.T
         return torch.from_numpy(_typed(name, "FP32", values)).to(torch.bfloat16)
     dtype = _NUMPY[datatype]
     kind = values.dtype.kind
+    if values.dtype == dtype:  # the common case (int64 ids, float data as float64 for FP64): no copy
+        return values
     if values.size == 0:
         return values.astype(dtype)
     if kind not in "biuf" or (dtype.kind == "b") != (kind == "b") or (dtype.kind in "iu" and kind == "f"):
@@ -145,11 +178,27 @@ def _typed(name: str, datatype: str, values: np.ndarray) -> np.ndarray | torch.T
     return typed
 
 
-def encode_outputs(name: str, model: Any, outputs: list[np.ndarray]) -> dict[str, Any]:
-    """The infer response: one JSON tensor per output, data flattened in row-major order."""
-    tensors = [{"name": spec.name, "datatype": DATATYPES[spec.dtype], "shape": list(out.shape),
-                "data": out.reshape(-1).tolist()} for spec, out in zip(model.manifest.outputs, outputs)]
-    return {"model_name": name, "outputs": tensors}
+def dumps(content: Any) -> bytes:
+    """JSON bytes; numpy arrays as lists. NaN and infinities are written as JavaScript's literals (Python's
+    json and most clients read them; orjson would write null), so content holding them takes json."""
+    if orjson is not None:
+        try:
+            return orjson.dumps(content, default=_finite_list)
+        except orjson.JSONEncodeError:
+            pass
+    return json.dumps(content, separators=(",", ":"), default=_listed).encode()
+
+
+def _finite_list(value: Any) -> Any:
+    if isinstance(value, np.ndarray) and (value.dtype.kind in "biu" or np.isfinite(value).all()):
+        return value.tolist()
+    raise TypeError("not for orjson")
+
+
+def _listed(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def output_arrays(result: Any) -> list[np.ndarray]:

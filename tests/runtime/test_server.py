@@ -34,13 +34,6 @@ KSERVE = {"float32": "FP32", "int64": "INT64"}
 
 
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    model = create("dlrm-rmc1", scale=0.001, seed=0)
-    compiled = recc.compile(model, model.example_inputs(4, seed=0), tuning_db=None)
-    return compiled.save(tmp_path_factory.mktemp("serve") / "rmc1.recc")
-
-
-@pytest.fixture(scope="module")
 def server(artifact: Path) -> Iterator[tuple[str, recc.CompiledModel]]:
     models = load_models([f"{MODEL}={artifact}"])
     app = create_app(models, ServeConfig(sla_ms=None, max_delay_ms=20, max_body_bytes=1 << 20))
@@ -181,6 +174,22 @@ def test_concurrent_requests_are_batched_and_each_gets_its_rows(server: tuple[st
     assert _larger_than_one_batches(url) > before  # a 20 ms batching window: 12 requests at once coalesce
 
 
+def _direct_runs(url: str) -> float:
+    return sum(s.value for s in _families(url)["recc_direct"].samples if s.name == "recc_direct_total")
+
+
+def test_an_idle_model_runs_a_small_request_directly(server: tuple[str, recc.CompiledModel]) -> None:
+    url, model = server  # its batching window is 20 ms: a request alone skips it and the executor's thread
+    before = _direct_runs(url)
+    with httpx.Client(base_url=url) as client:  # one keep-alive connection, requests one after the other
+        for seed in (30, 31, 32):
+            arrays = _inputs(1, seed=seed)
+            out = client.post(f"/v2/models/{MODEL}/infer", json=_request(arrays)).json()["outputs"][0]
+            np.testing.assert_allclose(np.asarray(out["data"], np.float32).reshape(out["shape"]), model(*arrays).numpy(),
+                                       atol=FP32_ATOL)
+    assert _direct_runs(url) == before + 3
+
+
 def test_metrics_parse_and_count(server: tuple[str, recc.CompiledModel]) -> None:
     url, _ = server
     httpx.post(f"{url}/v2/models/{MODEL}/infer", json=_request(_inputs(1, seed=7)))
@@ -212,7 +221,8 @@ def test_loadgen_short_run_reports_sane_numbers(server: tuple[str, recc.Compiled
 
 
 def test_shutdown_drains_in_flight_requests(artifact: Path) -> None:
-    app = create_app(load_models([f"{MODEL}={artifact}"]), ServeConfig(sla_ms=None, max_delay_ms=2000))
+    # no direct runs: all four requests queue, in a 2 s batching window
+    app = create_app(load_models([f"{MODEL}={artifact}"]), ServeConfig(sla_ms=None, max_delay_ms=2000, inline_max_ms=0))
     statuses: list[int] = []
     with ServerThread(app) as running:
         request = _request(_inputs(2, seed=8))
@@ -220,7 +230,9 @@ def test_shutdown_drains_in_flight_requests(artifact: Path) -> None:
             httpx.post(f"{running.url}/v2/models/{MODEL}/infer", json=request, timeout=30).status_code)) for _ in range(4)]
         for s in senders:
             s.start()
-        while len(app.state.served[MODEL].batcher._waiting) < 4:  # all queued, in a 2 s batching window
+        for _ in range(6000):  # all queued, in a 2 s batching window (bounded: 30 s)
+            if len(app.state.served[MODEL].batcher._waiting) == 4:
+                break
             threading.Event().wait(0.005)
     for s in senders:  # leaving the block shut the server down while they were queued
         s.join()
