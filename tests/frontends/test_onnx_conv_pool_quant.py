@@ -52,13 +52,20 @@ def _quant_roundtrip() -> tuple[onnx.ModelProto, list[np.ndarray]]:
     inits = {"s": np.array([0.02, 0.05, 0.1], np.float32), "zp": np.array([-3, 0, 7], np.int8)}
     x = (RNG.standard_normal((4, 3, 5)) * 4).astype(np.float32)
     x[0, 0, :3] = [0.01, 0.03, -0.05]  # exact halves: round half to even
+    x[1, 1, :3] = [np.nan, np.inf, -np.inf]  # saturate as ONNX Runtime: NaN to the low end, inf to the ends
     return _model(nodes, [("x", F, [4, 3, 5])], [("q", I8), ("y", F)], inits), [x]
 
 
-def _dynamic_quant() -> tuple[onnx.ModelProto, list[np.ndarray]]:
+def _dynamic_quant(x: np.ndarray | None = None) -> tuple[onnx.ModelProto, list[np.ndarray]]:
     node = helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "s", "zp"])
-    return (_model([node], [("x", F, [3, 8])], [("y", U8), ("s", F), ("zp", U8)], {}),
-            [(RNG.standard_normal((3, 8)) * 3 + 1).astype(np.float32)])
+    x = (RNG.standard_normal((3, 8)) * 3 + 1).astype(np.float32) if x is None else x
+    return _model([node], [("x", F, [3, 8])], [("y", U8), ("s", F), ("zp", U8)], {}), [x]
+
+
+def _dynamic_quant_nan() -> tuple[onnx.ModelProto, list[np.ndarray]]:
+    x = (RNG.standard_normal((3, 8)) * 3 + 1).astype(np.float32)
+    x[1, 2] = np.nan  # ignored by the range; quantized to 0
+    return _dynamic_quant(x)
 
 
 def _matmul_integer() -> tuple[onnx.ModelProto, list[np.ndarray]]:
@@ -129,6 +136,8 @@ CASES: dict[str, Callable[[], tuple[onnx.ModelProto, list[np.ndarray]]]] = {
     **WINDOW_CASES,
     "conv_asymmetric_pads_groups_dilations": _conv_pads, "conv_same_lower": _conv_same_lower,
     "quantize_dequantize_per_axis": _quant_roundtrip, "dynamic_quantize": _dynamic_quant,
+    "dynamic_quantize_with_nan": _dynamic_quant_nan,
+    "dynamic_quantize_all_zero": lambda: _dynamic_quant(np.zeros((3, 8), np.float32)),
     "matmul_integer_per_column_zero_point": _matmul_integer, "qlinear_conv_per_channel": _qlinear_conv,
     "conv_integer": _conv_integer,
 }

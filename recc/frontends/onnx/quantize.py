@@ -34,10 +34,12 @@ def per_axis(ctx: Ctx, param: Value, rank: int, axis: int) -> Value:
 
 
 def saturate(ctx: Ctx, v: Value, dtype: str) -> Value:
-    """round half to even, clip to dtype's range, cast (v is a float tensor)."""
+    """round half to even, clip to dtype's range, cast (v is a float tensor). inf saturates to the range's
+    end, NaN to its low end, as ONNX Runtime does (a NaN cast to an integer is undefined)."""
     lo, hi = QRANGE[dtype]
     rounded = ctx.emit("round", [v])
     clipped = ctx.emit("clamp", [rounded], min=float(lo), max=float(hi))
+    clipped = ctx.emit("where", [ctx.emit("isnan", [v]), ctx.const(float(lo), v.type.dtype), clipped])
     return ctx.as_dtype(clipped, dtype)
 
 
@@ -60,6 +62,8 @@ def _quantize(ctx: Ctx, node: OnnxNode) -> Value:
         str(np.dtype(helper.tensor_dtype_to_np_dtype(out))) if out else "uint8")
     if dtype not in QRANGE or dtype == "int32":
         raise ConversionError(f"QuantizeLinear to {dtype} (recc quantizes to uint8, int8, uint16, int16)")
+    if not x.type.dtype.startswith(("float", "bfloat")):  # int32 x: divided as the reference does, in float64
+        x = ctx.as_dtype(x, "float64")
     q = ctx.emit("div", [x, ctx.as_dtype(scale, x.type.dtype)])
     q = ctx.emit("round", [q])
     q = ctx.as_dtype(q, "float32" if x.type.dtype != "float64" else "float64")
@@ -85,9 +89,13 @@ def _dynamic_quantize(ctx: Ctx, node: OnnxNode) -> tuple[Value, Value, Value]:
         raise ConversionError(f"DynamicQuantizeLinear of {x.type.dtype} (ONNX defines it for float32)")
     axes = tuple(range(x.type.rank))
     zero = ctx.const(0.0, "float32")
-    lo = ctx.emit("minimum", [ctx.emit("min", [x], axes=axes, keepdims=False), zero])
-    hi = ctx.emit("maximum", [ctx.emit("max", [x], axes=axes, keepdims=False), zero])
+    # the range always holds 0, so reading NaN as 0 leaves it as ONNX Runtime computes it (NaN ignored)
+    finite = ctx.emit("where", [ctx.emit("isnan", [x]), zero, x])
+    lo = ctx.emit("minimum", [ctx.emit("min", [finite], axes=axes, keepdims=False), zero])
+    hi = ctx.emit("maximum", [ctx.emit("max", [finite], axes=axes, keepdims=False), zero])
     scale = ctx.emit("div", [ctx.emit("sub", [hi, lo]), ctx.const(255.0, "float32")])
+    # an all-zero x has no range: scale 1 (ONNX Runtime's choice; 0 would divide by zero below)
+    scale = ctx.emit("where", [ctx.emit("eq", [scale, zero]), ctx.const(1.0, "float32"), scale])
     zp = saturate(ctx, ctx.emit("sub", [zero, ctx.emit("div", [lo, scale])]), "uint8")
     q = ctx.emit("add", [ctx.emit("round", [ctx.emit("div", [x, scale])]), ctx.as_dtype(zp, "float32")])
     return saturate(ctx, q, "uint8"), scale, zp
