@@ -114,6 +114,13 @@ WINDOW_CASES: dict[str, Callable[[], tuple[onnx.ModelProto, list[np.ndarray]]]] 
                                                      dilations=[2, 1], opset=12),
     "avgpool_asymmetric_pads_exclude_pad": lambda: _one("AveragePool", [1, 2, 6, 7], kernel_shape=[3, 2],
                                                         pads=[1, 0, 0, 1], strides=[2, 1]),
+    "maxpool_asymmetric_pads_ceil": lambda: _one("MaxPool", [1, 2, 8, 7], kernel_shape=[3, 2], strides=[2, 2],
+                                                 pads=[0, 1, 1, 0], ceil_mode=1),
+    "avgpool_asymmetric_pads_ceil_exclude_pad": lambda: _one("AveragePool", [1, 2, 8, 7], kernel_shape=[3, 2],
+                                                             strides=[2, 2], pads=[0, 1, 1, 0], ceil_mode=1),
+    # ceil_mode where torch's rule keeps a last window that ONNX's drops (it starts in the right padding)
+    "maxpool_asymmetric_pads_ceil_last_window_dropped": lambda: _one("MaxPool", [1, 1, 4, 4], kernel_shape=[2, 2],
+                                                                     strides=[2, 2], pads=[0, 0, 1, 1], ceil_mode=1),
     "avgpool_ceil_include_pad": lambda: _one("AveragePool", [1, 1, 7, 7], kernel_shape=[3, 3], strides=[2, 2],
                                              pads=[1, 1, 1, 1], ceil_mode=1, count_include_pad=1),
     "lppool_p3": lambda: _one("LpPool", [1, 2, 5, 6], kernel_shape=[2, 2], p=3, pads=[0, 1, 0, 1]),

@@ -14,7 +14,6 @@ import numpy as np
 
 from recc.compiler.interpreter_math import MATH_KERNELS
 from recc.compiler.ir import Value
-from recc.compiler.ir.ops_nn import pool_geometry
 from recc.frontends.onnx.context import ConversionError, Ctx, OnnxNode
 from recc.frontends.onnx.conv import conv_padding
 
@@ -36,20 +35,27 @@ def _geometry(node: OnnxNode, x: Value) -> tuple[dict[str, Any], list[tuple[int,
     return attrs, pads
 
 
-def _windows(ctx: Ctx, node: OnnxNode, x: Value, kind: str, fill: float, attrs: dict[str, Any],
-             pads: list[tuple[int, int]]) -> Value:
-    """pool over x with pads: symmetric ones as the IR's padding, asymmetric ones explicit (filled)."""
+def _windows(ctx: Ctx, x: Value, kind: str, fill: float, attrs: dict[str, Any], pads: list[tuple[int, int]],
+             counts: np.ndarray | None = None) -> Value:
+    """pool over x with pads: symmetric ones as the IR's padding, asymmetric ones explicit (filled with
+    `fill`), the sums then divided by `counts` when given. With ceil_mode the IR (torch) lets the last
+    window start anywhere in the explicitly padded input, ONNX only inside the input or its left padding:
+    the windows ONNX does not have are sliced off."""
     if all(lo == hi for lo, hi in pads):
         return ctx.emit("pool", [x], kind=kind, **dict(attrs, padding=tuple(lo for lo, _ in pads)))
-    if attrs["ceil_mode"]:
-        for size, (lo, hi), k, s, d in zip(x.type.shape[2:], pads, attrs["kernel"], attrs["stride"],
-                                           attrs["dilation"]):
-            want = pool_geometry(size + lo + hi - lo, k, s, lo, d, True)[0]  # ONNX: relative to the left pad
-            if pool_geometry(size + lo + hi, k, s, 0, d, True)[0] != want:
-                raise ConversionError(f"{node.op_type} with ceil_mode and asymmetric pads {pads} where the "
-                                      "last window's rule differs")
-    padded = ctx.emit("pad", [x], pads=((0, 0), (0, 0), *pads), value=fill)
-    return ctx.emit("pool", [padded], kind=kind, **attrs)
+    out = ctx.emit("pool", [ctx.emit("pad", [x], pads=((0, 0), (0, 0), *pads), value=fill)], kind=kind, **attrs)
+    if counts is not None:
+        out = ctx.emit("div", [out, ctx.const(counts, x.type.dtype)])
+    for axis, (size, (lo, hi), k, s, d) in enumerate(zip(x.type.shape[2:], pads, attrs["kernel"],
+                                                         attrs["stride"], attrs["dilation"])):
+        n = out.type.shape[2 + axis]
+        if not attrs["ceil_mode"]:
+            continue
+        want = -(-(size + lo + hi - d * (k - 1) - 1) // s) + 1  # ONNX's count
+        want -= (want - 1) * s >= size + lo
+        if want < n:
+            out = ctx.emit("slice", [out], axis=2 + axis, start=0, end=want, step=1)
+    return out
 
 
 def _max_pool(ctx: Ctx, node: OnnxNode) -> Any:
@@ -57,7 +63,7 @@ def _max_pool(ctx: Ctx, node: OnnxNode) -> Any:
     attrs, pads = _geometry(node, x)
     floating = x.type.dtype.startswith(("float", "bfloat"))
     low = -np.inf if floating else float(np.iinfo(x.type.dtype).min)
-    values = _windows(ctx, node, x, "max", low, attrs, pads)
+    values = _windows(ctx, x, "max", low, attrs, pads)
     if len(node.outputs) < 2 or not node.outputs[1]:
         return values
     if not all(lo == hi for lo, hi in pads):
@@ -86,11 +92,10 @@ def _average_pool(ctx: Ctx, node: OnnxNode) -> Value:
         return ctx.emit("pool", [x], kind="avg", **dict(attrs, padding=tuple(lo for lo, _ in pads),
                                                             count_include_pad=include))
     if include:  # every window position inside the explicitly padded input counts
-        return _windows(ctx, node, x, "avg", 0.0, attrs, pads)
-    sums = _windows(ctx, node, x, "avg", 0.0, dict(attrs, divisor=1), pads)
+        return _windows(ctx, x, "avg", 0.0, attrs, pads)
     real = np.pad(np.ones(x.type.shape[2:]), pads)  # 1 where a window position is real input, 0 in the pads
     inside = MATH_KERNELS["pool"]([real[None, None]], dict(attrs, kind="avg", divisor=1))[0, 0]
-    return ctx.emit("div", [sums, ctx.const(inside, x.type.dtype)])
+    return _windows(ctx, x, "avg", 0.0, dict(attrs, divisor=1), pads, counts=inside)
 
 
 def _lp_pool(ctx: Ctx, node: OnnxNode) -> Value:
@@ -98,7 +103,7 @@ def _lp_pool(ctx: Ctx, node: OnnxNode) -> Value:
     attrs, pads = _geometry(node, x)
     p = float(node.attr("p", 2))
     powered = ctx.emit("pow", [ctx.emit("abs", [x]), ctx.const(p, x.type.dtype)])
-    sums = _windows(ctx, node, powered, "avg", 0.0, dict(attrs, divisor=1), pads)
+    sums = _windows(ctx, powered, "avg", 0.0, dict(attrs, divisor=1), pads)
     return ctx.emit("pow", [sums, ctx.const(1.0 / p, x.type.dtype)])
 
 
