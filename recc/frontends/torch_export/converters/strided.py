@@ -39,6 +39,13 @@ def _as_strided(ctx: Ctx, node: torch.fx.Node, x: Any, size: Any, stride: Any, s
     return ctx.emit("take", [source, ctx.graph.add_param("strided_index", flat)], axis=0, wrap=False)
 
 
+def _running_positions(ctx: Ctx, mask: Value, numel: int) -> tuple[Value, Value]:
+    """(running count of the set positions of the flattened mask, that count - 1 clipped at 0): the element
+    of the source each set position takes, in row-major order."""
+    counts = ctx.emit("cumsum", [ctx.emit("reshape", [ctx.as_dtype(mask, "int64")], shape=(numel,))], axis=0)
+    return counts, ctx.emit("maximum", [ctx.emit("sub", [counts, ctx.const(1, "int64")]), ctx.const(0, "int64")])
+
+
 @converts("masked_scatter.default")
 def _masked_scatter(ctx: Ctx, node: torch.fx.Node, x: Any, mask: Any, source: Any) -> Value:
     """out = x where not mask, else the next element of source (row-major): position = running count - 1.
@@ -49,8 +56,7 @@ def _masked_scatter(ctx: Ctx, node: torch.fx.Node, x: Any, mask: Any, source: An
     if mv.type.rank < len(shape):
         mv = ctx.emit("reshape", [mv], shape=(1,) * (len(shape) - mv.type.rank) + mv.type.shape)
     mask_full = ctx.emit("expand", [mv], shape=shape)
-    counts = ctx.emit("cumsum", [ctx.emit("reshape", [ctx.as_dtype(mask_full, "int64")], shape=(numel,))], axis=0)
-    position = ctx.emit("maximum", [ctx.emit("sub", [counts, ctx.const(1, "int64")]), ctx.const(0, "int64")])
+    _, position = _running_positions(ctx, mask_full, numel)
     src_numel = int(np.prod(_static(sv.type.shape, "masked_scatter")))
     if src_numel == 0:
         raise ConversionError("masked_scatter from an empty source")
@@ -88,8 +94,7 @@ def index_put_mask(ctx: Ctx, xv: Value, p: int, mask: Value, values: Value, accu
         picked = ctx.emit("reshape", [vals], shape=vals.type.shape[:p] + (1,) * k + vals.type.shape[p + 1:])
     else:
         numel = int(np.prod(shape[p:p + k]))
-        counts = ctx.emit("cumsum", [ctx.emit("reshape", [ctx.as_dtype(mask, "int64")], shape=(numel,))], axis=0)
-        position = ctx.emit("maximum", [ctx.emit("sub", [counts, ctx.const(1, "int64")]), ctx.const(0, "int64")])
+        counts, position = _running_positions(ctx, mask, numel)
         total = ctx.emit("slice", [counts], axis=0, start=numel - 1, end=numel, step=1)
         position = _must_equal(ctx, total, int(rows), position)
         picked = ctx.emit("take", [vals, position], axis=p, wrap=False)
