@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,9 @@ class ServeConfig:
     `parameters.sla_ms`); max_batch: rows per batched call; max_delay_ms: how long the oldest queued
     request waits for others to join its batch; max_body_bytes: larger requests are refused (400);
     inline_max_ms: a request finding its model idle runs at once on the event loop when its call is
-    predicted to take at most this long (0: never)."""
+    predicted to take at most this long (0: never; always 0 with workers); workers: 0 runs calls in this
+    process, N > 0 in a pool of N worker processes pinned to `worker_threads` cores each, requests over
+    max_batch rows split across them when `split` (query splitting)."""
 
     sla_ms: float | None = 10.0
     max_batch: int = 256
@@ -37,6 +39,9 @@ class ServeConfig:
     max_body_bytes: int = 64 << 20
     warm_up: bool = True
     inline_max_ms: float = 1.0
+    workers: int = 0  # 0: calls in this process; N: a pool of N worker processes (`recc.runtime.pool`)
+    worker_threads: int = 1  # TVM threads (and pinned cores) per worker
+    split: bool = True  # with workers: requests above max_batch rows are split across them
 
 
 @dataclass
@@ -45,7 +50,7 @@ class Served:
     model: Any
     metadata: dict[str, Any]
     batcher: Batcher
-    executor: ThreadPoolExecutor
+    close: Callable[[], None]  # stops its executors and worker processes
     latency: Any = None  # this model's recc_request_latency_seconds series
 
 

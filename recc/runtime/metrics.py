@@ -11,7 +11,8 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
 class ServerMetrics:
     """Names as exported (docs/serving.md lists them): recc_requests_total{model,status},
     recc_refused_total{model}, recc_direct_total{model}, recc_queue_depth{model}, recc_batch_size{model} (rows per model call),
-    recc_request_latency_seconds{model} (arrival to response), recc_inference_seconds{model} (one call)."""
+    recc_request_latency_seconds{model} (arrival to response), recc_inference_seconds{model} (one call),
+    recc_queue_seconds{model} (arrival to first call), recc_worker_restarts_total{model}."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -26,5 +27,9 @@ class ServerMetrics:
                                     registry=r)
         self.latency = Histogram("recc_request_latency_seconds", "time from a request's arrival to its response",
                                  ["model"], buckets=LATENCY_BUCKETS, registry=r)
+        self.queueing = Histogram("recc_queue_seconds", "time from a request's arrival at the batcher to the start "
+                                  "of its first call (queueing, apart from compute)", ["model"],
+                                  buckets=LATENCY_BUCKETS, registry=r)
+        self.restarts = Counter("recc_worker_restarts", "worker processes replaced after dying", ["model"], registry=r)
         self.inference = Histogram("recc_inference_seconds", "time of one model call (a batch)", ["model"],
                                    buckets=LATENCY_BUCKETS, registry=r)

@@ -32,7 +32,8 @@ from recc.runtime.batcher import Batcher
 from recc.runtime.compiled_model import CompiledModel, load
 from recc.runtime.handler import ReccApp, ServeConfig, Served, unknown_model
 from recc.runtime.metrics import ServerMetrics
-from recc.runtime.protocol import batch_layout, dumps, model_metadata
+from recc.runtime.pool import start_workers
+from recc.runtime.protocol import batch_layout, dumps, model_metadata, output_arrays
 from recc.runtime.synthetic import SyntheticInputError, synthetic_inputs
 
 __all__ = ["ReccApp", "ServeConfig", "ServerThread", "create_app", "load_models", "serve"]
@@ -55,27 +56,50 @@ def create_app(models: dict[str, CompiledModel], config: ServeConfig = ServeConf
     metrics = ServerMetrics()
     served: dict[str, Served] = {}
     for name, model in models.items():
-        executor = ThreadPoolExecutor(1, thread_name_prefix=f"recc-{name}")
-        batcher = Batcher(name, model, batch_layout(model), executor, metrics, max_batch=config.max_batch,
-                          max_delay_s=config.max_delay_ms / 1e3, inline_max_s=config.inline_max_ms / 1e3)
-        served[name] = Served(name, model, model_metadata(name, model), batcher, executor, metrics.latency.labels(name))
+        slots, close = _slots(name, model, config, metrics)
+        pool = config.workers > 0
+        batcher = Batcher(name, model, batch_layout(model), slots, metrics, max_batch=config.max_batch,
+                          max_delay_s=config.max_delay_ms / 1e3, inline_max_s=0.0 if pool else config.inline_max_ms / 1e3,
+                          split=pool and config.split)
+        served[name] = Served(name, model, model_metadata(name, model), batcher, close, metrics.latency.labels(name))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         for entry in served.values():
             if config.warm_up:
                 await asyncio.to_thread(_warm_up, entry)
-                _warm_up_here(entry)
+                if not config.workers:
+                    _warm_up_here(entry)
             entry.batcher.start()
         yield
         for entry in served.values():  # uvicorn has answered every open request by now; finish the queues
             await entry.batcher.drain()
-            entry.executor.shutdown()
+            entry.close()
 
     app = FastAPI(title="recc", lifespan=lifespan)
     app.state.served, app.state.metrics, app.state.config = served, metrics, config
     _add_routes(app, served, metrics)
     return ReccApp(app, served, metrics, config)
+
+
+def _slots(name: str, model: CompiledModel, config: ServeConfig, metrics: ServerMetrics) -> tuple[list[Any], Any]:
+    """The batcher's slots for one model: the model in this process on one thread, or `config.workers`
+    worker processes (each loads the artifact itself, memory-mapped), each driven by a thread; and what
+    closes them."""
+    if not config.workers:
+        executor = ThreadPoolExecutor(1, thread_name_prefix=f"recc-{name}")
+        return [(executor, lambda *tensors: output_arrays(model(*tensors)))], executor.shutdown
+    restarts = metrics.restarts.labels(name)
+    workers = start_workers(("artifact", str(model.path)), config.workers, config.worker_threads,
+                            on_restart=restarts.inc)
+    executors = [ThreadPoolExecutor(1, thread_name_prefix=f"recc-{name}-w{i}") for i in range(len(workers))]
+
+    def close() -> None:
+        for executor, worker in zip(executors, workers):
+            executor.shutdown()
+            worker.close()
+
+    return list(zip(executors, workers)), close
 
 
 def _warm_up(entry: Served) -> None:

@@ -1,0 +1,181 @@
+"""The executor pool: worker processes running an artifact (or an eager module), query splitting across
+them behind the real HTTP server, and recovery when a worker dies (SIGKILL) with requests in flight."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from prometheus_client.parser import text_string_to_metric_families
+
+import recc
+from recc.runtime.pool import Worker, WorkerCrashed, cpu_sets, start_workers
+from recc.runtime.server import ServeConfig, ServerThread, create_app, load_models
+from tests.runtime.test_server import MODEL, _eager, _inputs, _request
+
+pytestmark = pytest.mark.slow
+
+
+class _DiesOnNegative(torch.nn.Module):
+    """Doubles its input; kills its own process when the input holds a negative number (a crash in
+    native code, as far as the parent can tell)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool((x < 0).any()):
+            os.kill(os.getpid(), signal.SIGKILL)
+        if bool((x > 1e6).any()):
+            raise ValueError("value too large")
+        return x * 2
+
+
+def make_dies_on_negative() -> torch.nn.Module:
+    return _DiesOnNegative()
+
+
+def test_cpu_sets_are_disjoint_until_the_cores_run_out() -> None:
+    cores = sorted(os.sched_getaffinity(0))
+    sets = cpu_sets(len(cores), 1)
+    assert sorted(c for s in sets for c in s) == cores
+    assert cpu_sets(1, len(cores)) == [cores]
+
+
+def test_worker_runs_an_eager_module_keeps_error_classes_and_replaces_itself() -> None:
+    worker = Worker(("factory", "tests.runtime.test_pool:make_dies_on_negative", {}), [sorted(os.sched_getaffinity(0))[0]])
+    try:
+        x = np.arange(6, dtype=np.float32).reshape(2, 3)
+        np.testing.assert_array_equal(worker(x)[0], x * 2)
+        with pytest.raises(ValueError, match="value too large"):
+            worker(np.full((1, 1), 1e7, np.float32))
+        pid = worker.pid
+        os.kill(pid, signal.SIGKILL)  # killed between calls: the next call runs on a replacement
+        np.testing.assert_array_equal(worker(x)[0], x * 2)
+        assert worker.restarts == 1 and worker.pid != pid
+        with pytest.raises(WorkerCrashed, match="died running it again"):  # the call itself kills workers
+            worker(np.full((1, 1), -1.0, np.float32))
+        np.testing.assert_array_equal(worker(x)[0], x * 2)  # and the pool still works after it
+    finally:
+        worker.close()
+
+
+def test_workers_run_the_artifact_as_the_process_does(artifact: Path) -> None:
+    model = recc.load(artifact)
+    workers = start_workers(("artifact", str(artifact)), 2)
+    try:
+        for batch, seed in ((1, 0), (37, 1)):
+            inputs = _inputs(batch, seed)
+            expected = model(*inputs).numpy()
+            for worker in workers:
+                np.testing.assert_array_equal(worker(*inputs)[0], expected)
+        bad = _inputs(2, 2)
+        bad[1] = bad[1] + 10**9
+        with pytest.raises(ValueError, match="out of range"):
+            workers[0](*bad)
+    finally:
+        for worker in workers:
+            worker.close()
+
+
+@pytest.fixture(scope="module")
+def pool_server(artifact: Path) -> Iterator[tuple[str, Any, recc.CompiledModel]]:
+    models = load_models([f"{MODEL}={artifact}"])
+    config = ServeConfig(sla_ms=None, max_batch=16, max_delay_ms=1, workers=2)
+    app = create_app(models, config)
+    with ServerThread(app) as running:
+        yield running.url, app, models[MODEL]
+
+
+def _infer(client: httpx.Client, url: str, inputs: list[np.ndarray]) -> np.ndarray:
+    response = client.post(f"{url}/v2/models/{MODEL}/infer", json=_request(inputs), timeout=60)
+    assert response.status_code == 200, response.text
+    (out,) = response.json()["outputs"]
+    return np.asarray(out["data"], np.float32).reshape(out["shape"])
+
+
+def _metric(url: str, name: str) -> list[tuple[dict[str, str], float]]:
+    text = httpx.get(f"{url}/metrics").text
+    return [(s.labels, s.value) for f in text_string_to_metric_families(text) for s in f.samples if s.name == name]
+
+
+def test_split_queries_equal_the_in_process_call(pool_server: tuple[str, Any, recc.CompiledModel]) -> None:
+    url, _, model = pool_server
+    with httpx.Client() as client:
+        for batch, seed in ((1, 3), (16, 4), (53, 5), (200, 6)):  # 53 rows: parts of 16, 16, 16, 5
+            inputs = _inputs(batch, seed)
+            np.testing.assert_allclose(_infer(client, url, inputs), model(*inputs).numpy(), rtol=1e-6, atol=1e-7)
+        eager = _eager()(*[torch.from_numpy(x) for x in _inputs(53, 5)]).detach().numpy()
+        np.testing.assert_allclose(_infer(client, url, _inputs(53, 5)), eager, rtol=1e-4, atol=1e-5)
+    calls = {labels["le"]: value for labels, value in _metric(url, "recc_batch_size_bucket")}
+    assert calls["16.0"] == calls["+Inf"] > 0  # every call at most max_batch rows: the queries were split
+
+
+def test_concurrent_mixed_queries_each_get_their_own_rows(pool_server: tuple[str, Any, recc.CompiledModel]) -> None:
+    url, _, model = pool_server
+    queries = [_inputs(b, 100 + i) for i, b in enumerate([1, 40, 3, 17, 64, 2, 33, 9] * 2)]
+    results: dict[int, np.ndarray] = {}
+
+    def send(i: int) -> None:
+        with httpx.Client() as client:
+            results[i] = _infer(client, url, queries[i])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(queries))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, inputs in enumerate(queries):
+        np.testing.assert_allclose(results[i], model(*inputs).numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_bad_request_is_400_and_the_pool_keeps_serving(pool_server: tuple[str, Any, recc.CompiledModel]) -> None:
+    url, _, model = pool_server
+    bad = _inputs(20, 7)
+    bad[1] = bad[1] + 10**9
+    with pytest.raises(ValueError) as python_error:
+        model(*bad)
+    with httpx.Client() as client:
+        response = client.post(f"{url}/v2/models/{MODEL}/infer", json=_request(bad))
+        assert response.status_code == 400 and response.json()["error"] == str(python_error.value)
+        good = _inputs(20, 8)
+        np.testing.assert_allclose(_infer(client, url, good), model(*good).numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_a_worker_killed_mid_run_loses_no_request(pool_server: tuple[str, Any, recc.CompiledModel]) -> None:
+    url, app, model = pool_server
+    workers = [worker for _, worker in app.state.served[MODEL].batcher.slots]
+    n = 80
+    queries = [_inputs(48, 200 + i) for i in range(n)]
+    results: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+
+    def send(indices: range) -> None:
+        with httpx.Client() as client:
+            for i in indices:
+                try:
+                    results[i] = _infer(client, url, queries[i])
+                except BaseException as e:  # noqa: BLE001 - reported below
+                    errors.append(e)
+
+    senders = [threading.Thread(target=send, args=(range(k, n, 4),)) for k in range(4)]
+    for t in senders:
+        t.start()
+    while len(results) < 8 and not errors:  # the pool is busy: kill one worker under load
+        time.sleep(0.001)
+    os.kill(workers[0].pid, signal.SIGKILL)
+    for t in senders:
+        t.join()
+    with httpx.Client() as client:  # 48 rows in parts of 16: both workers get a part
+        _infer(client, url, queries[0])
+    assert not errors and sorted(results) == list(range(n))
+    for i, inputs in enumerate(queries):
+        np.testing.assert_allclose(results[i], model(*inputs).numpy(), rtol=1e-6, atol=1e-7)
+    assert sum(w.restarts for w in workers) >= 1
+    assert [value for _, value in _metric(url, "recc_worker_restarts_total")] == [sum(w.restarts for w in workers)]
