@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ def register(sub: Any) -> None:
     s.add_argument("--sla-ms", type=float, default=10.0,
                    help="default per-request deadline: a request predicted to miss it is refused with 429 "
                         "(0: no admission control; a request may send parameters.sla_ms)")
-    s.add_argument("--max-batch", type=int, default=256, help="rows per batched model call (default 256)")
+    s.add_argument("--max-batch", type=int, default=None,
+                   help="rows per model call (default: the tuned serving config's, else 256)")
     s.add_argument("--max-delay-ms", type=float, default=2.0,
                    help="how long the oldest queued request waits for others to join its batch (default 2)")
     s.add_argument("--max-body-mb", type=float, default=64.0, help="larger request bodies are refused (400)")
@@ -26,9 +28,28 @@ def register(sub: Any) -> None:
     s.add_argument("--inline-max-ms", type=float, default=1.0,
                    help="a request finding its model idle runs at once, on the event loop, when its call is "
                         "predicted to take at most this long (default 1; 0: always through the batcher)")
+    s.add_argument("--workers", type=int, default=None,
+                   help="worker processes per model, each pinned to --worker-threads cores (default: the model's "
+                        "tuned serving config, NAME.serving.json beside the artifact, else 0: calls in the server process)")
+    s.add_argument("--worker-threads", type=int, default=None, help="TVM threads (and cores) per worker (default 1)")
+    s.add_argument("--no-split", action="store_true",
+                   help="with workers: run a request bigger than --max-batch whole on one worker instead of splitting it")
     s.add_argument("--log-level", default="info")
     s.add_argument("--access-log", action="store_true", help="log every request (off: it costs ~tens of us each)")
     s.set_defaults(fn=cmd_serve)
+
+    t = sub.add_parser("tune-serving", help="DeepRecSched: search the rows per call (query splitting) that "
+                       "maximize queries/s within a latency SLA, by measurement; saved beside the artifact")
+    t.add_argument("artifact", metavar="ART")
+    t.add_argument("--sla-ms", type=float, default=10.0, help="the latency bound (default 10)")
+    t.add_argument("--percentile", choices=("p95", "p99"), default="p95")
+    t.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    t.add_argument("--worker-threads", type=int, default=1, help="TVM threads (and cores) per worker (default 1)")
+    t.add_argument("--sizes", default="deeprecsys", help="items per query, as recc loadgen (default deeprecsys)")
+    t.add_argument("--duration", type=float, default=3.0, help="seconds per measured load (default 3)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", metavar="JSON", help="where to save the config (default: NAME.serving.json beside ART)")
+    t.set_defaults(fn=cmd_tune_serving)
 
     g = sub.add_parser("loadgen", help="open-loop Poisson load against a served model; latency percentiles as JSON")
     g.add_argument("url", help="the server, e.g. http://127.0.0.1:8000")
@@ -57,11 +78,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as e:
         raise _need_serve_extra(e) from None
 
-    config = ServeConfig(sla_ms=args.sla_ms or None, max_batch=args.max_batch, max_delay_ms=args.max_delay_ms,
-                         max_body_bytes=int(args.max_body_mb * (1 << 20)), inline_max_ms=args.inline_max_ms)
+    config = ServeConfig(sla_ms=args.sla_ms or None, max_batch=args.max_batch or 256, max_delay_ms=args.max_delay_ms,
+                         max_body_bytes=int(args.max_body_mb * (1 << 20)), inline_max_ms=args.inline_max_ms,
+                         workers=args.workers or 0, worker_threads=args.worker_threads or 1, split=not args.no_split,
+                         per_model=_tuned_settings(args))
     serve(args.artifacts, host=args.host, port=args.port, config=config, threads=args.threads,
           log_level=args.log_level, access_log=args.access_log)
     return 0
+
+
+def _tuned_settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Each artifact's saved serving config (`recc tune-serving`), less what the command line sets."""
+    from recc.runtime.tune import config_path, load_config
+
+    given = {"max_batch": args.max_batch, "workers": args.workers, "worker_threads": args.worker_threads,
+             "split": False if args.no_split else None}
+    settings = {}
+    for spec in args.artifacts:
+        name, _, path = spec.partition("=") if "=" in spec else (Path(spec).name.removesuffix(".recc"), "", spec)
+        saved = load_config(path)
+        if saved:
+            settings[name] = {k: v for k, v in saved.items() if given[k] is None}
+            print(f"{name}: serving config {config_path(path)}: {settings[name]}", file=sys.stderr)
+    return settings
 
 
 def _command_line(args: argparse.Namespace) -> list[str]:
@@ -72,6 +111,40 @@ def _command_line(args: argparse.Namespace) -> list[str]:
         if value is not None:
             line += ["--" + flag.replace("_", "-"), str(value)]
     return line + (["--binary"] if args.binary else [])
+
+
+def cmd_tune_serving(args: argparse.Namespace) -> int:
+    import os
+
+    try:
+        from recc.runtime.compiled_model import load
+        from recc.runtime.drive import pooled
+        from recc.runtime.query_sizes import parse_sizes
+        from recc.runtime.tune import Objective, config_path, print_curve, save_config, tune
+    except ModuleNotFoundError as e:
+        raise _need_serve_extra(e) from None
+
+    workers = args.workers or max(1, len(os.sched_getaffinity(0)) // args.worker_threads)
+    objective = Objective(sla_ms=args.sla_ms, percentile=args.percentile, duration_s=args.duration, seed=args.seed)
+    model = load(args.artifact, threads=1)
+    sizes = parse_sizes(args.sizes)
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    say(f"tuning {args.artifact}: {workers} worker(s) x {args.worker_threads} thread(s), sizes {args.sizes}, "
+        f"{args.percentile} <= {args.sla_ms:g} ms")
+    deployment = pooled(Path(args.artifact).name, model, ("artifact", str(args.artifact)), workers, args.worker_threads)
+    try:
+        result = tune(deployment, sizes, objective, say)
+    finally:
+        deployment.close()
+    print_curve(result)
+    path = Path(args.out) if args.out else config_path(args.artifact)
+    save_config(path, args.artifact, result, args.worker_threads, ["recc", "tune-serving", *sys.argv[2:]])
+    print(f"saved {path}" + ("" if path == config_path(args.artifact) else
+                             f" (recc serve reads {config_path(args.artifact)}: copy it there to use it)"))
+    return 0
 
 
 def cmd_loadgen(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from recc.runtime.batcher import Batcher, Refused
@@ -42,6 +42,11 @@ class ServeConfig:
     workers: int = 0  # 0: calls in this process; N: a pool of N worker processes (`recc.runtime.pool`)
     worker_threads: int = 1  # TVM threads (and pinned cores) per worker
     split: bool = True  # with workers: requests above max_batch rows are split across them
+    per_model: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> settings above, for that model
+
+    def for_model(self, name: str) -> ServeConfig:
+        """This config with `per_model[name]`'s settings (a tuned serving config) in place."""
+        return replace(self, **self.per_model[name]) if name in self.per_model else self
 
 
 @dataclass

@@ -122,14 +122,19 @@ class _BinaryRows:
 
 def plan_arrivals(config: LoadConfig, rng: np.random.Generator) -> np.ndarray:
     """Arrival offsets in seconds: Poisson at `qps` within `duration_s`, at most `max_requests`."""
-    if config.qps <= 0 or config.duration_s <= 0:
+    return poisson_offsets(config.qps, config.duration_s, config.max_requests, rng)
+
+
+def poisson_offsets(qps: float, duration_s: float, max_requests: int | None, rng: np.random.Generator) -> np.ndarray:
+    """Arrival offsets in seconds of a Poisson process at `qps` within `duration_s`, at most `max_requests`."""
+    if qps <= 0 or duration_s <= 0:
         raise ValueError("--qps and --duration must be positive")
-    expected = int(config.qps * config.duration_s * 1.2 + 20)
-    offsets = np.cumsum(rng.exponential(1.0 / config.qps, expected))
-    while offsets[-1] < config.duration_s:  # rare: the draw ran short
-        offsets = np.concatenate([offsets, offsets[-1] + np.cumsum(rng.exponential(1.0 / config.qps, expected))])
-    offsets = offsets[offsets < config.duration_s]
-    return offsets[:config.max_requests] if config.max_requests is not None else offsets
+    expected = int(qps * duration_s * 1.2 + 20)
+    offsets = np.cumsum(rng.exponential(1.0 / qps, expected))
+    while offsets[-1] < duration_s:  # rare: the draw ran short
+        offsets = np.concatenate([offsets, offsets[-1] + np.cumsum(rng.exponential(1.0 / qps, expected))])
+    offsets = offsets[offsets < duration_s]
+    return offsets[:max_requests] if max_requests is not None else offsets
 
 
 async def _one(client: httpx.AsyncClient, path: str, request: tuple[bytes, dict[str, str]], scheduled: float,
@@ -168,7 +173,7 @@ async def _drive(config: LoadConfig) -> tuple[float, list[Outcome]]:
         return t0, list(await asyncio.gather(*tasks))
 
 
-def _percentiles(values: list[float]) -> dict[str, float] | None:
+def percentiles(values: list[float]) -> dict[str, float] | None:
     if not values:
         return None
     a = np.asarray(values)
@@ -176,7 +181,7 @@ def _percentiles(values: list[float]) -> dict[str, float] | None:
             "p99": float(np.percentile(a, 99)), "mean": float(a.mean()), "max": float(a.max())}
 
 
-def _git_commit() -> dict[str, Any]:
+def git_commit() -> dict[str, Any]:
     here = str(Path(__file__).resolve().parent)
     try:
         head = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False)
@@ -197,15 +202,15 @@ def summarize(config: LoadConfig, t0: float, outcomes: list[Outcome], command: l
     for o in failed + refused:
         examples.setdefault(str(o.status), o.error or "")
     return {
-        "command": command, "git": _git_commit(), "config": asdict(config),
+        "command": command, "git": git_commit(), "config": asdict(config),
         "sent": len(outcomes), "completed": len(ok), "refused": len(refused), "errors": len(failed),
         "error_examples": examples, "elapsed_s": elapsed,
         "offered_qps": len(outcomes) / config.duration_s,
         "achieved_qps": len(ok) / elapsed if elapsed > 0 else 0.0,
         "items_per_s": sum(o.rows for o in ok) / elapsed if elapsed > 0 else 0.0,
-        "latency_ms": _percentiles([(o.done - o.scheduled) * 1e3 for o in ok]),
-        "refused_latency_ms": _percentiles([(o.done - o.scheduled) * 1e3 for o in refused]),
-        "items_per_query": _percentiles([float(o.rows) for o in outcomes]),
+        "latency_ms": percentiles([(o.done - o.scheduled) * 1e3 for o in ok]),
+        "refused_latency_ms": percentiles([(o.done - o.scheduled) * 1e3 for o in refused]),
+        "items_per_query": percentiles([float(o.rows) for o in outcomes]),
     }
 
 

@@ -56,11 +56,12 @@ def create_app(models: dict[str, CompiledModel], config: ServeConfig = ServeConf
     metrics = ServerMetrics()
     served: dict[str, Served] = {}
     for name, model in models.items():
-        slots, close = _slots(name, model, config, metrics)
-        pool = config.workers > 0
-        batcher = Batcher(name, model, batch_layout(model), slots, metrics, max_batch=config.max_batch,
-                          max_delay_s=config.max_delay_ms / 1e3, inline_max_s=0.0 if pool else config.inline_max_ms / 1e3,
-                          split=pool and config.split)
+        own = config.for_model(name)
+        slots, close = _slots(name, model, own, metrics)
+        pool = own.workers > 0
+        batcher = Batcher(name, model, batch_layout(model), slots, metrics, max_batch=own.max_batch,
+                          max_delay_s=own.max_delay_ms / 1e3, inline_max_s=0.0 if pool else own.inline_max_ms / 1e3,
+                          split=pool and own.split)
         served[name] = Served(name, model, model_metadata(name, model), batcher, close, metrics.latency.labels(name))
 
     @asynccontextmanager
@@ -68,7 +69,7 @@ def create_app(models: dict[str, CompiledModel], config: ServeConfig = ServeConf
         for entry in served.values():
             if config.warm_up:
                 await asyncio.to_thread(_warm_up, entry)
-                if not config.workers:
+                if not config.for_model(entry.name).workers:
                     _warm_up_here(entry)
             entry.batcher.start()
         yield

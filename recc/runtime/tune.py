@@ -1,0 +1,222 @@
+"""`recc tune-serving`: DeepRecSched's search for the per-request batch size, by measurement.
+
+The objective is DeepRecSys's: the highest arrival rate (queries per second, Poisson, query sizes from the
+chosen distribution) at which the tail latency (p95 by default, or p99) stays within the SLA. For one
+configuration it is found by measurement (`max_qps`): from a rate estimated from one call's time, the
+rate grows (x1.5) while the tail meets the SLA and shrinks while it does not, then a bisection narrows
+the bracket (`refine` steps). A rate "meets" when every query completed and the tail is within the SLA.
+Each measured load lasts `duration_s`, longer at low rates so that it holds at least `min_queries`
+queries (a p95 over a handful of queries is noise), but at most `max_duration_s`.
+
+The knob searched is `max_batch`, the rows per call: requests bigger than it are split across the
+workers, smaller ones coalesced up to it. Candidates are powers of two from 4 up to the largest query
+size. The search is a hill climb from 64 (or the candidate nearest it) with a stop rule that does not
+stop at the first dip as DeepRecSys's greedy search does: it measures both neighbours, moves to the best
+one while that beats the best so far by more than `min_gain` (2%), and in the direction it moves keeps
+going one step past a step that did not improve (a dip in a noisy measurement is not a peak). It stops
+when no unmeasured neighbour of the best remains within that patience. Every measured point is kept
+(the curve), printed and saved.
+
+The result is a serving config saved next to the artifact (`NAME.serving.json` beside `NAME.recc`):
+`recc serve` reads it at start-up for the settings not given on its command line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from recc.runtime.drive import Deployment, Load, QueryPool, measure, warm
+from recc.runtime.loadgen import git_commit
+from recc.runtime.query_sizes import QuerySizes
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Objective:
+    sla_ms: float = 10.0
+    percentile: str = "p95"  # or p99
+    duration_s: float = 3.0  # of each measured load (at least min_queries, at most max_duration_s)
+    min_queries: int = 200
+    max_duration_s: float = 20.0
+    refine: int = 3  # bisection steps between the last rate that met the SLA and the first that did not
+    max_steps: int = 12  # rate changes before the bracket is found (then the search gives up, saying so)
+    min_gain: float = 0.02  # the hill climb moves only for more than this relative gain
+    seed: int = 0
+
+    def meets(self, result: dict[str, Any]) -> bool:
+        latency = result["latency_ms"]
+        return (latency is not None and result["errors"] == 0 and result["completed"] == result["queries"]
+                and latency[self.percentile] <= self.sla_ms)
+
+    def load(self, qps: float, sizes: QuerySizes, seed: int) -> Load:
+        duration = min(max(self.duration_s, self.min_queries / qps), self.max_duration_s)
+        return Load(qps, sizes, duration, seed=seed)
+
+
+def estimate_qps(deployment: Deployment, pool: QueryPool, sizes: QuerySizes) -> float:
+    """A starting rate: half of what the slots could sustain if a mean-size query took one call's time."""
+    import time
+
+    import numpy as np
+
+    mean_rows = int(max(1, min(pool.rows, round(float(np.mean(sizes.sample(np.random.default_rng(0), 200)))))))
+    executor, call = deployment.slots[0]
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        executor.submit(call, *pool.query(mean_rows, 0)).result()
+        times.append(time.perf_counter() - start)
+    return 0.5 * len(deployment.slots) / max(float(np.median(times)), 1e-5)
+
+
+def max_qps(deployment: Deployment, pool: QueryPool, sizes: QuerySizes, objective: Objective,
+            start_qps: float, say: Say = print) -> tuple[float, list[dict[str, Any]]]:
+    """The highest measured rate meeting the objective (0.0 if none did) and every trial."""
+    trials: list[dict[str, Any]] = []
+
+    def trial(qps: float) -> bool:
+        result = measure(deployment, pool, objective.load(qps, sizes, objective.seed + len(trials)))
+        ok = objective.meets(result)
+        trials.append(dict(result, meets=ok))
+        tail = result["latency_ms"][objective.percentile] if result["latency_ms"] else math.inf
+        say(f"    max_batch {deployment.max_batch:5d}  {qps:9.1f} qps offered  {result['achieved_qps']:9.1f} achieved  "
+            f"{objective.percentile} {tail:8.2f} ms  {'meets' if ok else 'misses'} the SLA")
+        return ok
+
+    qps = start_qps
+    good, bad = (0.0, math.inf)
+    for _ in range(objective.max_steps):
+        if trial(qps):
+            good = qps
+            if bad < math.inf:
+                break
+            qps *= 1.5
+        else:
+            bad = qps
+            if good > 0:
+                break
+            qps /= 1.5
+    if good == 0.0 or bad == math.inf:
+        return good, trials  # no bracket within max_steps: the best that met, if any
+    for _ in range(objective.refine):
+        middle = (good + bad) / 2
+        if trial(middle):
+            good = middle
+        else:
+            bad = middle
+    return good, trials
+
+
+def candidates(largest_query: int) -> list[int]:
+    """max_batch values searched: powers of two from 4 to the largest query size (at least 4)."""
+    top = max(4, largest_query)
+    return [1 << k for k in range(2, 11) if (1 << k) <= top] or [4]
+
+
+def hill_climb(evaluate: Callable[[int], float], ladder: list[int], start: int, min_gain: float) -> dict[int, float]:
+    """Scores of the ladder points visited by the climb described in the module docstring."""
+    scores: dict[int, float] = {}
+
+    def score(i: int) -> float:
+        if ladder[i] not in scores:
+            scores[ladder[i]] = evaluate(ladder[i])
+        return scores[ladder[i]]
+
+    best = min(range(len(ladder)), key=lambda i: abs(ladder[i] - start))
+    score(best)
+    while True:
+        moved = False
+        for step in (-1, 1):
+            for reach in (1, 2):  # one step past a step that did not improve
+                i = best + step * reach
+                if not 0 <= i < len(ladder):
+                    break
+                if score(i) > scores[ladder[best]] * (1 + min_gain):
+                    best, moved = i, True
+                    break
+            if moved:
+                break
+        if not moved:
+            return scores
+
+
+def tune(deployment: Deployment, sizes: QuerySizes, objective: Objective, say: Say = print) -> dict[str, Any]:
+    """Search max_batch for `deployment` (splitting and coalescing on); the serving config and the curve."""
+    pool = QueryPool(deployment.model, max(sizes.largest, 64), seed=objective.seed)
+    warm(deployment, pool)
+    deployment.split, deployment.coalesce = True, True
+    start_qps = estimate_qps(deployment, pool, sizes)
+    curve: list[dict[str, Any]] = []
+
+    def evaluate(max_batch: int) -> float:
+        deployment.max_batch = max_batch
+        say(f"  max_batch {max_batch}:")
+        best, trials = max_qps(deployment, pool, sizes, objective, start_qps, say)
+        curve.append({"max_batch": max_batch, "max_qps": best, "trials": trials})
+        say(f"  max_batch {max_batch}: {best:.1f} qps within {objective.percentile} <= {objective.sla_ms:g} ms")
+        return best
+
+    scores = hill_climb(evaluate, candidates(sizes.largest), 64, objective.min_gain)
+    best = max(scores, key=lambda b: scores[b])
+    return {"max_batch": best, "max_qps": scores[best], "split": True, "workers": len(deployment.slots),
+            "sizes": sizes.spec, "objective": asdict(objective),
+            "curve": sorted(curve, key=lambda c: c["max_batch"])}
+
+
+def config_path(artifact: str | Path) -> Path:
+    """Where an artifact's serving config lives: `NAME.serving.json` beside `NAME.recc`."""
+    path = Path(artifact)
+    return path.parent / (path.name.removesuffix(".recc") + ".serving.json")
+
+
+def save_config(path: Path, artifact: str | Path, result: dict[str, Any], worker_threads: int,
+                command: list[str]) -> None:
+    content = dict(result, worker_threads=worker_threads, artifact=str(Path(artifact).name), command=command,
+                   git=git_commit(), machine=machine())
+    path.write_text(json.dumps(content, indent=2) + "\n")
+
+
+def load_config(artifact: str | Path) -> dict[str, Any] | None:
+    """The serving settings saved for an artifact (max_batch, workers, worker_threads, split), or None."""
+    path = config_path(artifact)
+    if not path.exists():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+        settings = {"max_batch": int(saved["max_batch"]), "workers": int(saved["workers"]),
+                    "worker_threads": int(saved["worker_threads"]), "split": bool(saved["split"])}
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a serving config written by `recc tune-serving` ({e}); delete or re-tune it") from None
+    if min(settings["max_batch"], settings["workers"], settings["worker_threads"]) < 1:
+        raise ValueError(f"{path}: max_batch, workers and worker_threads must be >= 1")
+    return settings
+
+
+def machine() -> dict[str, Any]:
+    """The CPU a config was tuned on (a config is only as good as the machine it was measured on)."""
+    import os
+
+    from recc.compiler.host import host_features
+
+    model = next((line.partition(":")[2].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), None) if Path("/proc/cpuinfo").exists() else None
+    return {"cpu_model": model, "cores_available": len(os.sched_getaffinity(0)), "features": sorted(f for f in host_features() if f.startswith(("avx", "amx")))}
+
+
+def print_curve(result: dict[str, Any], say: Say = print) -> None:
+    objective = result["objective"]
+    say(f"max_batch  max qps with {objective['percentile']} <= {objective['sla_ms']:g} ms")
+    for point in result["curve"]:
+        mark = "  <- chosen" if point["max_batch"] == result["max_batch"] else ""
+        say(f"{point['max_batch']:9d}  {point['max_qps']:9.1f}{mark}")
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
