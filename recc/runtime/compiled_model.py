@@ -366,7 +366,7 @@ class CompiledModel:
             if not (dest / "manifest.json").exists():
                 raise FileExistsError(f"{dest} exists and is not a recc artifact; refusing to overwrite it")
             shutil.rmtree(dest)
-        shutil.copytree(self.path, dest)
+        shutil.copytree(self.path, dest)  # a kernel-side copy (sendfile): the weights never pass through memory
         return dest
 
     @property
