@@ -124,7 +124,8 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
                                                      fp32_graph, graph, precision, held_out, say))
         (root / "report.json").write_text(json.dumps(report, indent=2))
         write_manifest(root, manifest, signing_key=key)
-    return CompiledModel(root, threads=threads, key=signing_key, _owned_tmp=tmp)
+    # the files were hashed as they were written, just now: not read back again to check them
+    return CompiledModel(root, threads=threads, check_hashes=False, key=signing_key, _owned_tmp=tmp)
 
 
 def compile(module: torch.nn.Module | str | Path | Any, example_inputs: Sequence[Any] | None = None,

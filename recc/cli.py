@@ -81,7 +81,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
                            tuning_db=None if args.tuning_db == "none" else Path(args.tuning_db),
                            signing_key=_key(args.signing_key_file), precision=args.precision,
                            keep_fp32=args.keep_fp32, max_error=args.max_error, dynamic_shapes=dynamic)
-    out = compiled.save(args.output)
+    out = compiled.save(args.output, move=True)
     print(format_report(compiled.report))
     tuning = compiled.report["tuning"]
     for entry in tuning["tuned"]:
@@ -118,7 +118,7 @@ def _compile_onnx(args: argparse.Namespace) -> int:
                                  tune_budget_s=budget,
                                  tuning_db=None if args.tuning_db == "none" else Path(args.tuning_db),
                                  signing_key=_key(args.signing_key_file), precision=_onnx_precision(args))
-    out = compiled.save(args.output)
+    out = compiled.save(args.output, move=True)
     print(format_report(compiled.report))
     _say(f"wrote {out} in {time.perf_counter() - start:.1f} s")
     return 0

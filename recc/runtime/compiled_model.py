@@ -357,8 +357,10 @@ class CompiledModel:
         return array
 
     # -- artifact -------------------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Copy the artifact directory to `path` (conventionally NAME.recc)."""
+    def save(self, path: str | Path, move: bool = False) -> Path:
+        """Copy the artifact directory to `path` (conventionally NAME.recc). `move`: a model fresh from
+        `recc.compile` (in a temporary directory) is moved there instead, no gigabytes of tables copied,
+        and runs from `path` from then on."""
         dest = Path(path)
         if dest.resolve() == self.path.resolve():
             return dest
@@ -366,6 +368,12 @@ class CompiledModel:
             if not (dest / "manifest.json").exists():
                 raise FileExistsError(f"{dest} exists and is not a recc artifact; refusing to overwrite it")
             shutil.rmtree(dest)
+        if move and self._tmp is not None:
+            try:
+                self.path, self._tmp = Path(shutil.move(self.path, dest)), None  # a rename on one filesystem
+                return dest
+            except OSError:
+                shutil.rmtree(dest, ignore_errors=True)  # a partial cross-device move: copy instead
         shutil.copytree(self.path, dest)  # a kernel-side copy (sendfile): the weights never pass through memory
         return dest
 

@@ -53,3 +53,16 @@ def test_a_compiled_model_with_spilled_tables_matches_eager(tmp_path: Path, monk
     for batch in (1, 7):
         inputs = _inputs(batch, seed=20 + batch)
         assert max_abs_error(loaded(*inputs), module(*inputs)) <= FP32_ATOL
+
+
+def test_save_with_move_moves_the_temporary_artifact(tmp_path: Path) -> None:
+    module = MixedTables().eval()
+    compiled = recc.compile(module, _inputs(4, 0), tuning_db=None)
+    temporary = compiled.path
+    saved = compiled.save(tmp_path / "m.recc", move=True)
+    assert compiled.path == saved and not temporary.exists()
+    copy = compiled.save(tmp_path / "copy.recc", move=True)  # no longer temporary: copied
+    assert saved.exists() and copy.exists() and compiled.path == saved
+    inputs = _inputs(3, seed=5)
+    for model in (compiled, recc.load(copy)):
+        assert max_abs_error(model(*inputs), module(*inputs)) <= FP32_ATOL
