@@ -56,15 +56,21 @@ def advise_huge_pages(array: np.ndarray) -> bool:
     return _madvise(array.ctypes.data, array.nbytes, _MADV_HUGEPAGE)
 
 
+def huge_page_buffer(nbytes: int) -> np.ndarray:
+    """`nbytes` of fresh anonymous memory (uint8, writeable), 2 MiB aligned, advised for huge pages before
+    anything touches it (private: shared anonymous memory is shmem, which gets no THP here)."""
+    region = mmap.mmap(-1, nbytes + HUGE_PAGE, flags=mmap.MAP_PRIVATE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(region))
+    skip = -base % HUGE_PAGE
+    _madvise(base + skip, nbytes, _MADV_HUGEPAGE)
+    return np.frombuffer(region, np.uint8, nbytes, skip)  # keeps `region` alive
+
+
 def read_huge_paged(path: Path, offset: int, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
     """`path`'s bytes from `offset` as a writeable array in fresh anonymous memory, 2 MiB aligned and
     advised for huge pages before it is written, every page faulted in by the read itself."""
     nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-    region = mmap.mmap(-1, nbytes + HUGE_PAGE, flags=mmap.MAP_PRIVATE)  # shared anonymous memory gets no THP
-    base = ctypes.addressof(ctypes.c_char.from_buffer(region))
-    skip = -base % HUGE_PAGE
-    array = np.frombuffer(region, np.uint8, nbytes, skip)  # keeps `region` alive
-    _madvise(base + skip, nbytes, _MADV_HUGEPAGE)
+    array = huge_page_buffer(nbytes)
     view = memoryview(array)
     with open(path, "rb") as f:
         f.seek(offset)
