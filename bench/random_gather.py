@@ -6,7 +6,8 @@ while prefetching row `ids[i + distance]`: no dependence between rows,
 so with a prefetch distance the core keeps that many row reads in flight; the best distance of
 `--distances` is the limit. Tables from in-cache sizes to the models' full size (4 GiB; this CPU reports a
 480 MiB L3), each in ordinary 4 KiB pages and in anonymous memory advised for transparent huge pages
-(recc.runtime.memory.huge_page_buffer; whether the kernel granted them is read from /proc/self/smaps).
+(recc.runtime.memory.huge_page_buffer; whether the kernel granted them is read from /proc/self/smaps; numpy
+itself advises huge pages for large np.empty buffers, so both kinds usually get them).
 Reported: rows/s and GB/s of row bytes read, best of `--repeats` passes of `--reads` fresh random rows.
 
     PYTHONPATH=. python bench/random_gather.py [--sizes-mib 4,32,2048,4096] [--widths 32,64]
@@ -121,10 +122,9 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    lines = ["| table MiB | width | THP | rows/s | GB/s | ns/row |", "|---|---|---|---|---|---|"]
-    lines += [f"| {c['table_mib']} | {c['width']} | {c['huge_page_bytes_granted'] >> 20} MiB granted"
-              f" | {c['rows_per_s']:,} | {c['gb_per_s']} | {c['ns_per_row']} |" if c["huge_pages_requested"] else
-              f"| {c['table_mib']} | {c['width']} | 4 KiB pages | {c['rows_per_s']:,} | {c['gb_per_s']} | {c['ns_per_row']} |"
+    lines = ["| table MiB | width | memory | THP granted | rows/s | GB/s | ns/row |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {c['table_mib']} | {c['width']} | {'huge_page_buffer' if c['huge_pages_requested'] else 'np.empty'}"
+              f" | {c['huge_page_bytes_granted'] >> 20} MiB | {c['rows_per_s']:,} | {c['gb_per_s']} | {c['ns_per_row']} |"
               for c in cells]
     out.with_suffix(".md").write_text(f"# Random-row gather limit\n\n`{result['command']}` on "
                                       f"{result['machine']['cpu_model']}, 1 thread, THP {result['thp_setting']}, "
