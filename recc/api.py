@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import tempfile
 import time
 from dataclasses import replace
@@ -79,13 +80,14 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
     spec = resolve_target(target)
     checks = id_checks(graph)  # on the graph as captured: the function's domain, whatever the passes fuse
     start = time.perf_counter()
+    tmp = tempfile.TemporaryDirectory(prefix="recc-")
+    root = Path(tmp.name) / f"{name}.recc"
+    graph.spill_dir = Path(tmp.name) / "spill"  # large parameters passes build go to files (ir/spill.py)
     fp32_graph = graph.clone() if precision.reduced else None
     reports = optimize(graph, pipeline, disable_passes, validate_inputs, dump_ir, progress,
                        precision.pass_options(int8_kernel(spec), bf16_kernel(spec)))
     precision_report = choose_precision(graph, fp32_graph, precision, held_out, say)
     timings["passes_s"] = time.perf_counter() - start
-    tmp = tempfile.TemporaryDirectory(prefix="recc-")
-    root = Path(tmp.name) / f"{name}.recc"
     root.mkdir()
     say(f"building for {spec.kind} (mcpu={spec.mcpu}) ...")
     start = time.perf_counter()
@@ -95,7 +97,8 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
     timings["build_s"] = time.perf_counter() - start
     say(f"built in {timings['build_s']:.1f} s; writing weights ...")
     key = signing_key.encode() if isinstance(signing_key, str) else signing_key
-    weights = write_weights(root, [(name, lowered.weights[name]) for name in lowered.weight_names])
+    weights = write_weights(root, [(name, lowered.weights[name]) for name in lowered.weight_names], graph.spilled)
+    shutil.rmtree(graph.spill_dir, ignore_errors=True)  # what the artifact uses is linked into it
     (root / "graph.txt").write_text(print_graph(graph, origins=True))
     (root / "graph.json").write_text(json.dumps(graph_to_json(graph)))
     report = {"model": name, "passes": [r.to_json() for r in reports], "final_ops": graph.op_histogram(),
@@ -121,7 +124,8 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
                                                      fp32_graph, graph, precision, held_out, say))
         (root / "report.json").write_text(json.dumps(report, indent=2))
         write_manifest(root, manifest, signing_key=key)
-    return CompiledModel(root, threads=threads, key=signing_key, _owned_tmp=tmp)
+    # the files were hashed as they were written, just now: not read back again to check them
+    return CompiledModel(root, threads=threads, check_hashes=False, key=signing_key, _owned_tmp=tmp)
 
 
 def compile(module: torch.nn.Module | str | Path | Any, example_inputs: Sequence[Any] | None = None,

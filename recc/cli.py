@@ -81,7 +81,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
                            tuning_db=None if args.tuning_db == "none" else Path(args.tuning_db),
                            signing_key=_key(args.signing_key_file), precision=args.precision,
                            keep_fp32=args.keep_fp32, max_error=args.max_error, dynamic_shapes=dynamic)
-    out = compiled.save(args.output)
+    out = compiled.save(args.output, move=True)
     print(format_report(compiled.report))
     tuning = compiled.report["tuning"]
     for entry in tuning["tuned"]:
@@ -118,7 +118,7 @@ def _compile_onnx(args: argparse.Namespace) -> int:
                                  tune_budget_s=budget,
                                  tuning_db=None if args.tuning_db == "none" else Path(args.tuning_db),
                                  signing_key=_key(args.signing_key_file), precision=_onnx_precision(args))
-    out = compiled.save(args.output)
+    out = compiled.save(args.output, move=True)
     print(format_report(compiled.report))
     _say(f"wrote {out} in {time.perf_counter() - start:.1f} s")
     return 0
@@ -167,7 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from recc.runtime import load
     from recc.sources import rebuild
 
-    compiled = load(args.artifact, threads=args.threads, key=_key(args.key_file))
+    compiled = load(args.artifact, threads=args.threads, key=_key(args.key_file), prefault=args.prefault)
     torch.set_num_threads(args.threads)
     source = rebuild(compiled.manifest.source)
     inputs = source.make_inputs(args.batch, args.seed)
@@ -188,7 +188,16 @@ def cmd_run(args: argparse.Namespace) -> int:
           + (f"  precision {precision['requested']}" if precision.get("layers") else ""))
     print(f"max abs error vs eager: {error:.3g}  ({'OK' if error <= tolerance else 'MISMATCH'} at tolerance {tolerance:g})")
     print(f"median latency: eager {eager_us:.1f} us   recc {recc_us:.1f} us   speedup {eager_us / recc_us:.2f}x")
+    print(_memory_line(compiled.memory()))
     return 0 if error <= tolerance else 1
+
+
+def _memory_line(m: dict[str, Any]) -> str:
+    """Peak RSS (this process: the eager model too), the artifact on disk, and THP for its table buffers."""
+    thp = (f"THP {m['huge_page_bytes'] / 2**20:.0f} MiB of {m['table_buffer_bytes'] / 2**20:.0f} MiB of tables "
+           f"(kernel setting {m['thp_setting']}, {'prefaulted' if m['prefaulted'] else 'mmap, not prefaulted'})")
+    return (f"memory: peak RSS {m['peak_rss_bytes'] / 2**30:.2f} GiB (eager model included)   artifact "
+            f"{m['artifact_bytes'] / 2**30:.2f} GiB on disk   " + thp)
 
 
 REDUCED_TOLERANCE = 3e-2  # `recc run`'s default for an int8/bf16 artifact compiled without --max-error
@@ -268,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse the artifact unless it is signed with the key in FILE")
     r.add_argument("--tolerance", type=float, default=None,
                    help="max abs error accepted (default 1e-5; an int8 artifact's --max-error, else 3e-2)")
+    r.add_argument("--prefault", action="store_true",
+                   help="read the table buffers into huge-page memory at load instead of memory-mapping them")
     r.set_defaults(fn=cmd_run)
 
     from recc.runtime.commands import register as register_serving  # argparse only; the serve extra loads on use

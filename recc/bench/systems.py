@@ -136,8 +136,11 @@ class Recc:
                                      name=getattr(model, "name", None), threads=threads)
         compile_s = time.perf_counter() - start
         timings = self.compiled.report.get("timings_s", {}) if isinstance(self.compiled.report, dict) else {}
+        memory = self.compiled.memory()  # the artifact's bytes on disk, THP of its table buffers (peak RSS: worker)
         return {"compile_s": round(compile_s, 2), "compile_timings_s": timings, "threads": threads,
-                "final_ops": self.compiled.report.get("final_ops") if isinstance(self.compiled.report, dict) else None}
+                "final_ops": self.compiled.report.get("final_ops") if isinstance(self.compiled.report, dict) else None,
+                "artifact_bytes": memory["artifact_bytes"], "compile_peak_rss_bytes": memory["peak_rss_bytes"],
+                "table_buffers": {k: memory[k] for k in ("table_buffer_bytes", "huge_page_bytes", "thp_setting")}}
 
     def prepare(self, inputs: tuple[torch.Tensor, ...]) -> Callable[[], Any]:
         return lambda: self.compiled(*inputs)

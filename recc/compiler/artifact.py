@@ -24,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -263,13 +265,33 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def write_weights(root: Path, weights: Sequence[tuple[str, np.ndarray]]) -> tuple[WeightEntry, ...]:
-    """Write the weight parameters, in the compiled function's order, to root/weights/NNNN.npy."""
+def place_file(source: Path, dest: Path) -> None:
+    """`dest` gets `source`'s bytes: a hard link where the filesystem allows (no bytes copied), else a
+    kernel-side copy (page cache, never this process's memory)."""
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
+
+
+def _is_whole(array: np.ndarray, spilled: np.ndarray | None) -> bool:  # all of spilled's bytes, as in its file
+    return (spilled is not None and array.dtype == spilled.dtype and array.shape == spilled.shape
+            and array.flags.c_contiguous and array.ctypes.data == spilled.ctypes.data)
+
+
+def write_weights(root: Path, weights: Sequence[tuple[str, np.ndarray]],
+                  spilled: dict[str, np.ndarray] | None = None) -> tuple[WeightEntry, ...]:
+    """Write the weight parameters, in the compiled function's order, to root/weights/NNNN.npy. A weight
+    that is itself a whole .npy file a pass streamed to disk (`spilled`: path -> that array; see
+    ir/spill.py) is linked into place, not read back and written again."""
     (root / "weights").mkdir(parents=True, exist_ok=True)
     entries = []
     for i, (name, array) in enumerate(weights):
         rel = f"weights/{i:04d}.npy"
-        np.save(root / rel, np.ascontiguousarray(array), allow_pickle=False)
+        if _is_whole(array, (spilled or {}).get(str(getattr(array, "filename", None)))):
+            place_file(Path(array.filename), root / rel)
+        else:
+            np.save(root / rel, np.ascontiguousarray(array), allow_pickle=False)
         entries.append(WeightEntry(name, rel, str(array.dtype), tuple(array.shape)))
     return tuple(entries)
 

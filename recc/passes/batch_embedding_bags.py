@@ -108,7 +108,7 @@ def _batch(b: Builder, lookups: list[Node]) -> None:
     else:
         ids, cols = _ids_operand(b, lookups)
     tables = [b.graph.param_array(n.inputs[0]) for n in lookups]
-    flat = b.param("batched_tables", np.concatenate([np.asarray(t, np.float32).reshape(-1) for t in tables]))
+    flat = b.graph.add_flat_param("batched_tables", tables, np.float32)  # large: streamed to a file (ir/spill.py)
     attrs: dict[str, Any] = {
         "table_rows": tuple(int(t.shape[0]) for t in tables), "table_dims": tuple(int(t.shape[1]) for t in tables),
         "bag_sizes": tuple(int(n.inputs[1].type.shape[1]) for n in lookups), "id_cols": tuple(int(c) for c in cols),

@@ -1,16 +1,17 @@
 """Load a recc artifact and run it from Python.
 
-Inputs are validated: count, dtype, rank, static dims, one consistent batch across inputs, embedding ids
-within their tables, offsets well formed; errors are ValueErrors naming the input and the problem.
-Torch tensors that are contiguous and 64-byte aligned go straight to the compiled function (no copies),
-which checks dtypes and dims itself and range-checks the ids in its first kernel, failing before any
-gather runs; on any failure, and for everything else (numpy arrays, int32 ids, offsets), the careful path
-converts what it can, checks everything in Python and explains. Outputs come back as torch tensors
-sharing TVM's memory.
+Inputs are validated: count, dtype, rank, static dims, one consistent batch across inputs, embedding ids within
+their tables, offsets well formed; errors are ValueErrors naming the input and the problem. Torch tensors that
+are contiguous and 64-byte aligned go straight to the compiled function (no copies), which checks dtypes and
+dims itself and range-checks the ids in its first kernel, failing before any gather runs; on any failure, and
+for everything else (numpy arrays, int32 ids, offsets), the careful path converts what it can, checks
+everything in Python and explains. Outputs come back as torch tensors sharing TVM's memory.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
 import threading
 import tempfile
@@ -27,11 +28,11 @@ from recc.compiler.artifact import (
     IdLimit,
     Manifest,
     id_bounds,
-    load_weight,
     read_manifest,
 )
 from recc.compiler.ir.types import Sym
 from recc.compiler.host import host_features, request_amx
+from recc.runtime.memory import load_weights, memory_report
 
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64,
                  "int32": torch.int32, "int16": torch.int16, "uint16": torch.uint16,
@@ -50,7 +51,6 @@ def _compact_strides(shape: torch.Size) -> tuple[int, ...]:
 
 def _configure_threads(threads: int | None) -> None:
     import tvm
-
     if threads is not None:
         tvm.get_global_func("runtime.config_threadpool")(0, int(threads))
 
@@ -59,7 +59,7 @@ class CompiledModel:
     """A compiled model: call it like the original module (torch tensors or numpy arrays)."""
 
     def __init__(self, path: Path, threads: int | None = None, check_hashes: bool = True,
-                 allow_cpu_mismatch: bool = False, key: bytes | str | None = None,
+                 allow_cpu_mismatch: bool = False, key: bytes | str | None = None, prefault: bool = False,
                  _owned_tmp: tempfile.TemporaryDirectory | None = None) -> None:
         import tvm
 
@@ -87,7 +87,8 @@ class CompiledModel:
         if arity != len(m.inputs) + len(m.weights):
             raise ArtifactError(f"{self.path / 'lib.so'}: its function takes {arity} parameters, the manifest lists "
                                 f"{len(m.inputs)} inputs and {len(m.weights)} weights")
-        self._weights = [self._to_tvm(load_weight(self.path, w)) for w in m.weights]
+        self._arrays, self._prefaulted = load_weights(self.path, m.weights, prefault), prefault  # runtime/memory.py
+        self._weights = [self._to_tvm(a) for a in self._arrays]
         self.input_names = [i[0] for i in self.inputs]
         # per input: (torch dtype, rank, static dims, symbolic dims) for the fast path of _coerce
         self._fast_specs = [(_TORCH_DTYPES.get(dtype), len(shape), [(a, d) for a, d in enumerate(shape) if isinstance(d, int)],
@@ -357,22 +358,28 @@ class CompiledModel:
         return array
 
     # -- artifact -------------------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Copy the artifact directory to `path` (conventionally NAME.recc)."""
+    def save(self, path: str | Path, move: bool = False) -> Path:
+        """Copy the artifact directory to `path` (conventionally NAME.recc). `move`: a model fresh from
+        `recc.compile` (in a temporary directory) is moved there instead, no gigabytes of tables copied,
+        and runs from `path` from then on."""
         dest = Path(path)
         if dest.resolve() == self.path.resolve():
             return dest
-        if dest.exists():
-            if not (dest / "manifest.json").exists():
-                raise FileExistsError(f"{dest} exists and is not a recc artifact; refusing to overwrite it")
-            shutil.rmtree(dest)
-        shutil.copytree(self.path, dest)
+        if dest.exists() and not (dest / "manifest.json").exists():
+            raise FileExistsError(f"{dest} exists and is not a recc artifact; refusing to overwrite it")
+        shutil.rmtree(dest, ignore_errors=True)
+        if move and self._tmp is not None:
+            with contextlib.suppress(OSError):  # a rename (on another filesystem: copied below)
+                self.path, self._tmp = self.path.rename(dest), None
+                return dest
+        shutil.copytree(self.path, dest)  # a kernel-side copy (sendfile): the weights never pass through memory
         return dest
+
+    def memory(self) -> dict[str, Any]:  # peak RSS, bytes on disk, the table buffers' huge pages
+        return memory_report(self.path, self._arrays, self._prefaulted)
 
     @property
     def report(self) -> dict[str, Any]:
-        import json
-
         return json.loads((self.path / "report.json").read_text())
 
     def __repr__(self) -> str:
@@ -381,10 +388,12 @@ class CompiledModel:
 
 
 def load(path: str | Path, threads: int | None = None, check_hashes: bool = True,
-         allow_cpu_mismatch: bool = False, key: bytes | str | None = None) -> CompiledModel:
+         allow_cpu_mismatch: bool = False, key: bytes | str | None = None, prefault: bool = False) -> CompiledModel:
     """Load an artifact written by `CompiledModel.save` / `recc compile`. Raises ArtifactError.
 
+    Weights are memory-mapped; `prefault=True` reads the table buffers into memory advised for huge pages at
+    load, so no query pays a page fault (runtime/memory.py; `.memory()` says whether THP was granted).
     `key`: the artifact must carry a valid signature made with this key (`recc.compile(..., signing_key=)`);
     an unsigned, re-signed or edited artifact is refused, even one whose hashes are all consistent."""
     return CompiledModel(Path(path), threads=threads, check_hashes=check_hashes,
-                         allow_cpu_mismatch=allow_cpu_mismatch, key=key)
+                         allow_cpu_mismatch=allow_cpu_mismatch, key=key, prefault=prefault)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from recc.compiler.ir.spill import SPILL_BYTES, stream_npy
 from recc.compiler.ir.types import TensorType, dtype_of_array
 
 
@@ -54,6 +56,10 @@ class Graph:
         self.param_values: dict[str, Value] = {}
         self._names: set[str] = set()
         self._counter = itertools.count()
+        # where large parameters built from pieces are written (ir/spill.py; None: kept in memory), and the
+        # ones written there: file path -> the memory-mapped array
+        self.spill_dir: Path | None = None
+        self.spilled: dict[str, np.ndarray] = {}
 
     # -- naming -------------------------------------------------------------------------------------
     def fresh_name(self, hint: str) -> str:
@@ -77,6 +83,18 @@ class Graph:
         self.params[value.name] = array
         self.param_values[value.name] = value
         return value
+
+    def add_flat_param(self, name: str, parts: Sequence[np.ndarray], dtype: Any) -> Value:
+        """A 1-D parameter, the concatenation of `parts` flattened: streamed to a memory-mapped file in
+        `spill_dir` when it is large (never a second in-memory copy of the parts), else concatenated."""
+        count = sum(int(np.size(p)) for p in parts)
+        if self.spill_dir is None or count * np.dtype(dtype).itemsize < SPILL_BYTES:
+            return self.add_param(name, np.concatenate([np.asarray(p, dtype).reshape(-1) for p in parts]))
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        path = self.spill_dir / f"{len(self.spilled):04d}.npy"
+        array = stream_npy(path, parts, dtype, count)
+        self.spilled[str(array.filename)] = array
+        return self.add_param(name, array)
 
     def add_node(self, op: str, inputs: Iterable[Value], attrs: dict[str, Any] | None = None,
                  origin: str = "", name: str | None = None, before: Node | None = None) -> Node:
@@ -176,6 +194,7 @@ class Graph:
         """A structural copy sharing the (read-only) parameter arrays."""
         g = Graph(self.name)
         g._names = set(self._names)
+        g.spill_dir, g.spilled = self.spill_dir, self.spilled
         mapping: dict[int, Value] = {}
         for v in self.inputs:
             nv = Value(v.name, v.type, "input")
