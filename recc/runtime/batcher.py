@@ -179,34 +179,14 @@ class Batcher:
     # -- running (on the executor thread) -----------------------------------------------------------------
     def _run(self, batch: list[Pending], rows: int) -> list[list[np.ndarray] | BaseException]:
         start = time.perf_counter()
-        try:
-            if len(batch) == 1:
-                results: list[Any] = [output_arrays(self.model(*batch[0].tensors))]
-            else:
-                results = self._run_concatenated(batch)
-        except Exception as e:  # noqa: BLE001 - validated inputs still failed (an id the model computes):
-            if len(batch) == 1:  # each request gets its own outcome, alone
-                return [e]
-            return [self._run_alone(p) for p in batch]
+        results, joined = run_together(self.model, self.layout, [(p.tensors, p.rows) for p in batch])
+        if not joined:  # the call failed; each request got its own outcome alone: not a measurement
+            return results
         elapsed = time.perf_counter() - start
         self._measured(elapsed, rows)
         self._batch_size.observe(rows)
         self._inference.observe(elapsed)
         return results
-
-    def _run_concatenated(self, batch: list[Pending]) -> list[list[np.ndarray]]:
-        assert self.layout is not None
-        joined = [torch.cat([p.tensors[i] for p in batch], dim=axis) for i, axis in enumerate(self.layout.input_axes)]
-        outputs = output_arrays(self.model(*joined))
-        cuts = np.cumsum([p.rows for p in batch])[:-1]
-        parts = [np.split(out, cuts, axis=axis) for out, axis in zip(outputs, self.layout.output_axes)]
-        return [[part[i] for part in parts] for i in range(len(batch))]
-
-    def _run_alone(self, pending: Pending) -> list[np.ndarray] | BaseException:
-        try:
-            return output_arrays(self.model(*pending.tensors))
-        except Exception as e:  # noqa: BLE001 - handed to that request's caller
-            return e
 
     def _measured(self, elapsed: float, rows: int) -> None:
         if self.seconds_per_row is None:  # no start-up measurement: all of it per row, for now
@@ -242,3 +222,38 @@ class Batcher:
 
 
 _ROWS_FOR_PER_ROW = 8  # a call of at least this many rows updates the per-row time, a smaller one the per-call
+
+Outcome = list[np.ndarray] | Exception  # a request's outputs, or why its call failed
+
+
+def run_together(model: Any, layout: BatchLayout | None,
+                 requests: list[tuple[list[torch.Tensor], int]]) -> tuple[list[Outcome], bool]:
+    """One model call for validated `requests` (inputs, rows): concatenated along `layout`'s batch axes
+    when there are several (their model must have a layout), the outputs split back per request. If that
+    call fails (validated inputs can still fail: an id the model computes), each request runs alone and
+    gets its own outcome; the flag says whether the one call succeeded. Blocks: call it off the event loop."""
+    try:
+        if len(requests) == 1:
+            return [output_arrays(model(*requests[0][0]))], True
+        return _run_concatenated(model, layout, requests), True
+    except Exception as e:  # noqa: BLE001 - handed to the requests' callers
+        if len(requests) == 1:
+            return [e], False
+        return [_run_alone(model, tensors) for tensors, _ in requests], False
+
+
+def _run_concatenated(model: Any, layout: BatchLayout | None,
+                      requests: list[tuple[list[torch.Tensor], int]]) -> list[list[np.ndarray]]:
+    assert layout is not None, "requests are concatenated only for a model with a batch layout"
+    joined = [torch.cat([t[i] for t, _ in requests], dim=axis) for i, axis in enumerate(layout.input_axes)]
+    outputs = output_arrays(model(*joined))
+    cuts = np.cumsum([rows for _, rows in requests])[:-1]
+    parts = [np.split(out, cuts, axis=axis) for out, axis in zip(outputs, layout.output_axes)]
+    return [[part[i] for part in parts] for i in range(len(requests))]
+
+
+def _run_alone(model: Any, tensors: list[torch.Tensor]) -> Outcome:
+    try:
+        return output_arrays(model(*tensors))
+    except Exception as e:  # noqa: BLE001 - handed to that request's caller
+        return e
