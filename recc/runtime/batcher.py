@@ -255,30 +255,14 @@ class Batcher:
     def _run(self, call: Call, parts: list[Part], rows: int) -> list[list[np.ndarray] | BaseException]:
         axes = self.layout.input_axes if self.layout is not None else None
         start = time.perf_counter()
-        try:
-            if len(parts) == 1:
-                results: list[Any] = [call(*parts[0].tensors(axes))]
-            else:
-                results = self._run_concatenated(call, parts)
-        except Exception as e:  # noqa: BLE001 - validated inputs still failed (an id the model computes):
-            if len(parts) == 1:  # each request gets its own outcome, alone
-                return [e]
-            return [_run_alone(call, p, axes) for p in parts]
+        results, joined = run_together(call, self.layout, [(p.tensors(axes), p.rows) for p in parts])
+        if not joined:  # the call failed; each request got its own outcome alone: not a measurement
+            return results
         elapsed = time.perf_counter() - start
         self._measured(elapsed, rows)
         self._batch_size.observe(rows)
         self._inference.observe(elapsed)
         return results
-
-    def _run_concatenated(self, call: Call, parts: list[Part]) -> list[list[np.ndarray]]:
-        assert self.layout is not None
-        axes = self.layout.input_axes
-        tensors = [p.tensors(axes) for p in parts]
-        joined = [torch.cat([t[i] for t in tensors], dim=axis) for i, axis in enumerate(axes)]
-        outputs = call(*joined)
-        cuts = np.cumsum([p.rows for p in parts])[:-1]
-        split = [np.split(out, cuts, axis=axis) for out, axis in zip(outputs, self.layout.output_axes)]
-        return [[piece[i] for piece in split] for i in range(len(parts))]
 
     def _measured(self, elapsed: float, rows: int) -> None:
         if self.seconds_per_row is None:  # no start-up measurement: all of it per row, for now
@@ -319,9 +303,45 @@ class Batcher:
 _ROWS_FOR_PER_ROW = 8  # a call of at least this many rows updates the per-row time, a smaller one the per-call
 
 
-def _run_alone(call: Call, part: Part, axes: tuple[int, ...] | None) -> list[np.ndarray] | BaseException:
+Outcome = list[np.ndarray] | Exception  # a request's outputs, or why its call failed
+
+
+def run_together(call: Call, layout: BatchLayout | None,
+                 requests: list[tuple[list[torch.Tensor], int]]) -> tuple[list[Outcome], bool]:
+    """One call for validated `requests` (inputs, rows): concatenated along `layout`'s batch axes when
+    there are several (their model must have a layout), the outputs split back per request. `call` maps
+    input tensors to output arrays (`model_call(model)` for a model in this process, or a pool worker).
+    If that call fails (validated inputs can still fail: an id the model computes), each request runs
+    alone and gets its own outcome; the flag says whether the one call succeeded. Blocks: call it off the
+    event loop."""
     try:
-        return call(*part.tensors(axes))
+        if len(requests) == 1:
+            return [call(*requests[0][0])], True
+        return _run_concatenated(call, layout, requests), True
+    except Exception as e:  # noqa: BLE001 - handed to the requests' callers
+        if len(requests) == 1:
+            return [e], False
+        return [_run_alone(call, tensors) for tensors, _ in requests], False
+
+
+def model_call(model: Any) -> Call:
+    """A model in this process as a slot's call: input tensors -> output arrays."""
+    return lambda *tensors: output_arrays(model(*tensors))
+
+
+def _run_concatenated(call: Call, layout: BatchLayout | None,
+                      requests: list[tuple[list[torch.Tensor], int]]) -> list[list[np.ndarray]]:
+    assert layout is not None, "requests are concatenated only for a model with a batch layout"
+    joined = [torch.cat([t[i] for t, _ in requests], dim=axis) for i, axis in enumerate(layout.input_axes)]
+    outputs = call(*joined)
+    cuts = np.cumsum([rows for _, rows in requests])[:-1]
+    parts = [np.split(out, cuts, axis=axis) for out, axis in zip(outputs, layout.output_axes)]
+    return [[part[i] for part in parts] for i in range(len(requests))]
+
+
+def _run_alone(call: Call, tensors: list[torch.Tensor]) -> Outcome:
+    try:
+        return call(*tensors)
     except Exception as e:  # noqa: BLE001 - handed to that request's caller
         return e
 

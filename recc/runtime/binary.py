@@ -8,7 +8,8 @@ binary when the request asks, for all of them with `"parameters": {"binary_data_
 one with `"outputs": [{"name": ..., "parameters": {"binary_data": true}}]`; the response then has the same
 header and layout (`binary_data_size` per binary output). Without the header the body is all JSON.
 
-Server side: `split_body`, `binary_tensors` (each binary input, its size checked), `encode_response`. Client side (load generator, bench, tests): `encode_request`, `decode_response`.
+Server side: `decode_request` (a body, JSON or binary, to validated tensors), `split_body`, `binary_tensors`
+(each binary input, its size checked), `encode_response`. Client side (load generator, bench, tests): `encode_request`, `decode_response`.
 Malformed binary requests raise `RequestError` (HTTP 400). No HTTP here.
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from recc.runtime.protocol import DATATYPES, RequestError, dumps, tensor_header
+from recc.runtime.protocol import DATATYPES, BatchLayout, RequestError, decode_inputs, dumps, parse_body, tensor_header
 
 HEADER = "inference-header-content-length"
 _WIRE = {"BOOL": "|b1", "UINT8": "|u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "INT8": "|i1",
@@ -96,6 +97,20 @@ def _binary_outputs(request: dict[str, Any], names: list[str]) -> tuple[list[str
     wanted = {o["name"] for o in asked}
     binary = {o["name"] for o in asked if every or (o.get("parameters") or {}).get("binary_data") is True}
     return [n for n in names if n in wanted], binary
+
+
+def decode_request(model: Any, layout: BatchLayout | None, body: bytes,
+                   json_length: str | None) -> tuple[dict[str, Any], list[torch.Tensor], int]:
+    """An infer request's body as (the parsed JSON, its validated tensors, its rows: 1 for a model
+    without a batch layout). `json_length`: the Inference-Header-Content-Length header (binary tensors
+    follow the JSON). A bad request raises ValueError: `RequestError`, or the model's own checks with the
+    Python API's message."""
+    head, binary = split_body(body, json_length)
+    parsed = parse_body(head)
+    given = binary_tensors(parsed, binary) if json_length is not None else None
+    check_outputs_request(parsed, model)
+    tensors, dims = model.validate(*decode_inputs(parsed, model, given))
+    return parsed, tensors, dims.get(layout.symbol, 1) if layout else 1
 
 
 def check_outputs_request(request: dict[str, Any], model: Any) -> None:

@@ -1,5 +1,5 @@
-"""The `recc serve` and `recc loadgen` verbs. Their argument parsers import nothing heavy: FastAPI, uvicorn
-and httpx (the `serve` extra) load only when a verb runs."""
+"""The `recc serve`, `recc serve-ray` and `recc loadgen` verbs. Their argument parsers import nothing heavy:
+FastAPI, uvicorn and httpx (the `serve` extra) and Ray (the `ray` extra) load only when a verb runs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 
 def register(sub: Any) -> None:
-    """Add `serve` and `loadgen` to the CLI's subparsers."""
+    """Add `serve`, `serve-ray` and `loadgen` to the CLI's subparsers."""
     s = sub.add_parser("serve", help="serve artifacts over HTTP (KServe v2 protocol) with dynamic batching")
     s.add_argument("artifacts", nargs="+", metavar="ART", help="artifact directory, or NAME=PATH to name it")
     s.add_argument("--host", default="127.0.0.1")
@@ -37,6 +37,7 @@ def register(sub: Any) -> None:
     s.add_argument("--log-level", default="info")
     s.add_argument("--access-log", action="store_true", help="log every request (off: it costs ~tens of us each)")
     s.set_defaults(fn=cmd_serve)
+    _register_serve_ray(sub)
 
     t = sub.add_parser("tune-serving", help="DeepRecSched: search the rows per call (query splitting) that "
                        "maximize queries/s within a latency SLA, by measurement; saved beside the artifact")
@@ -68,6 +69,48 @@ def register(sub: Any) -> None:
     g.set_defaults(fn=cmd_loadgen)
 
 
+def _register_serve_ray(sub: Any) -> None:
+    r = sub.add_parser("serve-ray", help="serve artifacts on Ray Serve: replicas, @serve.batch batching, autoscaling "
+                                         "(the ray extra)")
+    r.add_argument("artifacts", nargs="+", metavar="ART", help="artifact directory, or NAME=PATH to name it")
+    r.add_argument("--address", default="local",
+                   help="local: start Ray here (default); auto: join the cluster `ray start` made; or a Ray address")
+    r.add_argument("--host", default="127.0.0.1", help="Ray Serve's HTTP proxy host")
+    r.add_argument("--port", type=int, default=8000, help="Ray Serve's HTTP proxy port")
+    r.add_argument("--replicas", type=int, default=1, help="replicas per model (default 1; ignored with --autoscale)")
+    r.add_argument("--autoscale", metavar="MIN,MAX", type=_replica_range, default=None,
+                   help="autoscale between MIN and MAX replicas on ongoing requests per replica")
+    r.add_argument("--target-ongoing", type=float, default=None,
+                   help="with --autoscale: ongoing requests per replica to hold (default: --max-batch-size)")
+    r.add_argument("--num-cpus", type=float, default=1.0, help="Ray CPUs per replica (default 1)")
+    r.add_argument("--threads", type=int, default=None, help="TVM threads per replica (default: --num-cpus)")
+    r.add_argument("--max-batch-size", type=int, default=16, help="requests per @serve.batch batch (default 16)")
+    r.add_argument("--batch-wait-ms", type=float, default=2.0, help="how long a batch waits to fill (default 2)")
+    r.add_argument("--max-rows", type=int, default=256, help="rows per model call (default 256)")
+    r.set_defaults(fn=cmd_serve_ray)
+
+
+def _replica_range(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition(",")
+    if not sep or not low.strip().isdigit() or not high.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX replicas (e.g. 1,4), got {text!r}")
+    return int(low), int(high)
+
+
+def cmd_serve_ray(args: argparse.Namespace) -> int:
+    try:
+        from recc.runtime.ray_serve import serve_until_stopped
+    except ModuleNotFoundError as e:
+        raise ValueError(f"recc serve-ray needs the ray extra: pip install 'recc[ray]' ({e})") from None
+
+    serve_until_stopped(args.artifacts, host=args.host, port=args.port, address=args.address,
+                        num_replicas=args.replicas, autoscaling=args.autoscale,
+                        target_ongoing_requests=args.target_ongoing, num_cpus=args.num_cpus, threads=args.threads,
+                        max_batch_size=args.max_batch_size, batch_wait_timeout_s=args.batch_wait_ms / 1e3,
+                        max_rows=args.max_rows)
+    return 0
+
+
 def _need_serve_extra(e: ModuleNotFoundError) -> ValueError:
     return ValueError(f"this verb needs the serve extra (pip install 'recc[serve]'): {e}")
 
@@ -89,13 +132,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _tuned_settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Each artifact's saved serving config (`recc tune-serving`), less what the command line sets."""
+    from recc.runtime.protocol import named_artifacts
     from recc.runtime.tune import config_path, load_config
 
     given = {"max_batch": args.max_batch, "workers": args.workers, "worker_threads": args.worker_threads,
              "split": False if args.no_split else None}
     settings = {}
-    for spec in args.artifacts:
-        name, _, path = spec.partition("=") if "=" in spec else (Path(spec).name.removesuffix(".recc"), "", spec)
+    for name, path in named_artifacts(args.artifacts).items():
         saved = load_config(path)
         if saved:
             settings[name] = {k: v for k, v in saved.items() if given[k] is None}

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from recc.runtime.batcher import Batcher
+from recc.runtime.batcher import Batcher, model_call
 from recc.runtime.loadgen import percentiles, poisson_offsets
 from recc.runtime.metrics import ServerMetrics
 from recc.runtime.pool import Worker, start_workers
-from recc.runtime.protocol import BatchLayout, batch_layout, model_metadata, output_arrays
+from recc.runtime.protocol import BatchLayout, batch_layout, model_metadata
 from recc.runtime.query_sizes import QuerySizes
 from recc.runtime.synthetic import synthetic_inputs
 
@@ -64,7 +64,7 @@ class Deployment:
 def in_process(name: str, model: Any) -> Deployment:
     """The model called in this process (TVM's thread pool uses the cores), one call at a time."""
     executor = ThreadPoolExecutor(1, thread_name_prefix=f"recc-{name}")
-    return Deployment(name, model, [(executor, lambda *tensors: output_arrays(model(*tensors)))])
+    return Deployment(name, model, [(executor, model_call(model))])
 
 
 def pooled(name: str, model: Any, runner: tuple[Any, ...], workers: int, threads: int = 1) -> Deployment:

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from recc.runtime.batcher import Batcher, Refused
-from recc.runtime.binary import binary_tensors, check_outputs_request, encode_response, split_body
+from recc.runtime.binary import decode_request, encode_response
 from recc.runtime.metrics import ServerMetrics
-from recc.runtime.protocol import RequestError, decode_inputs, dumps, parse_body
+from recc.runtime.protocol import RequestError, dumps
 
-_DECODE_INLINE_BYTES = 64 << 10  # bigger bodies are parsed on a worker thread, off the event loop
+DECODE_INLINE_BYTES = 64 << 10  # bigger bodies are parsed on a worker thread, off the event loop
 _JSON = (b"content-type", b"application/json")
 _BINARY = (b"content-type", b"application/octet-stream")
 
@@ -131,10 +131,11 @@ async def _handle(entry: Served, scope: dict[str, Any], receive: Any, config: Se
     try:
         body = await read_body(scope, receive, config.max_body_bytes)
         json_length = header(scope, b"inference-header-content-length")
-        if len(body) > _DECODE_INLINE_BYTES:
-            parsed, tensors, rows = await asyncio.to_thread(_decode, entry, body, json_length)
+        if len(body) > DECODE_INLINE_BYTES:
+            parsed, tensors, rows = await asyncio.to_thread(decode_request, entry.model, entry.batcher.layout,
+                                                             body, json_length)
         else:
-            parsed, tensors, rows = _decode(entry, body, json_length)
+            parsed, tensors, rows = decode_request(entry.model, entry.batcher.layout, body, json_length)
         deadline = _deadline_s(parsed, config)
         entry.batcher.admit(rows, deadline, spent_s=time.perf_counter() - arrived)
         outputs = entry.batcher.run_now(tensors, rows)
@@ -178,18 +179,6 @@ async def read_body(scope: dict[str, Any], receive: Any, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _decode(entry: Served, body: bytes, json_length: str | None) -> tuple[dict[str, Any], list[Any], int]:
-    """The parsed request, its validated tensors and its rows (1 per call for a model without a batch
-    layout). `json_length`: the Inference-Header-Content-Length header (binary tensors follow the JSON)."""
-    head, binary = split_body(body, json_length)
-    parsed = parse_body(head)
-    given = binary_tensors(parsed, binary) if json_length is not None else None
-    check_outputs_request(parsed, entry.model)
-    tensors, dims = entry.model.validate(*decode_inputs(parsed, entry.model, given))
-    layout = entry.batcher.layout
-    return parsed, tensors, dims.get(layout.symbol, 1) if layout else 1
 
 
 def _deadline_s(parsed: dict[str, Any], config: ServeConfig) -> float | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,23 @@ def batch_layout(model: Any) -> BatchLayout | None:
     axes = [list(s.shape).index(only) for s in specs]
     n = len(model.manifest.inputs)
     return BatchLayout(only.names[0], tuple(axes[:n]), tuple(axes[n:]))
+
+
+def named_artifacts(specs: list[str]) -> dict[str, str]:
+    """Artifact paths by the name they are served as: `PATH` as its directory name without `.recc`,
+    `NAME=PATH` as NAME."""
+    named: dict[str, str] = {}
+    for spec in specs:
+        name, _, path = spec.partition("=") if "=" in spec else (Path(spec).name.removesuffix(".recc"), "", spec)
+        if name in named:
+            raise ValueError(f"two artifacts would both be served as {name!r}; name them: NAME=PATH")
+        named[name] = path
+    return named
+
+
+def server_metadata(models: list[str]) -> dict[str, Any]:
+    """GET /v2: the server's name, version, protocol extensions and the models it serves."""
+    return {"name": "recc", "version": "0.1.0", "extensions": ["binary_tensor_data"], "models": models}
 
 
 def _shape(spec: Any) -> list[int]:

@@ -19,7 +19,6 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,12 +27,12 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from recc.runtime.batcher import Batcher
+from recc.runtime.batcher import Batcher, model_call
 from recc.runtime.compiled_model import CompiledModel, load
 from recc.runtime.handler import ReccApp, ServeConfig, Served, unknown_model
 from recc.runtime.metrics import ServerMetrics
 from recc.runtime.pool import start_workers
-from recc.runtime.protocol import batch_layout, dumps, model_metadata, output_arrays
+from recc.runtime.protocol import batch_layout, dumps, model_metadata, named_artifacts, server_metadata
 from recc.runtime.synthetic import SyntheticInputError, synthetic_inputs
 
 __all__ = ["ReccApp", "ServeConfig", "ServerThread", "create_app", "load_models", "serve"]
@@ -41,13 +40,7 @@ __all__ = ["ReccApp", "ServeConfig", "ServerThread", "create_app", "load_models"
 
 def load_models(specs: list[str], threads: int | None = None) -> dict[str, CompiledModel]:
     """Artifacts by name: `PATH` is served as its directory name without `.recc`, `NAME=PATH` as NAME."""
-    models: dict[str, CompiledModel] = {}
-    for spec in specs:
-        name, _, path = spec.partition("=") if "=" in spec else (Path(spec).name.removesuffix(".recc"), "", spec)
-        if name in models:
-            raise ValueError(f"two artifacts would both be served as {name!r}; name them: NAME=PATH")
-        models[name] = load(path, threads=threads)
-    return models
+    return {name: load(path, threads=threads) for name, path in named_artifacts(specs).items()}
 
 
 def create_app(models: dict[str, CompiledModel], config: ServeConfig = ServeConfig()) -> ReccApp:
@@ -89,7 +82,7 @@ def _slots(name: str, model: CompiledModel, config: ServeConfig, metrics: Server
     closes them."""
     if not config.workers:
         executor = ThreadPoolExecutor(1, thread_name_prefix=f"recc-{name}")
-        return [(executor, lambda *tensors: output_arrays(model(*tensors)))], executor.shutdown
+        return [(executor, model_call(model))], executor.shutdown
     restarts = metrics.restarts.labels(name)
     workers = start_workers(("artifact", str(model.path)), config.workers, config.worker_threads,
                             on_restart=restarts.inc)
@@ -139,8 +132,7 @@ def _add_routes(app: FastAPI, served: dict[str, Served], metrics: ServerMetrics)
 
     @app.get("/v2")
     async def server_metadata() -> Response:
-        return _json(200, {"name": "recc", "version": "0.1.0", "extensions": ["binary_tensor_data"],
-                           "models": list(served)})
+        return _json(200, server_metadata(list(served)))
 
     @app.get("/v2/models/{name}")
     async def metadata(name: str) -> Response:

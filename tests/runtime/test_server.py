@@ -117,8 +117,14 @@ def _bad_requests(model: recc.CompiledModel) -> list[tuple[str, Any, str]]:
 
 
 def test_bad_requests_get_400_with_the_python_api_message(server: tuple[str, recc.CompiledModel]) -> None:
-    url, model = server
+    check_bad_requests(*server)
+
+
+def check_bad_requests(url: str, model: recc.CompiledModel, skip: tuple[str, ...] = ()) -> None:
+    """Each of `_bad_requests` but those named in `skip` gets 400 with its message; the server stays up."""
     for what, request, expected in _bad_requests(model):
+        if what in skip:
+            continue
         content = request if isinstance(request, bytes) else json.dumps(request).encode()
         response = httpx.post(f"{url}/v2/models/{MODEL}/infer", content=content,
                               headers={"content-type": "application/json"})
