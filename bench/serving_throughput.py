@@ -4,8 +4,8 @@ which the p95 latency stays within the SLA (DeepRecSys's metric), for
 - `eager-static`: eager PyTorch, one query = one call (DeepRecSys's baseline), in its better thread
   policy of two measured: 2 worker processes x 1 thread, and 1 process x 2 intra-op threads;
 - `recc-static`: the compiled artifact, one query = one call, the better of the same two policies;
-- `recc-sched`: the artifact on 2 pinned workers with DeepRecSched's query splitting and coalescing, its
-  rows per call found by `recc tune-serving`'s search for each SLA.
+- `recc-sched`: what `recc tune-serving` picks for each SLA: the same two layouts, requests coalesced
+  into calls of up to `max_batch` rows and (with 2 workers) split across them, `max_batch` searched.
 
 Load is driven in the benchmark's own process straight into the serving batcher (`recc.runtime.drive`:
 open loop, latency from scheduled arrival), so every system pays the same dispatch cost and none pays
@@ -34,10 +34,10 @@ import torch
 import recc
 from recc.bench.machine import describe_machine
 from recc.models import create
-from recc.runtime.drive import Deployment, QueryPool, in_process, pooled, warm
+from recc.runtime.drive import Deployment, QueryPool, artifact_deployment, in_process, pooled, warm
 from recc.runtime.protocol import output_arrays
 from recc.runtime.query_sizes import parse_sizes
-from recc.runtime.tune import Objective, estimate_qps, max_qps, tune
+from recc.runtime.tune import Objective, estimate_qps, max_qps, tune_layouts
 
 
 def _say(line: str) -> None:
@@ -99,14 +99,12 @@ def run_model(model: str, args: argparse.Namespace, work: Path) -> dict[str, Any
             finally:
                 deployment.close()
             results[system] = {"max_qps": best, "trials": trials}
-        deployment = pooled(model, recc.load(art, threads=1), ("artifact", str(art)), 2, 1)
-        try:
-            _say(f"{model} sla {sla:g} ms: recc-sched (tuning rows per call)")
-            tuned = tune(deployment, sizes, objective, _say)
-        finally:
-            deployment.close()
-        results["recc-sched 2 workers x 1 thread"] = {"max_qps": tuned["max_qps"], "max_batch": tuned["max_batch"],
-                                                      "curve": tuned["curve"]}
+        _say(f"{model} sla {sla:g} ms: recc-sched (tuning layout and rows per call)")
+        tuned = tune_layouts(lambda w, t: artifact_deployment(model, str(art), w, t), [(2, 1), (0, 2)], sizes,
+                             objective, _say)
+        results["recc-sched"] = {"max_qps": tuned["max_qps"], "max_batch": tuned["max_batch"],
+                                 "workers": tuned["workers"], "worker_threads": tuned["worker_threads"],
+                                 "layouts": tuned["layouts"]}
         out["slas"][str(sla)] = _ratios(results)
     return out
 
@@ -116,7 +114,7 @@ def _ratios(results: dict[str, Any]) -> dict[str, Any]:
         name = max((k for k in results if k.startswith(prefix)), key=lambda k: results[k]["max_qps"])
         return name, results[name]["max_qps"]
 
-    sched = results["recc-sched 2 workers x 1 thread"]["max_qps"]
+    sched = results["recc-sched"]["max_qps"]
     (eager_name, eager), (static_name, static) = best("eager-static"), best("recc-static")
     return {"systems": results, "best_eager_static": eager_name, "best_recc_static": static_name,
             "sched_vs_recc_static": sched / static if static else None,
@@ -127,16 +125,17 @@ def _markdown(results: dict[str, Any]) -> str:
     lines = [f"# Latency-bounded throughput ({results['config']['sizes']} query sizes, p95 within the SLA)", "",
              f"CPU: {results['machine']['cpu_model']}, {results['machine']['cores_available_to_process']} cores; "
              f"scale {results['config']['scale']} (tables in cache); command: `{' '.join(results['command'])}`", "",
-             "| model | SLA ms | eager-static | recc-static | recc-sched (rows/call) | sched / recc-static | sched / eager |",
+             "| model | SLA ms | eager-static | recc-static | recc-sched (layout, rows/call) | sched / recc-static | sched / eager |",
              "|---|---|---|---|---|---|---|"]
     for model, r in results["models"].items():
         for sla, s in r["slas"].items():
             systems = s["systems"]
-            sched = systems["recc-sched 2 workers x 1 thread"]
+            sched = systems["recc-sched"]
+            layout = f"{sched['workers']}x{sched['worker_threads']}" if sched["workers"] else "in process"
             ratio = (lambda x: f"{x:.2f}x" if x else "n/a")
             lines.append(f"| {model} | {sla} | {systems[s['best_eager_static']]['max_qps']:.0f} ({s['best_eager_static'][13:]}) "
                          f"| {systems[s['best_recc_static']]['max_qps']:.0f} ({s['best_recc_static'][12:]}) "
-                         f"| {sched['max_qps']:.0f} ({sched['max_batch']}) | {ratio(s['sched_vs_recc_static'])} "
+                         f"| {sched['max_qps']:.0f} ({layout}, {sched['max_batch']}) | {ratio(s['sched_vs_recc_static'])} "
                          f"| {ratio(s['sched_vs_eager_static'])} |")
     return "\n".join(lines) + "\n"
 

@@ -44,8 +44,10 @@ def register(sub: Any) -> None:
     t.add_argument("artifact", metavar="ART")
     t.add_argument("--sla-ms", type=float, default=10.0, help="the latency bound (default 10)")
     t.add_argument("--percentile", choices=("p95", "p99"), default="p95")
-    t.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
-    t.add_argument("--worker-threads", type=int, default=1, help="TVM threads (and cores) per worker (default 1)")
+    t.add_argument("--workers", type=int, default=None,
+                   help="only this layout: N worker processes (0: in the server process) (default: search pools of "
+                        "N >= 2 workers using every core, and in process)")
+    t.add_argument("--worker-threads", type=int, default=None, help="with --workers: threads per worker")
     t.add_argument("--sizes", default="deeprecsys", help="items per query, as recc loadgen (default deeprecsys)")
     t.add_argument("--duration", type=float, default=3.0, help="seconds per measured load (default 3)")
     t.add_argument("--seed", type=int, default=0)
@@ -160,31 +162,30 @@ def cmd_tune_serving(args: argparse.Namespace) -> int:
     import os
 
     try:
-        from recc.runtime.compiled_model import load
-        from recc.runtime.drive import pooled
+        from recc.runtime.drive import artifact_deployment
         from recc.runtime.query_sizes import parse_sizes
-        from recc.runtime.tune import Objective, config_path, print_curve, save_config, tune
+        from recc.runtime.tune import Objective, config_path, layouts, print_curve, save_config, tune_layouts
     except ModuleNotFoundError as e:
         raise _need_serve_extra(e) from None
 
-    workers = args.workers or max(1, len(os.sched_getaffinity(0)) // args.worker_threads)
+    cores = len(os.sched_getaffinity(0))
+    if args.workers is not None:
+        candidates = [(args.workers, args.worker_threads or (cores if args.workers == 0 else 1))]
+    else:
+        candidates = layouts(cores)
     objective = Objective(sla_ms=args.sla_ms, percentile=args.percentile, duration_s=args.duration, seed=args.seed)
-    model = load(args.artifact, threads=1)
     sizes = parse_sizes(args.sizes)
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    say(f"tuning {args.artifact}: {workers} worker(s) x {args.worker_threads} thread(s), sizes {args.sizes}, "
-        f"{args.percentile} <= {args.sla_ms:g} ms")
-    deployment = pooled(Path(args.artifact).name, model, ("artifact", str(args.artifact)), workers, args.worker_threads)
-    try:
-        result = tune(deployment, sizes, objective, say)
-    finally:
-        deployment.close()
+    say(f"tuning {args.artifact}: layouts {candidates} (workers x threads; 0 workers: in process), sizes "
+        f"{args.sizes}, {args.percentile} <= {args.sla_ms:g} ms")
+    name = Path(args.artifact).name
+    result = tune_layouts(lambda w, t: artifact_deployment(name, args.artifact, w, t), candidates, sizes, objective, say)
     print_curve(result)
     path = Path(args.out) if args.out else config_path(args.artifact)
-    save_config(path, args.artifact, result, args.worker_threads, ["recc", "tune-serving", *sys.argv[2:]])
+    save_config(path, args.artifact, result, ["recc", "tune-serving", *sys.argv[2:]])
     print(f"saved {path}" + ("" if path == config_path(args.artifact) else
                              f" (recc serve reads {config_path(args.artifact)}: copy it there to use it)"))
     return 0

@@ -74,6 +74,16 @@ def pooled(name: str, model: Any, runner: tuple[Any, ...], workers: int, threads
     return Deployment(name, model, slots, workers=started)
 
 
+def artifact_deployment(name: str, artifact: str, workers: int, threads: int) -> Deployment:
+    """An artifact served in this process with `threads` TVM threads (`workers` = 0), or by `workers`
+    pinned worker processes of `threads` threads each."""
+    from recc.runtime.compiled_model import load
+
+    if workers == 0:
+        return in_process(name, load(artifact, threads=threads))
+    return pooled(name, load(artifact, threads=1), ("artifact", str(artifact)), workers, threads)
+
+
 class QueryPool:
     """Validated inputs of `rows` rows, sliced into queries along the batch axes."""
 

@@ -4,7 +4,10 @@ The objective is DeepRecSys's: the highest arrival rate (queries per second, Poi
 chosen distribution) at which the tail latency (p95 by default, or p99) stays within the SLA. For one
 configuration it is found by measurement (`max_qps`): from a rate estimated from one call's time, the
 rate grows (x1.5) while the tail meets the SLA and shrinks while it does not, then a bisection narrows
-the bracket (`refine` steps). A rate "meets" when every query completed and the tail is within the SLA.
+the bracket (`refine` steps). Latency is not always monotonic in load at low rates: where an idle core
+runs slower when woken (frequency ramp-up, cold caches; on the 2-core development VM a call after 50 ms
+idle takes ~3x as long as back to back), a light load can miss an SLA that a heavier one meets. So a miss
+at the starting rate is followed by one step up before the search turns down. A rate "meets" when every query completed and the tail is within the SLA.
 Each measured load lasts `duration_s`, longer at low rates so that it holds at least `min_queries`
 queries (a p95 over a handful of queries is noise), but at most `max_duration_s`.
 
@@ -46,7 +49,7 @@ class Objective:
     min_queries: int = 200
     max_duration_s: float = 20.0
     refine: int = 3  # bisection steps between the last rate that met the SLA and the first that did not
-    max_steps: int = 12  # rate changes before the bracket is found (then the search gives up, saying so)
+    max_steps: int = 8  # rate changes (x1.5 or /1.5) before the bracket is found (then the search gives up)
     min_gain: float = 0.02  # the hill climb moves only for more than this relative gain
     seed: int = 0
 
@@ -91,18 +94,16 @@ def max_qps(deployment: Deployment, pool: QueryPool, sizes: QuerySizes, objectiv
         return ok
 
     qps = start_qps
-    good, bad = (0.0, math.inf)
-    for _ in range(objective.max_steps):
-        if trial(qps):
-            good = qps
-            if bad < math.inf:
-                break
-            qps *= 1.5
-        else:
-            bad = qps
-            if good > 0:
-                break
-            qps /= 1.5
+    met = trial(qps)
+    if not met and trial(qps * 1.5):  # a miss at the start may be the idle penalty: look one step up first
+        qps, met = qps * 1.5, True
+    good, bad = (qps, math.inf) if met else (0.0, qps)
+    for _ in range(objective.max_steps):  # x1.5 up while meeting, /1.5 down while missing: a bracket
+        if good > 0 and bad < math.inf:
+            break
+        qps = good * 1.5 if met else bad / 1.5
+        met = trial(qps)
+        good, bad = (max(good, qps), bad) if met else (good, min(bad, qps))
     if good == 0.0 or bad == math.inf:
         return good, trials  # no bracket within max_steps: the best that met, if any
     for _ in range(objective.refine):
@@ -151,7 +152,7 @@ def tune(deployment: Deployment, sizes: QuerySizes, objective: Objective, say: S
     """Search max_batch for `deployment` (splitting and coalescing on); the serving config and the curve."""
     pool = QueryPool(deployment.model, max(sizes.largest, 64), seed=objective.seed)
     warm(deployment, pool)
-    deployment.split, deployment.coalesce = True, True
+    deployment.split, deployment.coalesce = len(deployment.slots) > 1, True
     start_qps = estimate_qps(deployment, pool, sizes)
     curve: list[dict[str, Any]] = []
 
@@ -165,9 +166,33 @@ def tune(deployment: Deployment, sizes: QuerySizes, objective: Objective, say: S
 
     scores = hill_climb(evaluate, candidates(sizes.largest), 64, objective.min_gain)
     best = max(scores, key=lambda b: scores[b])
-    return {"max_batch": best, "max_qps": scores[best], "split": True, "workers": len(deployment.slots),
+    return {"max_batch": best, "max_qps": scores[best], "split": deployment.split, "workers": len(deployment.workers),
             "sizes": sizes.spec, "objective": asdict(objective),
             "curve": sorted(curve, key=lambda c: c["max_batch"])}
+
+
+def layouts(cores: int) -> list[tuple[int, int]]:
+    """(workers, threads per worker) searched by default: pools of N >= 2 workers x T threads using every
+    core (N x T = cores), and (0, cores): calls in the server process with TVM's threads on every core
+    (what a pool of one worker would do, without its hop between processes)."""
+    return [(n, cores // n) for n in range(cores, 1, -1) if cores % n == 0] + [(0, cores)]
+
+
+def tune_layouts(make: Callable[[int, int], Deployment], candidates_: list[tuple[int, int]], sizes: QuerySizes,
+                 objective: Objective, say: Say = print) -> dict[str, Any]:
+    """`tune` each layout (`make(workers, threads)` deploys it); the best one's config, every layout's curve."""
+    results = []
+    for workers, threads in candidates_:
+        say(f"layout: {f'{workers} workers x {threads} threads' if workers else f'in process, {threads} threads'}")
+        deployment = make(workers, threads)
+        try:
+            result = tune(deployment, sizes, objective, say)
+        finally:
+            deployment.close()
+        results.append(dict(result, workers=workers, worker_threads=threads))
+    best = max(results, key=lambda r: r["max_qps"])
+    return dict(best, layouts=[{k: r[k] for k in ("workers", "worker_threads", "max_batch", "max_qps", "split", "curve")}
+                               for r in results])
 
 
 def config_path(artifact: str | Path) -> Path:
@@ -176,10 +201,8 @@ def config_path(artifact: str | Path) -> Path:
     return path.parent / (path.name.removesuffix(".recc") + ".serving.json")
 
 
-def save_config(path: Path, artifact: str | Path, result: dict[str, Any], worker_threads: int,
-                command: list[str]) -> None:
-    content = dict(result, worker_threads=worker_threads, artifact=str(Path(artifact).name), command=command,
-                   git=git_commit(), machine=machine())
+def save_config(path: Path, artifact: str | Path, result: dict[str, Any], command: list[str]) -> None:
+    content = dict(result, artifact=str(Path(artifact).name), command=command, git=git_commit(), machine=machine())
     path.write_text(json.dumps(content, indent=2) + "\n")
 
 
@@ -194,8 +217,8 @@ def load_config(artifact: str | Path) -> dict[str, Any] | None:
                     "worker_threads": int(saved["worker_threads"]), "split": bool(saved["split"])}
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a serving config written by `recc tune-serving` ({e}); delete or re-tune it") from None
-    if min(settings["max_batch"], settings["workers"], settings["worker_threads"]) < 1:
-        raise ValueError(f"{path}: max_batch, workers and worker_threads must be >= 1")
+    if min(settings["max_batch"], settings["worker_threads"]) < 1 or settings["workers"] < 0:
+        raise ValueError(f"{path}: max_batch and worker_threads must be >= 1, workers >= 0")
     return settings
 
 
@@ -212,10 +235,12 @@ def machine() -> dict[str, Any]:
 
 def print_curve(result: dict[str, Any], say: Say = print) -> None:
     objective = result["objective"]
-    say(f"max_batch  max qps with {objective['percentile']} <= {objective['sla_ms']:g} ms")
-    for point in result["curve"]:
-        mark = "  <- chosen" if point["max_batch"] == result["max_batch"] else ""
-        say(f"{point['max_batch']:9d}  {point['max_qps']:9.1f}{mark}")
+    say(f"layout                   max_batch  max qps with {objective['percentile']} <= {objective['sla_ms']:g} ms")
+    for layout in result.get("layouts", [result]):
+        name = f"{layout['workers']} x {layout['worker_threads']} threads" if layout["workers"] else "in process"
+        for point in layout["curve"]:
+            chosen = layout["workers"] == result["workers"] and point["max_batch"] == result["max_batch"]
+            say(f"{name:24s} {point['max_batch']:9d}  {point['max_qps']:9.1f}{'  <- chosen' if chosen else ''}")
 
 
 def _stderr(line: str) -> None:

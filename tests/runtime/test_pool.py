@@ -182,36 +182,38 @@ def test_a_worker_killed_mid_run_loses_no_request(pool_server: tuple[str, Any, r
 
 
 def test_tune_serving_searches_saves_and_serve_reads_the_config(artifact: Path, tmp_path: Path) -> None:
-    """A short, bounded search (small loads): the curve covers what the climb visited, the config lands
-    beside the artifact, and `recc serve`'s settings come from it unless given on the command line."""
+    """A short, bounded search (small loads) over two layouts: each layout's curve covers what its climb
+    visited, the best is chosen, the config lands beside the artifact, and `recc serve`'s settings come
+    from it unless given on the command line."""
     import argparse
     import shutil
 
     from recc.runtime.commands import _tuned_settings
-    from recc.runtime.drive import pooled
+    from recc.runtime.drive import artifact_deployment
     from recc.runtime.query_sizes import parse_sizes
-    from recc.runtime.tune import Objective, config_path, load_config, save_config, tune
+    from recc.runtime.tune import Objective, config_path, layouts, load_config, save_config, tune_layouts
 
+    assert layouts(2) == [(2, 1), (0, 2)] and layouts(4) == [(4, 1), (2, 2), (0, 4)]
     copy = shutil.copytree(artifact, tmp_path / "rmc1.recc")
-    model = recc.load(copy)
-    deployment = pooled(MODEL, model, ("artifact", str(copy)), 2)
     lines: list[str] = []
-    try:
-        objective = Objective(sla_ms=50, duration_s=0.2, min_queries=20, max_duration_s=1.0, refine=1, max_steps=4)
-        result = tune(deployment, parse_sizes("fixed:40"), objective, say=lines.append)
-    finally:
-        deployment.close()
-    visited = [point["max_batch"] for point in result["curve"]]
-    assert set(visited) <= {4, 8, 16, 32} and 32 in visited  # the ladder stops at the largest query (40)
-    assert result["max_batch"] in visited and result["max_qps"] == max(p["max_qps"] for p in result["curve"])
-    assert all(trial["queries"] >= 20 for point in result["curve"] for trial in point["trials"])
+    objective = Objective(sla_ms=50, duration_s=0.2, min_queries=20, max_duration_s=1.0, refine=1, max_steps=4)
+    result = tune_layouts(lambda w, t: artifact_deployment(MODEL, str(copy), w, t), [(2, 1), (0, 2)],
+                          parse_sizes("fixed:40"), objective, say=lines.append)
+    assert [(l["workers"], l["worker_threads"], l["split"]) for l in result["layouts"]] == [(2, 1, True), (0, 2, False)]
+    for layout in result["layouts"]:
+        visited = [point["max_batch"] for point in layout["curve"]]
+        assert set(visited) <= {4, 8, 16, 32} and 32 in visited  # the ladder stops at the largest query (40)
+        assert layout["max_qps"] == max(p["max_qps"] for p in layout["curve"])
+        assert all(trial["queries"] >= 20 for point in layout["curve"] for trial in point["trials"])
+    assert result["max_qps"] == max(l["max_qps"] for l in result["layouts"])
     assert any("meets the SLA" in line or "misses the SLA" in line for line in lines)
-    save_config(config_path(copy), copy, result, 1, ["test"])
-    assert load_config(copy) == {"max_batch": result["max_batch"], "workers": 2, "worker_threads": 1, "split": True}
+    save_config(config_path(copy), copy, result, ["test"])
+    saved = {k: result[k] for k in ("max_batch", "workers", "worker_threads", "split")}
+    assert load_config(copy) == saved
     args = argparse.Namespace(artifacts=[str(copy)], max_batch=None, workers=None, worker_threads=None, no_split=False)
-    assert _tuned_settings(args) == {"rmc1": load_config(copy)}
+    assert _tuned_settings(args) == {"rmc1": saved}
     args.max_batch, args.no_split = 8, True  # the command line wins
-    assert _tuned_settings(args) == {"rmc1": {"workers": 2, "worker_threads": 1}}
+    assert _tuned_settings(args) == {"rmc1": {"workers": saved["workers"], "worker_threads": saved["worker_threads"]}}
     config_path(copy).write_text("{\"max_batch\": \"x\"}")
     with pytest.raises(ValueError, match="not a serving config"):
         load_config(copy)
