@@ -131,7 +131,7 @@ def _add_routes(app: FastAPI, served: dict[str, Served], metrics: ServerMetrics)
         return _json(200, {"ready": True})
 
     @app.get("/v2")
-    async def server_metadata() -> Response:
+    async def v2_metadata() -> Response:
         return _json(200, server_metadata(list(served)))
 
     @app.get("/v2/models/{name}")

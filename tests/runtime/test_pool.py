@@ -217,3 +217,26 @@ def test_tune_serving_searches_saves_and_serve_reads_the_config(artifact: Path, 
     config_path(copy).write_text("{\"max_batch\": \"x\"}")
     with pytest.raises(ValueError, match="not a serving config"):
         load_config(copy)
+
+
+def test_python_client_over_the_binary_protocol(pool_server: tuple[str, Any, recc.CompiledModel]) -> None:
+    from recc.serving import Client, ServerError
+
+    url, _, model = pool_server
+    inputs = _inputs(30, 9)
+    with Client(url) as client:
+        assert client.live() and client.models() == [MODEL]
+        (by_position,) = client.infer(MODEL, *inputs)
+        (by_name,) = client.infer(MODEL, sparse_ids=torch.from_numpy(inputs[1]), dense=inputs[0], sla_ms=1000)
+        np.testing.assert_allclose(by_position, model(*inputs).numpy(), rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(by_name, by_position)
+        bad = [inputs[0], inputs[1] + 10**9]
+        with pytest.raises(ValueError) as python_error:
+            model(*bad)
+        with pytest.raises(ServerError) as server_error:
+            client.infer(MODEL, *bad)
+        assert server_error.value.status == 400 and server_error.value.message == str(python_error.value)
+        with pytest.raises(ServerError, match="HTTP 404: unknown model 'nope'"):
+            client.infer("nope", *inputs)
+        with pytest.raises(ValueError, match="no input"):
+            client.infer(MODEL, dense=inputs[0], other=inputs[1])
