@@ -15,7 +15,8 @@ shares the machine's cores with the workers: on a 2-core machine that costs ever
     PYTHONPATH=. python bench/serving_throughput.py --models dlrm-rmc1,din --scale 0.01 --sla-ms 10,20 \\
         --out bench/results/serving/throughput
 
-Results JSON (+ a markdown table): the command, git commit, machine, every trial of every search.
+Results JSON (+ a markdown table, + p95-vs-load plots per model and SLA): the command, git commit,
+machine, every trial of every search.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def _check(art: Path, eager: torch.nn.Module, pool: QueryPool) -> float:
     return float(np.abs(recc.load(art, threads=1)(*query).numpy() - expected).max())
 
 
-def run_model(model: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def run_model(model: str, args: argparse.Namespace, work: Path, plots: Path) -> dict[str, Any]:
     eager = create(model, scale=args.scale, seed=0).eval()
     art = work / f"{model}-{args.scale}.recc"
     _say(f"{model}: compiling at scale {args.scale} ...")
@@ -106,7 +107,21 @@ def run_model(model: str, args: argparse.Namespace, work: Path) -> dict[str, Any
                                  "workers": tuned["workers"], "worker_threads": tuned["worker_threads"],
                                  "layouts": tuned["layouts"]}
         out["slas"][str(sla)] = _ratios(results)
+        _plot(model, sla, results, plots)
     return out
+
+
+def _plot(model: str, sla: float, results: dict[str, Any], plots: Path) -> None:
+    """p95 against offered load for every trial each system's searches ran (recc-sched: its chosen layout)."""
+    from recc.runtime.plot import latency_vs_load
+
+    series = {name: r["trials"] for name, r in results.items() if "trials" in r}
+    sched = results["recc-sched"]
+    chosen = next(layout for layout in sched["layouts"] if layout["workers"] == sched["workers"])
+    series["recc-sched"] = [t for point in chosen["curve"] if point["max_batch"] == sched["max_batch"]
+                            for t in point["trials"]]
+    latency_vs_load(series, plots / f"{model}-sla{sla:g}.png", sla_ms=sla, percentiles=("p95",),
+                    title=f"{model}: p95 latency vs offered load")
 
 
 def _ratios(results: dict[str, Any]) -> dict[str, Any]:
@@ -159,7 +174,7 @@ def main() -> int:
     results: dict[str, Any] = {"command": [sys.executable, *sys.argv], "machine": describe_machine(),
                                "config": {k: v for k, v in vars(args).items()}, "models": {}}
     for model in args.models.split(","):
-        results["models"][model] = run_model(model, args, work)
+        results["models"][model] = run_model(model, args, work, out)
         results["elapsed_s"] = time.time() - start
         (out / "throughput.json").write_text(json.dumps(results, indent=1) + "\n")
         (out / "throughput.md").write_text(_markdown(results))

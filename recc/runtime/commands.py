@@ -57,7 +57,10 @@ def register(sub: Any) -> None:
     g = sub.add_parser("loadgen", help="open-loop Poisson load against a served model; latency percentiles as JSON")
     g.add_argument("url", help="the server, e.g. http://127.0.0.1:8000")
     g.add_argument("--model", required=True)
-    g.add_argument("--qps", type=float, default=200.0, help="mean arrival rate (queries per second)")
+    g.add_argument("--qps", default="200",
+                   help="mean arrival rate (queries per second); several, comma-separated, run one after another "
+                        "(a latency-vs-load curve)")
+    g.add_argument("--plot", metavar="PNG", help="plot latency percentiles against the offered rate")
     g.add_argument("--duration", type=float, default=10.0, help="seconds of arrivals")
     g.add_argument("--max-requests", type=int, default=None, help="stop after this many queries")
     g.add_argument("--sizes", default="fixed:64",
@@ -151,7 +154,7 @@ def _tuned_settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 def _command_line(args: argparse.Namespace) -> list[str]:
     """The command that repeats this run, every setting spelled out (defaults included)."""
     line = ["recc", "loadgen", args.url]
-    for flag in ("model", "qps", "duration", "max_requests", "sizes", "sla_ms", "seed", "timeout", "out"):
+    for flag in ("model", "qps", "duration", "max_requests", "sizes", "sla_ms", "seed", "timeout", "out", "plot"):
         value = getattr(args, flag)
         if value is not None:
             line += ["--" + flag.replace("_", "-"), str(value)]
@@ -197,10 +200,25 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as e:
         raise _need_serve_extra(e) from None
 
-    config = LoadConfig(args.url, args.model, qps=args.qps, duration_s=args.duration, sizes=args.sizes,
-                        seed=args.seed, max_requests=args.max_requests, sla_ms=args.sla_ms, timeout_s=args.timeout,
-                        binary=args.binary)
-    results = run_load(config, command=_command_line(args))
+    try:
+        rates = [float(q) for q in str(args.qps).split(",")]
+    except ValueError:
+        raise ValueError(f"--qps: expected a rate or comma-separated rates, got {args.qps!r}") from None
+    runs = []
+    for qps in rates:
+        config = LoadConfig(args.url, args.model, qps=qps, duration_s=args.duration, sizes=args.sizes, seed=args.seed,
+                            max_requests=args.max_requests, sla_ms=args.sla_ms, timeout_s=args.timeout,
+                            binary=args.binary)
+        runs.append(run_load(config, command=_command_line(args)))
+        if len(rates) > 1:
+            latency = runs[-1]["latency_ms"] or {}
+            print(f"{qps:g} qps: p50 {latency.get('p50', float('nan')):.2f} ms, p95 {latency.get('p95', float('nan')):.2f}"
+                  f" ms, p99 {latency.get('p99', float('nan')):.2f} ms, {runs[-1]['refused']} refused", file=sys.stderr)
+    results = runs[0] if len(runs) == 1 else {"command": _command_line(args), "runs": runs}
+    if args.plot:
+        from recc.runtime.plot import latency_vs_load
+
+        latency_vs_load({args.model: runs}, args.plot, sla_ms=args.sla_ms, title=f"{args.model}, sizes {args.sizes}")
     text = json.dumps(results, indent=2)
     if args.out:
         Path(args.out).write_text(text + "\n")

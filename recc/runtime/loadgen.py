@@ -69,7 +69,7 @@ class RequestBodies:
             rows = array.reshape(self.pool_rows if batched else 1, -1)
             serialized = [json.dumps(r.tolist())[1:-1] for r in rows]
             self._rows[spec["name"]] = serialized * 2 if batched else serialized
-        self._tail = "]" + (json.dumps({"parameters": {"sla_ms": sla_ms}})[1:] if sla_ms else "}")
+        self._tail = "]," + json.dumps({"parameters": {"sla_ms": sla_ms}})[1:] if sla_ms else "]}"
 
     def request(self, rows: int, start: int) -> tuple[bytes, dict[str, str]]:
         """(body, headers) of a query of `rows` rows starting at pool row `start`."""

@@ -240,3 +240,19 @@ def test_python_client_over_the_binary_protocol(pool_server: tuple[str, Any, rec
             client.infer("nope", *inputs)
         with pytest.raises(ValueError, match="no input"):
             client.infer(MODEL, dense=inputs[0], other=inputs[1])
+
+
+def test_loadgen_sweeps_rates_and_plots_latency_against_load(pool_server: tuple[str, Any, recc.CompiledModel],
+                                                             tmp_path: Path) -> None:
+    import json
+
+    from recc.cli import main
+
+    url, _, _ = pool_server
+    plot, out = tmp_path / "curve.png", tmp_path / "curve.json"
+    assert main(["loadgen", url, "--model", MODEL, "--qps", "20,40", "--duration", "0.5", "--max-requests", "8",
+                 "--sizes", "fixed:4", "--sla-ms", "1000", "--plot", str(plot), "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert [run["config"]["qps"] for run in results["runs"]] == [20.0, 40.0]
+    assert all(run["completed"] == run["sent"] > 0 for run in results["runs"])
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
