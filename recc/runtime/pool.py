@@ -131,7 +131,7 @@ def _make_runner(runner: list[Any], threads: int) -> Any:
         module, _, function = runner[1].partition(":")
         model = getattr(importlib.import_module(module), function)(**runner[2])
         model.eval()
-        return lambda *xs: model(*[torch.from_numpy(np.array(x)) for x in xs])
+        return model  # the worker passes torch tensors (aligned views of the received buffer)
     raise ValueError(f"unknown runner {runner[0]!r}")
 
 
