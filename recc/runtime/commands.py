@@ -34,6 +34,10 @@ def register(sub: Any) -> None:
     s.add_argument("--worker-threads", type=int, default=None, help="TVM threads (and cores) per worker (default 1)")
     s.add_argument("--no-split", action="store_true",
                    help="with workers: run a request bigger than --max-batch whole on one worker instead of splitting it")
+    s.add_argument("--variant", action="append", default=[], metavar="NAME=PATH",
+                   help="a second artifact of model NAME (same inputs and outputs) for its requests of more than "
+                        "--variant-threshold rows (default: the tuned serving config's)")
+    s.add_argument("--variant-threshold", type=int, default=None, help="rows above which --variant serves (default 256)")
     s.add_argument("--log-level", default="info")
     s.add_argument("--access-log", action="store_true", help="log every request (off: it costs ~tens of us each)")
     s.set_defaults(fn=cmd_serve)
@@ -51,6 +55,8 @@ def register(sub: Any) -> None:
     t.add_argument("--sizes", default="deeprecsys", help="items per query, as recc loadgen (default deeprecsys)")
     t.add_argument("--duration", type=float, default=3.0, help="seconds per measured load (default 3)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--variant", metavar="ART2", help="a second artifact of the model: also search the query size "
+                   "above which queries go to it (DeepRecSched's offload threshold)")
     t.add_argument("--out", metavar="JSON", help="where to save the config (default: NAME.serving.json beside ART)")
     t.set_defaults(fn=cmd_tune_serving)
 
@@ -129,7 +135,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ServeConfig(sla_ms=args.sla_ms or None, max_batch=args.max_batch or 256, max_delay_ms=args.max_delay_ms,
                          max_body_bytes=int(args.max_body_mb * (1 << 20)), inline_max_ms=args.inline_max_ms,
                          workers=args.workers or 0, worker_threads=args.worker_threads or 1, split=not args.no_split,
-                         per_model=_tuned_settings(args))
+                         variant_threshold=args.variant_threshold or 256, per_model=_tuned_settings(args))
     serve(args.artifacts, host=args.host, port=args.port, config=config, threads=args.threads,
           log_level=args.log_level, access_log=args.access_log)
     return 0
@@ -141,13 +147,19 @@ def _tuned_settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     from recc.runtime.tune import config_path, load_config
 
     given = {"max_batch": args.max_batch, "workers": args.workers, "worker_threads": args.worker_threads,
-             "split": False if args.no_split else None}
-    settings = {}
+             "split": False if args.no_split else None, "variant": None,
+             "variant_threshold": getattr(args, "variant_threshold", None)}
+    variants = named_artifacts(getattr(args, "variant", []))
+    settings: dict[str, dict[str, Any]] = {}
     for name, path in named_artifacts(args.artifacts).items():
         saved = load_config(path)
         if saved:
+            if name in variants:  # a variant given on the command line replaces the saved one
+                saved.pop("variant", None)
             settings[name] = {k: v for k, v in saved.items() if given[k] is None}
             print(f"{name}: serving config {config_path(path)}: {settings[name]}", file=sys.stderr)
+    for name, path in variants.items():
+        settings.setdefault(name, {})["variant"] = path
     return settings
 
 
@@ -186,12 +198,38 @@ def cmd_tune_serving(args: argparse.Namespace) -> int:
         f"{args.sizes}, {args.percentile} <= {args.sla_ms:g} ms")
     name = Path(args.artifact).name
     result = tune_layouts(lambda w, t: artifact_deployment(name, args.artifact, w, t), candidates, sizes, objective, say)
+    if args.variant:
+        result.update(_tune_variant(args, result, sizes, objective, say))
     print_curve(result)
     path = Path(args.out) if args.out else config_path(args.artifact)
     save_config(path, args.artifact, result, ["recc", "tune-serving", *sys.argv[2:]])
     print(f"saved {path}" + ("" if path == config_path(args.artifact) else
                              f" (recc serve reads {config_path(args.artifact)}: copy it there to use it)"))
     return 0
+
+
+def _tune_variant(args: argparse.Namespace, result: dict[str, Any], sizes: Any, objective: Any, say: Any) -> dict[str, Any]:
+    """The offload threshold to `--variant`, both variants at the layout and rows per call just tuned."""
+    from recc.runtime.compiled_model import load
+    from recc.runtime.drive import Routed, artifact_deployment
+    from recc.runtime.router import check_same_signature
+    from recc.runtime.tune import tune_threshold
+
+    check_same_signature(load(args.artifact), load(args.variant))
+    say(f"variant {args.variant}: searching the offload threshold")
+    parts = [artifact_deployment(Path(p).name, p, result["workers"], result["worker_threads"])
+             for p in (args.artifact, args.variant)]
+    for part in parts:
+        part.max_batch, part.split = result["max_batch"], result["split"]
+    routed = Routed(parts[0], parts[1], 0)
+    try:
+        found = tune_threshold(routed, sizes, objective, say)
+    finally:
+        routed.close()
+    if found["offloads"] and found["max_qps"] > result["max_qps"]:
+        return dict(found, variant=str(Path(args.variant).resolve()))
+    say("the variant does not raise the latency-bounded rate: not used")
+    return {"threshold_curve": found["threshold_curve"], "variant": None}
 
 
 def cmd_loadgen(args: argparse.Namespace) -> int:

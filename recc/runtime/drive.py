@@ -61,6 +61,23 @@ class Deployment:
             worker.close()
 
 
+class Routed(Deployment):
+    """Two deployments of one model behind a `Router`: requests over `threshold` rows to `large`."""
+
+    def __init__(self, small: Deployment, large: Deployment, threshold: int) -> None:
+        super().__init__(small.name, small.model, small.slots + large.slots, small.max_batch)
+        self.small, self.large, self.threshold = small, large, threshold
+
+    def batcher(self) -> Any:
+        from recc.runtime.router import Router
+
+        return Router(self.small.batcher(), self.large.batcher(), self.threshold)
+
+    def close(self) -> None:
+        self.small.close()
+        self.large.close()
+
+
 def in_process(name: str, model: Any) -> Deployment:
     """The model called in this process (TVM's thread pool uses the cores), one call at a time."""
     executor = ThreadPoolExecutor(1, thread_name_prefix=f"recc-{name}")

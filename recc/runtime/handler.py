@@ -31,7 +31,9 @@ class ServeConfig:
     inline_max_ms: a request finding its model idle runs at once on the event loop when its call is
     predicted to take at most this long (0: never; always 0 with workers); workers: 0 runs calls in this
     process, N > 0 in a pool of N worker processes pinned to `worker_threads` cores each, requests over
-    max_batch rows split across them when `split` (query splitting)."""
+    max_batch rows split across them when `split` (query splitting); variant: a second artifact of the same
+    model (same inputs and outputs) that serves the requests of more than `variant_threshold` rows
+    (`recc.runtime.router`)."""
 
     sla_ms: float | None = 10.0
     max_batch: int = 256
@@ -42,6 +44,8 @@ class ServeConfig:
     workers: int = 0  # 0: calls in this process; N: a pool of N worker processes (`recc.runtime.pool`)
     worker_threads: int = 1  # TVM threads (and pinned cores) per worker
     split: bool = True  # with workers: requests above max_batch rows are split across them
+    variant: str | None = None  # another artifact of the model: requests over variant_threshold rows go to it
+    variant_threshold: int = 256
     per_model: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> settings above, for that model
 
     def for_model(self, name: str) -> ServeConfig:

@@ -32,6 +32,7 @@ from recc.runtime.compiled_model import CompiledModel, load
 from recc.runtime.handler import ReccApp, ServeConfig, Served, unknown_model
 from recc.runtime.metrics import ServerMetrics
 from recc.runtime.pool import start_workers
+from recc.runtime.router import Router, check_same_signature
 from recc.runtime.protocol import batch_layout, dumps, model_metadata, named_artifacts, server_metadata
 from recc.runtime.synthetic import SyntheticInputError, synthetic_inputs
 
@@ -51,10 +52,13 @@ def create_app(models: dict[str, CompiledModel], config: ServeConfig = ServeConf
     for name, model in models.items():
         own = config.for_model(name)
         slots, close = _slots(name, model, own, metrics)
-        pool = own.workers > 0
-        batcher = Batcher(name, model, batch_layout(model), slots, metrics, max_batch=own.max_batch,
-                          max_delay_s=own.max_delay_ms / 1e3, inline_max_s=0.0 if pool else own.inline_max_ms / 1e3,
-                          split=pool and own.split)
+        batcher: Any = _batcher(name, model, slots, own, metrics)
+        if own.variant:
+            large_model = load(own.variant)
+            check_same_signature(model, large_model)
+            large_slots, close_large = _slots(f"{name}@large", large_model, own, metrics)
+            large = _batcher(f"{name}@large", large_model, large_slots, own, metrics)
+            batcher, close = Router(batcher, large, own.variant_threshold), _both(close, close_large)
         served[name] = Served(name, model, model_metadata(name, model), batcher, close, metrics.latency.labels(name))
 
     @asynccontextmanager
@@ -74,6 +78,21 @@ def create_app(models: dict[str, CompiledModel], config: ServeConfig = ServeConf
     app.state.served, app.state.metrics, app.state.config = served, metrics, config
     _add_routes(app, served, metrics)
     return ReccApp(app, served, metrics, config)
+
+
+def _batcher(name: str, model: CompiledModel, slots: list[Any], config: ServeConfig, metrics: ServerMetrics) -> Batcher:
+    pool = config.workers > 0
+    return Batcher(name, model, batch_layout(model), slots, metrics, max_batch=config.max_batch,
+                   max_delay_s=config.max_delay_ms / 1e3, inline_max_s=0.0 if pool else config.inline_max_ms / 1e3,
+                   split=pool and config.split)
+
+
+def _both(first: Any, second: Any) -> Any:
+    def close() -> None:
+        first()
+        second()
+
+    return close
 
 
 def _slots(name: str, model: CompiledModel, config: ServeConfig, metrics: ServerMetrics) -> tuple[list[Any], Any]:

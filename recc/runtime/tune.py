@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from recc.runtime.drive import Deployment, Load, QueryPool, measure, warm
+from recc.runtime.drive import Deployment, Load, QueryPool, Routed, measure, warm
 from recc.runtime.loadgen import git_commit
 from recc.runtime.query_sizes import QuerySizes
 
@@ -148,27 +147,39 @@ def hill_climb(evaluate: Callable[[int], float], ladder: list[int], start: int, 
             return scores
 
 
-def tune(deployment: Deployment, sizes: QuerySizes, objective: Objective, say: Say = print) -> dict[str, Any]:
-    """Search max_batch for `deployment` (splitting and coalescing on); the serving config and the curve."""
-    pool = QueryPool(deployment.model, max(sizes.largest, 64), seed=objective.seed)
-    warm(deployment, pool)
-    deployment.split, deployment.coalesce = len(deployment.slots) > 1, True
+def _climb(deployment: Deployment, pool: QueryPool, sizes: QuerySizes, objective: Objective, knob: str,
+           set_knob: Callable[[int], None], ladder: list[int], start: int, say: Say) -> tuple[int, float, list[Any]]:
+    """Hill-climb one knob over `ladder` (rate searched at each point): the best value, its rate, the curve."""
     start_qps = estimate_qps(deployment, pool, sizes)
     curve: list[dict[str, Any]] = []
 
-    def evaluate(max_batch: int) -> float:
-        deployment.max_batch = max_batch
-        say(f"  max_batch {max_batch}:")
+    def evaluate(value: int) -> float:
+        set_knob(value)
+        say(f"  {knob} {value}:")
         best, trials = max_qps(deployment, pool, sizes, objective, start_qps, say)
-        curve.append({"max_batch": max_batch, "max_qps": best, "trials": trials})
-        say(f"  max_batch {max_batch}: {best:.1f} qps within {objective.percentile} <= {objective.sla_ms:g} ms")
+        curve.append({knob: value, "max_qps": best, "trials": trials})
+        say(f"  {knob} {value}: {best:.1f} qps within {objective.percentile} <= {objective.sla_ms:g} ms")
         return best
 
-    scores = hill_climb(evaluate, candidates(sizes.largest), 64, objective.min_gain)
-    best = max(scores, key=lambda b: scores[b])
-    return {"max_batch": best, "max_qps": scores[best], "split": deployment.split, "workers": len(deployment.workers),
-            "sizes": sizes.spec, "objective": asdict(objective),
-            "curve": sorted(curve, key=lambda c: c["max_batch"])}
+    scores = hill_climb(evaluate, ladder, start, objective.min_gain)
+    best = max(scores, key=lambda v: scores[v])
+    return best, scores[best], sorted(curve, key=lambda c: c[knob])
+
+
+def tune(deployment: Deployment, sizes: QuerySizes, objective: Objective, say: Say = print) -> dict[str, Any]:
+    """Search max_batch for `deployment` (coalescing on; splitting too with several slots); the serving
+    config and the curve."""
+    pool = QueryPool(deployment.model, max(sizes.largest, 64), seed=objective.seed)
+    warm(deployment, pool)
+    deployment.split, deployment.coalesce = len(deployment.slots) > 1, True
+
+    def set_max_batch(value: int) -> None:
+        deployment.max_batch = value
+
+    best, rate, curve = _climb(deployment, pool, sizes, objective, "max_batch", set_max_batch,
+                               candidates(sizes.largest), 64, say)
+    return {"max_batch": best, "max_qps": rate, "split": deployment.split, "workers": len(deployment.workers),
+            "sizes": sizes.spec, "objective": asdict(objective), "curve": curve}
 
 
 def layouts(cores: int) -> list[tuple[int, int]]:
@@ -195,6 +206,23 @@ def tune_layouts(make: Callable[[int, int], Deployment], candidates_: list[tuple
                                for r in results])
 
 
+def tune_threshold(routed: Routed, sizes: QuerySizes, objective: Objective, say: Say = print) -> dict[str, Any]:
+    """Search the rows above which a query goes to the large variant (DeepRecSched's offload threshold),
+    each variant at its deployment's settings: thresholds on the `candidates` ladder plus the largest
+    query size (never offload), by the same hill climb, starting from the middle of the ladder."""
+    pool = QueryPool(routed.model, max(sizes.largest, 64), seed=objective.seed)
+    warm(routed.small, pool)
+    warm(routed.large, pool)
+    ladder = sorted(set(candidates(sizes.largest)) | {sizes.largest})
+
+    def set_threshold(value: int) -> None:
+        routed.threshold = value
+
+    best, rate, curve = _climb(routed, pool, sizes, objective, "threshold", set_threshold, ladder,
+                               ladder[len(ladder) // 2], say)
+    return {"variant_threshold": best, "max_qps": rate, "offloads": best < sizes.largest, "threshold_curve": curve}
+
+
 def config_path(artifact: str | Path) -> Path:
     """Where an artifact's serving config lives: `NAME.serving.json` beside `NAME.recc`."""
     path = Path(artifact)
@@ -207,7 +235,8 @@ def save_config(path: Path, artifact: str | Path, result: dict[str, Any], comman
 
 
 def load_config(artifact: str | Path) -> dict[str, Any] | None:
-    """The serving settings saved for an artifact (max_batch, workers, worker_threads, split), or None."""
+    """The serving settings saved for an artifact (max_batch, workers, worker_threads, split; variant and
+    variant_threshold when tuned with one), or None."""
     path = config_path(artifact)
     if not path.exists():
         return None
@@ -215,6 +244,8 @@ def load_config(artifact: str | Path) -> dict[str, Any] | None:
         saved = json.loads(path.read_text())
         settings = {"max_batch": int(saved["max_batch"]), "workers": int(saved["workers"]),
                     "worker_threads": int(saved["worker_threads"]), "split": bool(saved["split"])}
+        if saved.get("variant"):
+            settings.update(variant=str(path.parent / saved["variant"]), variant_threshold=int(saved["variant_threshold"]))
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a serving config written by `recc tune-serving` ({e}); delete or re-tune it") from None
     if min(settings["max_batch"], settings["worker_threads"]) < 1 or settings["workers"] < 0:
@@ -241,7 +272,6 @@ def print_curve(result: dict[str, Any], say: Say = print) -> None:
         for point in layout["curve"]:
             chosen = layout["workers"] == result["workers"] and point["max_batch"] == result["max_batch"]
             say(f"{name:24s} {point['max_batch']:9d}  {point['max_qps']:9.1f}{'  <- chosen' if chosen else ''}")
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    for point in result.get("threshold_curve", []):
+        chosen = point["threshold"] == result.get("variant_threshold")
+        say(f"variant above {point['threshold']:5d} rows   {point['max_qps']:9.1f}{'  <- chosen' if chosen else ''}")
