@@ -34,6 +34,10 @@ def register(sub: Any) -> None:
     s.add_argument("--worker-threads", type=int, default=None, help="TVM threads (and cores) per worker (default 1)")
     s.add_argument("--no-split", action="store_true",
                    help="with workers: run a request bigger than --max-batch whole on one worker instead of splitting it")
+    s.add_argument("--allow-swap", action="store_true",
+                   help="answer POST /v2/repository/models/NAME/load {\"parameters\": {\"path\": ART}}: hot swap a "
+                        "model's artifact (off by default: it lets any client that reaches the port make the server "
+                        "load an artifact, i.e. run its native code, from any path the server can read)")
     s.add_argument("--log-level", default="info")
     s.add_argument("--access-log", action="store_true", help="log every request (off: it costs ~tens of us each)")
     s.set_defaults(fn=cmd_serve)
@@ -124,7 +128,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ServeConfig(sla_ms=args.sla_ms or None, max_batch=args.max_batch or 256, max_delay_ms=args.max_delay_ms,
                          max_body_bytes=int(args.max_body_mb * (1 << 20)), inline_max_ms=args.inline_max_ms,
                          workers=args.workers or 0, worker_threads=args.worker_threads or 1, split=not args.no_split,
-                         per_model=_tuned_settings(args))
+                         allow_swap=args.allow_swap, per_model=_tuned_settings(args))
     serve(args.artifacts, host=args.host, port=args.port, config=config, threads=args.threads,
           log_level=args.log_level, access_log=args.access_log)
     return 0
