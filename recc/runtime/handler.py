@@ -93,6 +93,8 @@ class ReccApp:
         without dropping a request (`recc.runtime.lifecycle.swap_model`; raises its `SwapError`)."""
         if self.loop is None:
             raise RuntimeError("the server is not running: swap once it has started")
+        if _running_loop() is self.loop:
+            raise RuntimeError("on the serving loop, await app.swap_async(...) instead")
         return asyncio.run_coroutine_threadsafe(self.swap_async(name, path, allow_signature_change),
                                                 self.loop).result(timeout_s)
 
@@ -140,6 +142,13 @@ class ReccApp:
         if status == 200:
             entry.latency.observe(time.perf_counter() - arrived)
         return status, body, headers
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 async def _answer(send: Any, status: int, body: bytes, headers: list[Any]) -> None:

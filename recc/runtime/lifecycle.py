@@ -160,26 +160,24 @@ async def swap_model(app: ReccApp, name: str, path: str, allow_signature_change:
     if not isinstance(path, str) or not path:
         raise SwapError(400, 'the artifact path must be a non-empty string: {"parameters": {"path": "..."}}')
     lock = app.swap_locks.setdefault(name, asyncio.Lock())
+    failed = app.metrics.swaps.labels(name, "failed")
     async with lock:
         began = asyncio.get_running_loop().time()
         old = app.served[name]
         try:
             model = await asyncio.to_thread(load, path)
         except (ArtifactError, OSError) as e:
-            app.metrics.swaps.labels(name, "failed").inc()
+            failed.inc()
             raise SwapError(400, f"cannot load {path!r}: {e}") from e
         changes = signature_changes(old.model, model)
         if changes and not allow_signature_change:
-            app.metrics.swaps.labels(name, "failed").inc()
+            failed.inc()
             raise SwapError(409, f"{path!r} has another signature than the served {name!r} ({'; '.join(changes)}); "
                                  "swap anyway with allow_signature_change")
-        entry = await asyncio.to_thread(build_entry, name, model, app.config, app.metrics, old.version + 1,
-                                        bool(changes))
-        try:
-            await start(entry, app.config)
+        try:  # new worker processes (a pooled model), warm-up calls
+            entry = await _started(name, model, app, old.version + 1, bool(changes))
         except BaseException:
-            await asyncio.to_thread(entry.close)
-            app.metrics.swaps.labels(name, "failed").inc()
+            failed.inc()
             raise
         app.served[name] = entry  # one step on the event loop: requests read from now on go to the new model
         await retire(old)
@@ -187,3 +185,13 @@ async def swap_model(app: ReccApp, name: str, path: str, allow_signature_change:
     return {"name": name, "version": entry.version, "artifact_digest": entry.metadata["parameters"]["artifact_digest"],
             "previous_digest": old.metadata["parameters"]["artifact_digest"], "signature_changes": changes,
             "seconds": asyncio.get_running_loop().time() - began}
+
+
+async def _started(name: str, model: CompiledModel, app: ReccApp, version: int, signature_changed: bool) -> Served:
+    entry = await asyncio.to_thread(build_entry, name, model, app.config, app.metrics, version, signature_changed)
+    try:
+        await start(entry, app.config)
+    except BaseException:
+        await asyncio.to_thread(entry.close)
+        raise
+    return entry

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import torch
 
 import recc
 from recc.models import create
@@ -48,8 +49,8 @@ def _app(artifact: Path, workers: int, allow_swap: bool = True) -> Any:
     return create_app(load_models([f"{MODEL}={artifact}"]), config)
 
 
-def _infer(client: httpx.Client, inputs: list[np.ndarray]) -> np.ndarray:
-    response = client.post(f"/v2/models/{MODEL}/infer", json=_request(inputs), timeout=BOUND_S)
+def _infer(client: httpx.Client, inputs: list[np.ndarray], **names: Any) -> np.ndarray:
+    response = client.post(f"/v2/models/{MODEL}/infer", json=_request(inputs, **names), timeout=BOUND_S)
     assert response.status_code == 200, response.text
     (out,) = response.json()["outputs"]
     return np.asarray(out["data"], np.float32).reshape(out["shape"])
@@ -199,6 +200,35 @@ def test_failed_swaps_leave_the_old_model_serving_and_a_good_one_replaces_it(
         swaps = {tuple(line.split('"')[1:4:2]): line for line in client.get("/metrics").text.splitlines()
                  if line.startswith("recc_swaps_total{")}
         assert swaps[(MODEL, "failed")].endswith(" 3.0") and swaps[(MODEL, "done")].endswith(" 1.0")
+
+
+class _Scorer(torch.nn.Module):
+    """Another signature than DLRM's: dense features only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(128, 1)
+
+    def forward(self, dense: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.linear(dense))
+
+
+def test_another_signature_is_refused_unless_allowed_and_then_published(artifact: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    scorer = recc.compile(_Scorer().eval(), (torch.rand(4, 128),), tuning_db=None).save(tmp_path / "scorer.recc")
+    body = {"parameters": {"path": str(scorer)}}
+    with ServerThread(_app(artifact, 0)) as running, httpx.Client(base_url=running.url) as client:
+        response = _load(client, MODEL, body)
+        assert response.status_code == 409, response.text
+        assert "inputs ['dense', 'sparse_ids'] -> ['dense']" in response.json()["error"]
+        assert client.get(f"/v2/models/{MODEL}").json()["versions"] == ["1"]
+        response = _load(client, MODEL, {"parameters": {**body["parameters"], "allow_signature_change": True}})
+        assert response.status_code == 200 and response.json()["signature_changes"], response.text
+        meta = client.get(f"/v2/models/{MODEL}").json()
+        assert meta["parameters"]["signature_changed"] is True and [t["name"] for t in meta["inputs"]] == ["dense"]
+        dense = _inputs(3, seed=92)[:1]
+        np.testing.assert_allclose(_infer(client, dense, names=("dense",)), recc.load(scorer)(*dense).numpy(),
+                                   rtol=1e-5, atol=1e-6)
 
 
 def test_load_is_refused_unless_the_server_allows_swaps(artifact: Path, other_artifact: Path, expected: Any) -> None:
