@@ -239,17 +239,22 @@ def test_load_is_refused_unless_the_server_allows_swaps(artifact: Path, other_ar
         np.testing.assert_allclose(_infer(client, inputs), expected("old", inputs), rtol=1e-5, atol=1e-6)
 
 
-def test_python_swap_errors_and_cli_flag(artifact: Path) -> None:
+def test_python_swap_errors(artifact: Path) -> None:
     app = _app(artifact, 0)
     with pytest.raises(RuntimeError, match="not running"):
         app.swap(MODEL, str(artifact))
     with ServerThread(app), pytest.raises(SwapError) as e:
         app.swap("nope", str(artifact))
     assert e.value.status == 404
-    from recc.cli import build_parser
 
-    assert build_parser().parse_args(["serve", str(artifact), "--allow-swap"]).allow_swap is True
-    assert build_parser().parse_args(["serve", str(artifact)]).allow_swap is False
+def test_recc_serve_allow_swap_reaches_the_config(artifact: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import recc.runtime.server as server
+    from recc.cli import main
+
+    configs: list[ServeConfig] = []
+    monkeypatch.setattr(server, "serve", lambda *args, config, **kwargs: configs.append(config))
+    assert main(["serve", str(artifact), "--allow-swap"]) == 0 and main(["serve", str(artifact)]) == 0
+    assert [c.allow_swap for c in configs] == [True, False]
 
 
 def _spec(name: str, dtype: str, shape: list[Any]) -> Any:
