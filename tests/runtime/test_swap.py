@@ -248,8 +248,8 @@ def test_python_swap_errors(artifact: Path) -> None:
     assert e.value.status == 404
 
 def test_recc_serve_allow_swap_reaches_the_config(artifact: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import recc.runtime.server as server
     from recc.cli import main
+    from recc.runtime import server
 
     configs: list[ServeConfig] = []
     monkeypatch.setattr(server, "serve", lambda *args, config, **kwargs: configs.append(config))
