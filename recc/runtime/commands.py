@@ -38,6 +38,10 @@ def register(sub: Any) -> None:
                    help="a second artifact of model NAME (same inputs and outputs) for its requests of more than "
                         "--variant-threshold rows (default: the tuned serving config's)")
     s.add_argument("--variant-threshold", type=int, default=None, help="rows above which --variant serves (default 256)")
+    s.add_argument("--allow-swap", action="store_true",
+                   help="answer POST /v2/repository/models/NAME/load {\"parameters\": {\"path\": ART}}: hot swap a "
+                        "model's artifact (off by default: it lets any client that reaches the port make the server "
+                        "load an artifact, i.e. run its native code, from any path the server can read)")
     s.add_argument("--log-level", default="info")
     s.add_argument("--access-log", action="store_true", help="log every request (off: it costs ~tens of us each)")
     s.set_defaults(fn=cmd_serve)
@@ -75,6 +79,11 @@ def register(sub: Any) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--binary", action="store_true",
                    help="send and receive tensors with the binary tensor extension instead of JSON")
+    g.add_argument("--phases", type=_phases, default=None, metavar="QPS:S,...",
+                   help="piecewise rates instead of --qps/--duration: QPS for S seconds, then the next "
+                        "(e.g. 50:10,100:60,50:10, an overload burst)")
+    g.add_argument("--record-requests", action="store_true",
+                   help="keep every request in the results: [scheduled s, latency ms, status, rows]")
     g.add_argument("--timeout", type=float, default=30.0, help="seconds before a request counts as an error")
     g.add_argument("--out", metavar="JSON", help="write the results here (they are printed either way)")
     g.set_defaults(fn=cmd_loadgen)
@@ -99,6 +108,16 @@ def _register_serve_ray(sub: Any) -> None:
     r.add_argument("--batch-wait-ms", type=float, default=2.0, help="how long a batch waits to fill (default 2)")
     r.add_argument("--max-rows", type=int, default=256, help="rows per model call (default 256)")
     r.set_defaults(fn=cmd_serve_ray)
+
+
+def _phases(text: str) -> tuple[tuple[float, float], ...]:
+    try:
+        phases = tuple((float(q), float(s)) for q, s in (piece.split(":") for piece in text.split(",")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected QPS:SECONDS,... (e.g. 50:10,100:60), got {text!r}") from None
+    if not phases or any(q <= 0 or s <= 0 for q, s in phases):
+        raise argparse.ArgumentTypeError(f"rates and durations must be positive, got {text!r}")
+    return phases
 
 
 def _replica_range(text: str) -> tuple[int, int]:
@@ -135,7 +154,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ServeConfig(sla_ms=args.sla_ms or None, max_batch=args.max_batch or 256, max_delay_ms=args.max_delay_ms,
                          max_body_bytes=int(args.max_body_mb * (1 << 20)), inline_max_ms=args.inline_max_ms,
                          workers=args.workers or 0, worker_threads=args.worker_threads or 1, split=not args.no_split,
-                         variant_threshold=args.variant_threshold or 256, per_model=_tuned_settings(args))
+                         variant_threshold=args.variant_threshold or 256, allow_swap=args.allow_swap,
+                         per_model=_tuned_settings(args))
     serve(args.artifacts, host=args.host, port=args.port, config=config, threads=args.threads,
           log_level=args.log_level, access_log=args.access_log)
     return 0
@@ -170,7 +190,9 @@ def _command_line(args: argparse.Namespace) -> list[str]:
         value = getattr(args, flag)
         if value is not None:
             line += ["--" + flag.replace("_", "-"), str(value)]
-    return line + (["--binary"] if args.binary else [])
+    if args.phases:
+        line += ["--phases", ",".join(f"{q:g}:{s:g}" for q, s in args.phases)]
+    return line + (["--binary"] if args.binary else []) + (["--record-requests"] if args.record_requests else [])
 
 
 def cmd_tune_serving(args: argparse.Namespace) -> int:
@@ -246,7 +268,8 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
     for qps in rates:
         config = LoadConfig(args.url, args.model, qps=qps, duration_s=args.duration, sizes=args.sizes, seed=args.seed,
                             max_requests=args.max_requests, sla_ms=args.sla_ms, timeout_s=args.timeout,
-                            binary=args.binary)
+                            binary=args.binary, phases=args.phases or (),
+                            record_requests=args.record_requests)
         runs.append(run_load(config, command=_command_line(args)))
         if len(rates) > 1:
             latency = runs[-1]["latency_ms"] or {}

@@ -46,6 +46,7 @@ class ServeConfig:
     split: bool = True  # with workers: requests above max_batch rows are split across them
     variant: str | None = None  # another artifact of the model: requests over variant_threshold rows go to it
     variant_threshold: int = 256
+    allow_swap: bool = False  # POST /v2/repository/models/{name}/load: clients may load artifacts from disk
     per_model: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> settings above, for that model
 
     def for_model(self, name: str) -> ServeConfig:
@@ -61,6 +62,8 @@ class Served:
     batcher: Batcher
     close: Callable[[], None]  # stops its executors and worker processes
     latency: Any = None  # this model's recc_request_latency_seconds series
+    version: int = 1  # 1 when served at start-up, then one more per hot swap
+    active: int = 0  # requests dispatched to this entry and not answered yet (a swap retires it at 0)
 
 
 class _Disconnected(Exception):
@@ -86,6 +89,24 @@ class ReccApp:
         self.fastapi, self.state = fastapi, fastapi.state
         self.served, self.metrics, self.config = served, metrics, config
         self._counters: dict[tuple[str, int], Any] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None  # the serving loop, set at start-up
+        self.swap_locks: dict[str, asyncio.Lock] = {}
+
+    def swap(self, name: str, path: str, allow_signature_change: bool = False, timeout_s: float = 600.0) -> dict[str, Any]:
+        """Hot swap from another thread than the serving loop's: serve the artifact at `path` as `name`
+        without dropping a request (`recc.runtime.lifecycle.swap_model`; raises its `SwapError`)."""
+        if self.loop is None:
+            raise RuntimeError("the server is not running: swap once it has started")
+        if _running_loop() is self.loop:
+            raise RuntimeError("on the serving loop, await app.swap_async(...) instead")
+        return asyncio.run_coroutine_threadsafe(self.swap_async(name, path, allow_signature_change),
+                                                self.loop).result(timeout_s)
+
+    async def swap_async(self, name: str, path: str, allow_signature_change: bool = False) -> dict[str, Any]:
+        """`swap`, on the serving loop."""
+        from recc.runtime.lifecycle import swap_model  # it builds entries with this module's types
+
+        return await swap_model(self, name, path, allow_signature_change)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         name = infer_target(scope["path"]) if scope["type"] == "http" else None
@@ -109,11 +130,16 @@ class ReccApp:
 
     async def _infer(self, name: str, scope: dict[str, Any], receive: Any) -> tuple[int, bytes, list[Any]]:
         arrived = time.perf_counter()
-        entry = self.served.get(name)
-        if entry is None:
+        if name not in self.served:
             self._count("", 404)
             return 404, dumps(unknown_model(name, self.served)), [_JSON]
-        status, body, headers = await _handle(entry, scope, receive, self.config, arrived)
+        request = await _read(scope, receive, self.config.max_body_bytes)
+        entry = self.served[name]  # looked up once the body is in: a hot swap may have replaced it meanwhile
+        entry.active += 1  # held until answered: a swap retires the entry only when none holds it
+        try:
+            status, body, headers = await _handle(entry, scope, request, self.config, arrived)
+        finally:
+            entry.active -= 1
         if status == 429:
             self.metrics.refused.labels(name).inc()
         self._count(name, status)
@@ -122,18 +148,33 @@ class ReccApp:
         return status, body, headers
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 async def _answer(send: Any, status: int, body: bytes, headers: list[Any]) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [*headers, (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
 
-async def _handle(entry: Served, scope: dict[str, Any], receive: Any, config: ServeConfig,
+async def _read(scope: dict[str, Any], receive: Any, limit: int) -> bytes | RequestError:
+    try:
+        return await read_body(scope, receive, limit)
+    except RequestError as e:  # answered 400 by _handle
+        return e
+
+
+async def _handle(entry: Served, scope: dict[str, Any], body: bytes | RequestError, config: ServeConfig,
                   arrived: float) -> tuple[int, bytes, list[Any]]:
     """(status, body, headers) for one infer request; never raises for a bad request. The deadline counts
     from the request's arrival: reading and decoding it spend part of it."""
     try:
-        body = await read_body(scope, receive, config.max_body_bytes)
+        if isinstance(body, RequestError):
+            raise body
         json_length = header(scope, b"inference-header-content-length")
         if len(body) > DECODE_INLINE_BYTES:
             parsed, tensors, rows = await asyncio.to_thread(decode_request, entry.model, entry.batcher.layout,
@@ -145,8 +186,6 @@ async def _handle(entry: Served, scope: dict[str, Any], receive: Any, config: Se
         outputs = entry.batcher.run_now(tensors, rows)
         if outputs is None:
             outputs = await entry.batcher.submit(tensors, rows)
-    except _Disconnected:
-        raise
     except Refused as e:
         return 429, dumps({"error": str(e)}), [_JSON]
     except ValueError as e:  # RequestError, and the model's own checks (the Python API's messages)

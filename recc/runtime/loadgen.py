@@ -3,8 +3,9 @@
 Arrivals are a Poisson process (exponential gaps, as floats) fixed in advance from the seed: a request is
 sent at its scheduled time whether or not earlier ones have been answered, and its latency is measured
 from that scheduled time, so time spent waiting behind a slow server (or a slow client) is counted
-(no coordinated omission). Each query has a size (items = rows, `query_sizes`) and seeded random valid
-inputs made from the model's metadata (`synthetic`): ids within the limits the server publishes.
+(no coordinated omission). The rate may change in steps (`phases`: an overload burst, say). Each query
+has a size (items = rows, `query_sizes`) and seeded random valid inputs made from the model's metadata
+(`synthetic`): ids within the limits the server publishes.
 
 Bodies are cheap to make at send time: a pool of rows is generated and serialized once, row by row, and
 a query of n rows joins n consecutive serialized rows from a random start (wrapping around).
@@ -40,6 +41,13 @@ class LoadConfig:
     timeout_s: float = 30.0
     connections: int = 1000
     binary: bool = False  # the binary tensor extension for inputs and outputs, instead of JSON tensors
+    phases: tuple[tuple[float, float], ...] = ()  # (qps, seconds) pieces in order, instead of qps/duration_s
+    record_requests: bool = False  # the results keep every request: [scheduled s, latency ms, status, rows]
+
+    @property
+    def total_s(self) -> float:
+        """Seconds of arrivals: the phases' total, else duration_s."""
+        return sum(seconds for _, seconds in self.phases) if self.phases else self.duration_s
 
 
 @dataclass(frozen=True)
@@ -121,8 +129,16 @@ class _BinaryRows:
 
 
 def plan_arrivals(config: LoadConfig, rng: np.random.Generator) -> np.ndarray:
-    """Arrival offsets in seconds: Poisson at `qps` within `duration_s`, at most `max_requests`."""
-    return poisson_offsets(config.qps, config.duration_s, config.max_requests, rng)
+    """Arrival offsets in seconds: Poisson at `qps` within `duration_s` (or piecewise Poisson, one rate per
+    phase, one phase after the other), at most `max_requests`."""
+    if not config.phases:
+        return poisson_offsets(config.qps, config.duration_s, config.max_requests, rng)
+    pieces, start = [], 0.0
+    for qps, seconds in config.phases:
+        pieces.append(start + poisson_offsets(qps, seconds, None, rng))
+        start += seconds
+    offsets = np.concatenate(pieces)
+    return offsets[:config.max_requests] if config.max_requests is not None else offsets
 
 
 def poisson_offsets(qps: float, duration_s: float, max_requests: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -205,12 +221,14 @@ def summarize(config: LoadConfig, t0: float, outcomes: list[Outcome], command: l
         "command": command, "git": git_commit(), "config": asdict(config),
         "sent": len(outcomes), "completed": len(ok), "refused": len(refused), "errors": len(failed),
         "error_examples": examples, "elapsed_s": elapsed,
-        "offered_qps": len(outcomes) / config.duration_s,
+        "offered_qps": len(outcomes) / config.total_s,
         "achieved_qps": len(ok) / elapsed if elapsed > 0 else 0.0,
         "items_per_s": sum(o.rows for o in ok) / elapsed if elapsed > 0 else 0.0,
         "latency_ms": percentiles([(o.done - o.scheduled) * 1e3 for o in ok]),
         "refused_latency_ms": percentiles([(o.done - o.scheduled) * 1e3 for o in refused]),
         "items_per_query": percentiles([float(o.rows) for o in outcomes]),
+        **({"requests": [[round(o.scheduled - t0, 6), round((o.done - o.scheduled) * 1e3, 3), o.status, o.rows]
+                         for o in outcomes]} if config.record_requests else {}),
     }
 
 

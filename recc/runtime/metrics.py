@@ -12,7 +12,8 @@ class ServerMetrics:
     """Names as exported (docs/serving.md lists them): recc_requests_total{model,status},
     recc_refused_total{model}, recc_direct_total{model}, recc_queue_depth{model}, recc_batch_size{model} (rows per model call),
     recc_request_latency_seconds{model} (arrival to response), recc_inference_seconds{model} (one call),
-    recc_queue_seconds{model} (arrival to first call), recc_worker_restarts_total{model}."""
+    recc_queue_seconds{model} (arrival to first call), recc_worker_restarts_total{model},
+    recc_swaps_total{model,result} (hot swaps: done, failed)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -31,5 +32,7 @@ class ServerMetrics:
                                   "of its first call (queueing, apart from compute)", ["model"],
                                   buckets=LATENCY_BUCKETS, registry=r)
         self.restarts = Counter("recc_worker_restarts", "worker processes replaced after dying", ["model"], registry=r)
+        self.swaps = Counter("recc_swaps", "hot swaps of a model's artifact, by result (done, failed)",
+                             ["model", "result"], registry=r)
         self.inference = Histogram("recc_inference_seconds", "time of one model call (a batch)", ["model"],
                                    buckets=LATENCY_BUCKETS, registry=r)

@@ -17,24 +17,19 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
-import numpy as np
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from recc.runtime.batcher import Batcher, model_call
 from recc.runtime.compiled_model import CompiledModel, load
 from recc.runtime.handler import ReccApp, ServeConfig, Served, unknown_model
+from recc.runtime.lifecycle import SwapError, build_entry, retire, start
 from recc.runtime.metrics import ServerMetrics
-from recc.runtime.pool import start_workers
-from recc.runtime.router import Router, check_same_signature
-from recc.runtime.protocol import batch_layout, dumps, model_metadata, named_artifacts, server_metadata
-from recc.runtime.synthetic import SyntheticInputError, synthetic_inputs
+from recc.runtime.protocol import dumps, named_artifacts, server_metadata
 
 __all__ = ["ReccApp", "ServeConfig", "ServerThread", "create_app", "load_models", "serve"]
 
@@ -46,94 +41,28 @@ def load_models(specs: list[str], threads: int | None = None) -> dict[str, Compi
 
 def create_app(models: dict[str, CompiledModel], config: ServeConfig = ServeConfig()) -> ReccApp:
     """The ASGI app serving `models` (each batched on a thread of its own); run it with uvicorn. Infer
-    requests take the hot path of `handler.ReccApp`; the other routes are FastAPI's."""
+    requests take the hot path of `handler.ReccApp`; the other routes are FastAPI's. `app.swap(name, path)`
+    replaces a model's artifact while serving (`recc.runtime.lifecycle`)."""
     metrics = ServerMetrics()
-    served: dict[str, Served] = {}
-    for name, model in models.items():
-        own = config.for_model(name)
-        slots, close = _slots(name, model, own, metrics)
-        batcher: Any = _batcher(name, model, slots, own, metrics)
-        if own.variant:
-            large_model = load(own.variant)
-            check_same_signature(model, large_model)
-            large_slots, close_large = _slots(f"{name}@large", large_model, own, metrics)
-            large = _batcher(f"{name}@large", large_model, large_slots, own, metrics)
-            batcher, close = Router(batcher, large, own.variant_threshold), _both(close, close_large)
-        served[name] = Served(name, model, model_metadata(name, model), batcher, close, metrics.latency.labels(name))
+    served = {name: build_entry(name, model, config, metrics) for name, model in models.items()}
+    recc_app: ReccApp | None = None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         for entry in served.values():
-            if config.warm_up:
-                await asyncio.to_thread(_warm_up, entry)
-                if not config.for_model(entry.name).workers:
-                    _warm_up_here(entry)
-            entry.batcher.start()
+            await start(entry, config)
+        assert recc_app is not None
+        recc_app.loop = asyncio.get_running_loop()
         yield
         for entry in served.values():  # uvicorn has answered every open request by now; finish the queues
-            await entry.batcher.drain()
-            entry.close()
+            await retire(entry)
 
     app = FastAPI(title="recc", lifespan=lifespan)
     app.state.served, app.state.metrics, app.state.config = served, metrics, config
+    recc_app = ReccApp(app, served, metrics, config)
     _add_routes(app, served, metrics)
-    return ReccApp(app, served, metrics, config)
-
-
-def _batcher(name: str, model: CompiledModel, slots: list[Any], config: ServeConfig, metrics: ServerMetrics) -> Batcher:
-    pool = config.workers > 0
-    return Batcher(name, model, batch_layout(model), slots, metrics, max_batch=config.max_batch,
-                   max_delay_s=config.max_delay_ms / 1e3, inline_max_s=0.0 if pool else config.inline_max_ms / 1e3,
-                   split=pool and config.split)
-
-
-def _both(first: Any, second: Any) -> Any:
-    def close() -> None:
-        first()
-        second()
-
-    return close
-
-
-def _slots(name: str, model: CompiledModel, config: ServeConfig, metrics: ServerMetrics) -> tuple[list[Any], Any]:
-    """The batcher's slots for one model: the model in this process on one thread, or `config.workers`
-    worker processes (each loads the artifact itself, memory-mapped), each driven by a thread; and what
-    closes them."""
-    if not config.workers:
-        executor = ThreadPoolExecutor(1, thread_name_prefix=f"recc-{name}")
-        return [(executor, model_call(model))], executor.shutdown
-    restarts = metrics.restarts.labels(name)
-    workers = start_workers(("artifact", str(model.path)), config.workers, config.worker_threads,
-                            on_restart=restarts.inc)
-    executors = [ThreadPoolExecutor(1, thread_name_prefix=f"recc-{name}-w{i}") for i in range(len(workers))]
-
-    def close() -> None:
-        for executor, worker in zip(executors, workers):
-            executor.shutdown()
-            worker.close()
-
-    return list(zip(executors, workers)), close
-
-
-def _warm_up(entry: Served) -> None:
-    def make_inputs(rows: int) -> list[np.ndarray]:
-        arrays = synthetic_inputs(entry.metadata, rows, np.random.default_rng(rows))
-        return [arrays[n] for n in entry.model.input_names]
-
-    try:
-        make_inputs(1)
-    except SyntheticInputError:
-        return  # admission control starts measuring at the first request
-    entry.batcher.warm_up(make_inputs, small=1, large=min(entry.batcher.max_batch, 64))
-
-
-def _warm_up_here(entry: Served) -> None:
-    """One call on the event loop's thread, which runs idle requests directly: its VM is made now."""
-    try:
-        arrays = synthetic_inputs(entry.metadata, 1, np.random.default_rng(1))
-    except SyntheticInputError:
-        return
-    entry.model(*[arrays[n] for n in entry.model.input_names])
+    _add_repository_routes(app, recc_app)
+    return recc_app
 
 
 def _json(status: int, content: Any) -> Response:
@@ -168,6 +97,31 @@ def _add_routes(app: FastAPI, served: dict[str, Served], metrics: ServerMetrics)
 
 def _unknown(name: str, served: dict[str, Served]) -> Response:
     return _json(404, unknown_model(name, served))
+
+
+def _add_repository_routes(app: FastAPI, recc_app: ReccApp) -> None:
+    """KServe v2's model repository extension, the load request only: a hot swap of a served model
+    (`--allow-swap`; 403 without it: it lets any client make the server load files from its disk)."""
+
+    @app.post("/v2/repository/models/{name}/load")
+    async def load_model(name: str, request: Request) -> Response:
+        if not recc_app.config.allow_swap:
+            return _json(403, {"error": "loading models is disabled on this server (start it with --allow-swap, "
+                                        "ServeConfig(allow_swap=True))"})
+        try:
+            body = await request.json()
+        except ValueError as e:
+            return _json(400, {"error": f"malformed JSON: {e}"})
+        params = body.get("parameters") if isinstance(body, dict) else None
+        if not isinstance(params, dict) or not isinstance(params.get("path"), str):
+            return _json(400, {"error": 'expected {"parameters": {"path": "ARTIFACT"}} (a path on the server)'})
+        try:
+            swapped = await recc_app.swap_async(name, params["path"], params.get("allow_signature_change") is True)
+        except SwapError as e:
+            return _json(e.status, {"error": str(e)})
+        except Exception as e:  # noqa: BLE001 - e.g. a worker process failed to start; the old model serves
+            return _json(500, {"error": f"swapping {name!r} failed: {type(e).__name__}: {e}"})
+        return _json(200, swapped)
 
 
 class ServerThread:
