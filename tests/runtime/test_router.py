@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 import recc
-from recc.models import create
 from recc.runtime.router import check_same_signature
 from recc.runtime.server import ServeConfig, ServerThread, create_app, load_models
 from recc.serving import Client
@@ -24,22 +23,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def variant(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """dlrm-rmc1 at scale 0.001 as the `artifact` fixture, but with other weights (seed 1)."""
-    model = create("dlrm-rmc1", scale=0.001, seed=1)
-    compiled = recc.compile(model, model.example_inputs(4, seed=0), tuning_db=None)
-    return compiled.save(tmp_path_factory.mktemp("variant") / "rmc1-seed1.recc")
-
-
-@pytest.fixture(scope="module")
-def routed(artifact: Path, variant: Path) -> Iterator[str]:
-    config = ServeConfig(sla_ms=None, max_delay_ms=1, variant=str(variant), variant_threshold=16)
+def routed(artifact: Path, other_artifact: Path) -> Iterator[str]:
+    config = ServeConfig(sla_ms=None, max_delay_ms=1, variant=str(other_artifact), variant_threshold=16)
     with ServerThread(create_app(load_models([f"{MODEL}={artifact}"]), config)) as running:
         yield running.url
 
 
-def test_requests_go_to_the_variant_their_size_selects(routed: str, artifact: Path, variant: Path) -> None:
-    small, large = recc.load(artifact), recc.load(variant)
+def test_requests_go_to_the_variant_their_size_selects(routed: str, artifact: Path, other_artifact: Path) -> None:
+    small, large = recc.load(artifact), recc.load(other_artifact)
     with Client(routed) as client:
         for rows, expected in ((1, small), (16, small), (17, large), (90, large)):
             inputs = _inputs(rows, rows)
@@ -59,12 +50,12 @@ def test_variants_must_share_a_signature() -> None:
         check_same_signature(fake((4, 8), "a"), fake((4, 9), "b"))
 
 
-def test_tune_threshold_measures_the_ladder(artifact: Path, variant: Path) -> None:
+def test_tune_threshold_measures_the_ladder(artifact: Path, other_artifact: Path) -> None:
     from recc.runtime.drive import Routed, artifact_deployment
     from recc.runtime.query_sizes import parse_sizes
     from recc.runtime.tune import Objective, tune_threshold
 
-    routed = Routed(artifact_deployment(MODEL, str(artifact), 0, 1), artifact_deployment(MODEL, str(variant), 0, 1), 0)
+    routed = Routed(artifact_deployment(MODEL, str(artifact), 0, 1), artifact_deployment(MODEL, str(other_artifact), 0, 1), 0)
     objective = Objective(sla_ms=50, duration_s=0.2, min_queries=20, max_duration_s=1.0, refine=1, max_steps=3)
     lines: list[str] = []
     try:

@@ -20,21 +20,12 @@ import pytest
 import torch
 
 import recc
-from recc.models import create
 from recc.runtime.lifecycle import SwapError, signature_changes
 from recc.runtime.server import ServeConfig, ServerThread, create_app, load_models
 from tests.runtime.test_server import MODEL, _inputs, _request
 
 pytestmark = pytest.mark.slow
 BOUND_S = 120  # every wait below gives up after this (a hang fails instead of blocking the suite)
-
-
-@pytest.fixture(scope="module")
-def other_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The conftest artifact's architecture with other weights (seed 1)."""
-    model = create("dlrm-rmc1", scale=0.001, seed=1)
-    compiled = recc.compile(model, model.example_inputs(4, seed=0), tuning_db=None)
-    return compiled.save(tmp_path_factory.mktemp("swap") / "rmc1-seed1.recc")
 
 
 @pytest.fixture(scope="module")
