@@ -89,7 +89,8 @@ def run_model(model: str, args: argparse.Namespace, work: Path, plots: Path) -> 
     out: dict[str, Any] = {"artifact_bytes": sum(f.stat().st_size for f in art.rglob("*") if f.is_file()),
                            "max_abs_diff_vs_eager": _check(art, eager, pool), "slas": {}}
     for sla in args.sla_ms:
-        objective = Objective(sla_ms=sla, duration_s=args.duration, seed=args.seed)
+        objective = Objective(sla_ms=sla, duration_s=args.duration, seed=args.seed, min_queries=args.min_queries,
+                              max_duration_s=args.max_duration)
         results: dict[str, Any] = {}
         for system, make in _systems(model, args.scale, art, eager).items():
             deployment = _static(make())
@@ -162,6 +163,8 @@ def main() -> int:
     parser.add_argument("--sla-ms", default="10,20", help="comma-separated SLAs (p95, ms)")
     parser.add_argument("--sizes", default="deeprecsys")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per measured load (>= 200 queries)")
+    parser.add_argument("--min-queries", type=int, default=200, help="queries per measured load, at least")
+    parser.add_argument("--max-duration", type=float, default=20.0, help="seconds per measured load, at most")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default="/tmp/recc-serving-bench", help="where artifacts are compiled")
     parser.add_argument("--out", required=True, help="directory for throughput.json and throughput.md")
