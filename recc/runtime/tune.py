@@ -12,12 +12,13 @@ Each measured load lasts `duration_s`, longer at low rates so that it holds at l
 queries (a p95 over a handful of queries is noise), but at most `max_duration_s`.
 
 The knob searched is `max_batch`, the rows per call: requests bigger than it are split across the
-workers, smaller ones coalesced up to it. Candidates are powers of two from 4 up to the largest query
-size. The search is a hill climb from 64 (or the candidate nearest it) with a stop rule that does not
+workers, smaller ones coalesced up to it. Candidates are powers of two from 4 below the largest query
+size, and that size (nothing split). The search is a hill climb from 64 (or the candidate nearest it) with a stop rule that does not
 stop at the first dip as DeepRecSys's greedy search does: it measures both neighbours, moves to the best
 one while that beats the best so far by more than `min_gain` (2%), and in the direction it moves keeps
-going one step past a step that did not improve (a dip in a noisy measurement is not a peak). It stops
-when no unmeasured neighbour of the best remains within that patience. Every measured point is kept
+going one step past a step that did not improve (a dip in a noisy measurement is not a peak). While no
+point has met the SLA at any rate (a plateau at zero, no gradient), it keeps going to the ends of the
+ladder. It stops when no unmeasured neighbour of the best remains within that patience. Every measured point is kept
 (the curve), printed and saved.
 
 The result is a serving config saved next to the artifact (`NAME.serving.json` beside `NAME.recc`):
@@ -115,9 +116,10 @@ def max_qps(deployment: Deployment, pool: QueryPool, sizes: QuerySizes, objectiv
 
 
 def candidates(largest_query: int) -> list[int]:
-    """max_batch values searched: powers of two from 4 to the largest query size (at least 4)."""
+    """max_batch values searched: powers of two from 4 below the largest query size, and that size itself
+    (no query is split: whole queries, coalesced)."""
     top = max(4, largest_query)
-    return [1 << k for k in range(2, 11) if (1 << k) <= top] or [4]
+    return sorted({1 << k for k in range(2, 11) if (1 << k) < top} | {top})
 
 
 def hill_climb(evaluate: Callable[[int], float], ladder: list[int], start: int, min_gain: float) -> dict[int, float]:
@@ -134,13 +136,15 @@ def hill_climb(evaluate: Callable[[int], float], ladder: list[int], start: int, 
     while True:
         moved = False
         for step in (-1, 1):
-            for reach in (1, 2):  # one step past a step that did not improve
+            # one step past a step that did not improve; on a plateau where nothing met the SLA (no
+            # gradient), as far as the ladder goes
+            reach = 1
+            while 0 <= best + step * reach < len(ladder) and (reach <= 2 or scores[ladder[best]] == 0.0):
                 i = best + step * reach
-                if not 0 <= i < len(ladder):
-                    break
                 if score(i) > scores[ladder[best]] * (1 + min_gain):
                     best, moved = i, True
                     break
+                reach += 1
             if moved:
                 break
         if not moved:

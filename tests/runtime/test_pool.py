@@ -202,7 +202,7 @@ def test_tune_serving_searches_saves_and_serve_reads_the_config(artifact: Path, 
     assert [(l["workers"], l["worker_threads"], l["split"]) for l in result["layouts"]] == [(2, 1, True), (0, 2, False)]
     for layout in result["layouts"]:
         visited = [point["max_batch"] for point in layout["curve"]]
-        assert set(visited) <= {4, 8, 16, 32} and 32 in visited  # the ladder stops at the largest query (40)
+        assert set(visited) <= {4, 8, 16, 32, 40}  # the ladder stops at the largest query (40)
         assert layout["max_qps"] == max(p["max_qps"] for p in layout["curve"])
         assert all(trial["queries"] >= 20 for point in layout["curve"] for trial in point["trials"])
     assert result["max_qps"] == max(l["max_qps"] for l in result["layouts"])
@@ -256,3 +256,22 @@ def test_loadgen_sweeps_rates_and_plots_latency_against_load(pool_server: tuple[
     assert [run["config"]["qps"] for run in results["runs"]] == [20.0, 40.0]
     assert all(run["completed"] == run["sent"] > 0 for run in results["runs"])
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_hill_climb_patience_and_zero_plateau() -> None:
+    from recc.runtime.tune import candidates, hill_climb
+
+    assert candidates(40) == [4, 8, 16, 32, 40] and candidates(1000)[-2:] == [512, 1000] and candidates(1) == [4]
+    ladder = [4, 8, 16, 32, 64, 128, 256, 512, 1000, 2048]
+    visited: list[int] = []
+
+    def bumpy(value: int) -> float:  # a dip at 128 before the peak at 256
+        visited.append(value)
+        return {4: 1, 8: 2, 16: 3, 32: 4, 64: 5, 128: 4.5, 256: 9, 512: 7, 1000: 6, 2048: 20}[value]
+
+    scores = hill_climb(bumpy, ladder, 64, 0.02)
+    assert max(scores, key=scores.get) == 256  # past the dip at 128
+    assert 1000 in visited and 2048 not in visited and 4 not in visited  # two steps of patience, no more
+    visited.clear()
+    scores = hill_climb(lambda v: visited.append(v) or (3.0 if v == 1000 else 0.0), ladder, 64, 0.02)
+    assert max(scores, key=scores.get) == 1000 and sorted(visited) == ladder  # a zero plateau is crossed
