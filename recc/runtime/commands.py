@@ -82,6 +82,8 @@ def register(sub: Any) -> None:
     g.add_argument("--phases", type=_phases, default=None, metavar="QPS:S,...",
                    help="piecewise rates instead of --qps/--duration: QPS for S seconds, then the next "
                         "(e.g. 50:10,100:60,50:10, an overload burst)")
+    g.add_argument("--trace", metavar="FILE", help="replay recorded arrivals: one query per line, 'SECONDS [ITEMS]' "
+                   "(arrival from the start; its size, else drawn from --sizes) instead of Poisson arrivals")
     g.add_argument("--record-requests", action="store_true",
                    help="keep every request in the results: [scheduled s, latency ms, status, rows]")
     g.add_argument("--timeout", type=float, default=30.0, help="seconds before a request counts as an error")
@@ -186,7 +188,7 @@ def _tuned_settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 def _command_line(args: argparse.Namespace) -> list[str]:
     """The command that repeats this run, every setting spelled out (defaults included)."""
     line = ["recc", "loadgen", args.url]
-    for flag in ("model", "qps", "duration", "max_requests", "sizes", "sla_ms", "seed", "timeout", "out", "plot"):
+    for flag in ("model", "qps", "duration", "max_requests", "sizes", "sla_ms", "seed", "timeout", "out", "plot", "trace"):
         value = getattr(args, flag)
         if value is not None:
             line += ["--" + flag.replace("_", "-"), str(value)]
@@ -269,7 +271,7 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
         config = LoadConfig(args.url, args.model, qps=qps, duration_s=args.duration, sizes=args.sizes, seed=args.seed,
                             max_requests=args.max_requests, sla_ms=args.sla_ms, timeout_s=args.timeout,
                             binary=args.binary, phases=args.phases or (),
-                            record_requests=args.record_requests)
+                            record_requests=args.record_requests, trace=args.trace)
         runs.append(run_load(config, command=_command_line(args)))
         if len(rates) > 1:
             latency = runs[-1]["latency_ms"] or {}

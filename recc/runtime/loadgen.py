@@ -43,10 +43,13 @@ class LoadConfig:
     binary: bool = False  # the binary tensor extension for inputs and outputs, instead of JSON tensors
     phases: tuple[tuple[float, float], ...] = ()  # (qps, seconds) pieces in order, instead of qps/duration_s
     record_requests: bool = False  # the results keep every request: [scheduled s, latency ms, status, rows]
+    trace: str | None = None  # replay recorded arrivals (read_trace) instead of drawing them
 
     @property
     def total_s(self) -> float:
-        """Seconds of arrivals: the phases' total, else duration_s."""
+        """Seconds of arrivals: the trace's span, the phases' total, else duration_s."""
+        if self.trace:
+            return max(float(read_trace(self.trace)[0][-1]), 1e-9)
         return sum(seconds for _, seconds in self.phases) if self.phases else self.duration_s
 
 
@@ -128,6 +131,32 @@ class _BinaryRows:
                                         "inference-header-content-length": str(len(head))}
 
 
+def read_trace(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """A recorded trace: one query per line, `SECONDS [ITEMS]` (its arrival from the start, non-decreasing;
+    its size, else drawn from the configured sizes for every query); `#` starts a comment. (offsets, sizes
+    or None)."""
+    offsets, sizes = [], []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        fields = line.split("#", 1)[0].split()
+        if not fields:
+            continue
+        try:
+            offsets.append(float(fields[0]))
+            sizes.append(int(fields[1]) if len(fields) > 1 else None)
+            bad = len(fields) > 2 or offsets[-1] < 0 or (sizes[-1] is not None and sizes[-1] < 1) \
+                or (len(offsets) > 1 and offsets[-1] < offsets[-2])
+        except ValueError:
+            bad = True
+        if bad:
+            raise ValueError(f"{path}:{number}: expected 'SECONDS [ITEMS]' (seconds >= 0 and non-decreasing, items >= 1), "
+                             f"got {line.strip()!r}")
+    if not offsets:
+        raise ValueError(f"{path}: no queries in the trace")
+    if any(n is None for n in sizes) and any(n is not None for n in sizes):
+        raise ValueError(f"{path}: give ITEMS on every line or on none")
+    return np.asarray(offsets), (None if sizes[0] is None else np.asarray(sizes, np.int64))
+
+
 def plan_arrivals(config: LoadConfig, rng: np.random.Generator) -> np.ndarray:
     """Arrival offsets in seconds: Poisson at `qps` within `duration_s` (or piecewise Poisson, one rate per
     phase, one phase after the other), at most `max_requests`."""
@@ -173,9 +202,13 @@ async def _drive(config: LoadConfig) -> tuple[float, list[Outcome]]:
             raise ValueError(f"{config.url}: model {config.model!r}: HTTP {response.status_code} {response.text[:300]}")
         sizes = parse_sizes(config.sizes)
         rng = np.random.default_rng(config.seed)
-        bodies = RequestBodies(response.json(), sizes.largest, rng, config.sla_ms, config.binary)
-        offsets = plan_arrivals(config, rng)
+        traced = read_trace(config.trace) if config.trace else None
+        largest = max(sizes.largest, int(traced[1].max())) if traced and traced[1] is not None else sizes.largest
+        bodies = RequestBodies(response.json(), largest, rng, config.sla_ms, config.binary)
+        offsets = traced[0][:config.max_requests] if traced else plan_arrivals(config, rng)
         rows = sizes.sample(rng, len(offsets)) if bodies.batch else np.ones(len(offsets), np.int64)
+        if traced and traced[1] is not None and bodies.batch:
+            rows = traced[1][:len(offsets)]
         starts = rng.integers(0, bodies.pool_rows, len(offsets))
         path = f"/v2/models/{config.model}/infer"
         loop = asyncio.get_running_loop()

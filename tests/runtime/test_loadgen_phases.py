@@ -37,3 +37,23 @@ def test_cli_parses_phases() -> None:
     assert args.phases == ((50.0, 10.0), (100.0, 60.0)) and args.record_requests
     with pytest.raises(SystemExit):
         build_parser().parse_args(["loadgen", "http://x", "--model", "m", "--phases", "50"])
+
+
+def test_a_recorded_trace_is_read_and_bad_lines_are_refused_naming_them(tmp_path) -> None:
+    from recc.runtime.loadgen import read_trace
+
+    good = tmp_path / "trace.txt"
+    good.write_text("# seconds items\n0.0 3\n0.25 120\n0.25 1  # two at once\n1.5 40\n")
+    offsets, sizes = read_trace(str(good))
+    np.testing.assert_array_equal(offsets, [0.0, 0.25, 0.25, 1.5])
+    np.testing.assert_array_equal(sizes, [3, 120, 1, 40])
+    assert LoadConfig("http://x", "m", trace=str(good)).total_s == 1.5
+    only_times = tmp_path / "times.txt"
+    only_times.write_text("0\n0.1\n")
+    assert read_trace(str(only_times))[1] is None
+    for text, where in (("0 1\n0.5 0\n", ":2:"), ("1.0\n0.5\n", ":2:"), ("x\n", ":1:"), ("0 1 2\n", ":1:"),
+                        ("0 1\n0.5\n", "every line or on none"), ("# nothing\n", "no queries")):
+        bad = tmp_path / "bad.txt"
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=where):
+            read_trace(str(bad))

@@ -275,3 +275,14 @@ def test_hill_climb_patience_and_zero_plateau() -> None:
     visited.clear()
     scores = hill_climb(lambda v: visited.append(v) or (3.0 if v == 1000 else 0.0), ladder, 64, 0.02)
     assert max(scores, key=scores.get) == 1000 and sorted(visited) == ladder  # a zero plateau is crossed
+
+
+def test_loadgen_replays_a_recorded_trace(pool_server: tuple[str, Any, recc.CompiledModel], tmp_path: Path) -> None:
+    from recc.runtime.loadgen import LoadConfig, run_load
+
+    url, _, _ = pool_server
+    trace = tmp_path / "trace.txt"
+    trace.write_text("0.0 3\n0.05 70\n0.05 1\n0.3 20\n")
+    results = run_load(LoadConfig(url, MODEL, trace=str(trace), record_requests=True, sla_ms=1000), [])
+    assert results["sent"] == results["completed"] == 4
+    assert sorted((round(r[0], 2), r[3]) for r in results["requests"]) == [(0.0, 3), (0.05, 1), (0.05, 70), (0.3, 20)]
