@@ -204,7 +204,8 @@ def test_tune_serving_searches_saves_and_serve_reads_the_config(artifact: Path, 
         visited = [point["max_batch"] for point in layout["curve"]]
         assert set(visited) <= {4, 8, 16, 32, 40}  # the ladder stops at the largest query (40)
         assert layout["max_qps"] == max(p["max_qps"] for p in layout["curve"])
-        assert all(trial["queries"] >= 20 for point in layout["curve"] for trial in point["trials"])
+        for trial in (t for point in layout["curve"] for t in point["trials"]):  # >= min_queries, unless the
+            assert trial["queries"] >= 20 or trial["offered_qps"] * 1.0 < 40  # 1 s cap cut a slow rate short
     assert result["max_qps"] == max(l["max_qps"] for l in result["layouts"])
     assert any("meets the SLA" in line or "misses the SLA" in line for line in lines)
     save_config(config_path(copy), copy, result, ["test"])
