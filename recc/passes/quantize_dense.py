@@ -5,7 +5,7 @@ units (AMX `tdpbusd`: 2.7 TOP/s on one core here, against ~0.16 TFLOP/s of fp32 
 int8 layer (per-channel weights, per-row dynamic activations, int32 accumulation, fp32 epilogue) are
 recc/compiler/quantize.py's; the interpreter runs them, so `--verify` checks the kernels against them.
 Legal (and chosen) when the weight and bias are fp32 parameters, the layer is not named in `keep_fp32`,
-and the target has a kernel for the precision (options `int8_kernel`: "amx", "vnni" or None;
+and the target has a kernel for the precision (options `int8_kernel`: "amx", "vnni", "avx2" or None;
 `bf16_kernel`: "amx" (AMX-BF16 `tdpbf16ps`), "storage" (bf16 weights widened in the fp32 kernel) or None;
 bf16 = bf16 operands, fp32 accumulation). Declined layers
 stay fp32, each with its reason in the pass report. Under int8 the batched lookup's tables also become
@@ -43,7 +43,7 @@ def _match(graph: Graph, dense: Node, ctx: PassContext) -> Match | Reject | None
     if ctx.option("auto") and not int8_pays(*reversed(dense.inputs[1].type.shape)):
         return Reject("kept fp32 by auto: int8 does not pay for a layer this narrow (padding to 64 x 32)")
     if precision == "int8" and ctx.option("int8_kernel") is None:
-        return Reject("kept fp32: the target has no int8 dot product (AMX-INT8 or AVX512-VNNI)")
+        return Reject("kept fp32: the target has no int8 kernel (AMX-INT8, AVX512-VNNI or AVX2)")
     if precision == "bf16" and ctx.option("bf16_kernel") is None:
         return Reject("kept fp32: no bf16 kernel for this target")
     return Match([dense], {"precision": precision})

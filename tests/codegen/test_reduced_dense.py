@@ -1,4 +1,4 @@
-"""The int8 dense kernels (AMX and AVX512-VNNI) against the numpy semantics they implement
+"""The int8 dense kernels (AMX, AVX512-VNNI and AVX2) against the numpy semantics they implement
 (recc/compiler/quantize.py), and int8 models end to end. A kernel whose instructions this CPU lacks is
 skipped (the reason says which): never run, since it would die with SIGILL."""
 
@@ -11,7 +11,7 @@ import torch
 import recc
 from recc.compiler.accuracy import PrecisionError
 from recc.compiler.codegen.tvm.kernels.cpu import dense_int8 as d8
-from recc.compiler.codegen.tvm.lowering.dense import int8_kernel
+from recc.compiler.codegen.tvm.lowering.dense import INT8_KERNELS, INT8_PACKING, INT8_SCRATCH, int8_kernel
 from recc.compiler.codegen.tvm.target import resolve_target
 from recc.compiler.host import request_amx
 from recc.compiler.interpreter import interpret
@@ -19,7 +19,7 @@ from recc.compiler.quantize import dense_int8
 from recc.models import create
 
 TARGET = resolve_target("cpu")
-NEEDS = {"amx": ("amx-tile", "amx-int8"), "vnni": ("avx512vnni", "avx512bw")}
+NEEDS = {"amx": ("amx-tile", "amx-int8"), "vnni": ("avx512vnni", "avx512bw"), "avx2": ("avx2",)}
 KERNEL_ATOL = 1e-4  # the kernels vs the numpy semantics: fp32 rounding of the epilogue (outputs ~1-10)
 INT8_VS_EAGER = 3e-2  # int8 models vs eager fp32 (sigmoid outputs): the quantization error itself
 
@@ -31,8 +31,8 @@ def _build(func):
                        target=TARGET.to_tvm())["main"]
 
 
-@pytest.mark.parametrize("kind", ["amx", "vnni"])
-@pytest.mark.parametrize("m,k,n", [(1, 64, 1), (37, 13, 50), (64, 128, 16), (70, 200, 96), (256, 512, 33)])
+@pytest.mark.parametrize("kind", ["amx", "vnni", "avx2"])
+@pytest.mark.parametrize("m,k,n", [(1, 64, 1), (37, 13, 50), (64, 128, 16), (70, 200, 96), (256, 512, 33), (7, 96, 48)])
 def test_kernel_matches_the_int8_semantics(kind: str, m: int, k: int, n: int) -> None:
     import tvm
 
@@ -47,12 +47,12 @@ def test_kernel_matches_the_int8_semantics(kind: str, m: int, k: int, n: int) ->
     w = rng.standard_normal((n, k)).astype(np.float32)
     b = rng.standard_normal(n).astype(np.float32)
     dev = tvm.cpu()
-    packed = d8.pack_int8(w, b)
+    packed = d8.pack_int8(w, b, *INT8_PACKING[kind])
     y = tvm.runtime.tensor(np.full((m, n), -7.0, np.float32), dev)  # an unwritten output fails
-    _build(d8.KERNELS[kind](k, n, "none"))(
+    _build(INT8_KERNELS[kind](k, n, "none"))(
         tvm.runtime.tensor(x, dev), *[tvm.runtime.tensor(packed[p], dev) for p in ("w", "scale", "colsum", "bias")],
         tvm.runtime.tensor(d8.tile_config(), dev), y,
-        tvm.runtime.tensor(np.zeros((d8.scratch_rows(m, kind), d8.row_stride(k)), np.uint8), dev),  # scratch
+        tvm.runtime.tensor(np.zeros((d8.scratch_rows(m, kind), d8.row_stride(k)), INT8_SCRATCH[kind]), dev),  # scratch
         tvm.runtime.tensor(np.zeros((d8.scratch_rows(m, kind), 2), np.float32), dev))
     want, got = dense_int8(x, w, b), y.numpy()
     assert np.array_equal(np.isnan(got), np.isnan(want))
@@ -111,7 +111,7 @@ def test_keep_fp32_and_max_error_and_auto() -> None:
         assert np.abs(auto(*inputs).numpy() - model(*inputs).numpy()).max() < 5e-3
 
 
-def test_cpu_without_amx_gets_vnni_and_without_vnni_stays_fp32() -> None:
+def test_cpu_without_amx_gets_vnni_then_avx2_and_without_avx2_stays_fp32() -> None:
     from recc.compiler.codegen.tvm.target import TargetSpec
 
     model = create("wnd", scale=0.01, seed=0)
@@ -123,13 +123,23 @@ def test_cpu_without_amx_gets_vnni_and_without_vnni_stays_fp32() -> None:
         assert "amx-tile" not in vnni.manifest.target.features
         with torch.no_grad():
             assert np.abs(vnni(*inputs).numpy() - model(*inputs).numpy()).max() < INT8_VS_EAGER
-    # Haswell (AVX2) has no int8 dot product: the layers stay fp32, and the report says why
+    # Haswell (AVX2, no int8 dot product): the vpmaddwd kernel, the same numbers as the others
     avx2 = recc.compile(model, examples, target=TargetSpec("cpu", "haswell", 2), tuning_db=None, precision="int8")
-    assert avx2.report["precision"]["layers"] == {}
-    rejects = next(p["rejects"] for p in avx2.report["passes"] if p["name"] == "quantize-dense")
-    assert any("no int8 dot product" in reason for reason in rejects)
+    assert avx2.report["kernels"].get("dense_int8_avx2") == 5
+    assert "avx512f" not in avx2.manifest.target.features and "avx2" in avx2.manifest.target.features
     with torch.no_grad():
-        assert np.abs(avx2(*inputs).numpy() - model(*inputs).numpy()).max() < 1e-5
+        assert np.abs(avx2(*inputs).numpy() - model(*inputs).numpy()).max() < INT8_VS_EAGER
+    graph = recc.api.capture(model, examples)
+    recc.api.optimize(graph, options=(("precision", "int8"), ("int8_kernel", "avx2")))
+    np.testing.assert_allclose(avx2(*inputs).numpy(), interpret(graph, [t.numpy() for t in inputs])[0],
+                               atol=KERNEL_ATOL)
+    # Nehalem (SSE4.2): no int8 kernel: the layers stay fp32, and the report says why
+    sse = recc.compile(model, examples, target=TargetSpec("cpu", "nehalem", 2), tuning_db=None, precision="int8")
+    assert sse.report["precision"]["layers"] == {}
+    rejects = next(p["rejects"] for p in sse.report["passes"] if p["name"] == "quantize-dense")
+    assert any("no int8 kernel" in reason for reason in rejects)
+    with torch.no_grad():
+        assert np.abs(sse(*inputs).numpy() - model(*inputs).numpy()).max() < 1e-5
 
 
 BF16_ATOL = 1e-4  # the AMX-BF16 kernel (fp32 accumulation in tile order) vs numpy's (float64) sum of bf16 products

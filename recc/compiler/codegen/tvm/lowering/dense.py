@@ -10,6 +10,7 @@ from tvm import relax
 
 from recc.compiler.codegen.tvm.kernels.cpu import dense as dense_kernels
 from recc.compiler.codegen.tvm.kernels.cpu import dense_bf16, dense_int8
+from recc.compiler.codegen.tvm.kernels.cpu.dense_int8_avx2 import GROUP, LANES, dense_avx2
 from recc.compiler.codegen.tvm.kernels.cpu.common import pack_weight
 from recc.compiler.codegen.tvm.lowering.context import LoweringContext
 from recc.compiler.codegen.tvm.lowering.generic import ACTIVATIONS
@@ -69,12 +70,19 @@ def tuned_dense(lw: LoweringContext, k: int, n: int, activation: str, alpha: flo
     return lw.tuner.params("dense", f"{k}x{n}:{activation}", {"grid": grid}, measure)
 
 
+INT8_KERNELS = {**dense_int8.KERNELS, "avx2": dense_avx2}
+INT8_PACKING = {"amx": (16, 4), "vnni": (16, 4), "avx2": (LANES, GROUP)}  # pack_int8's (lanes, group)
+INT8_SCRATCH = {"amx": "uint8", "vnni": "uint8", "avx2": "int16"}  # the quantized activations' dtype
+
+
 def int8_kernel(target: Any) -> str | None:
-    """The int8 dense kernel family for a target: "amx", "vnni", or None (no int8 dot product)."""
+    """The int8 dense kernel family for a target: "amx", "vnni", "avx2" (`vpmaddwd`), or None (no AVX2)."""
     if target is not None and target.has("amx-tile", "amx-int8"):
         return "amx"
     if target is not None and target.has("avx512vnni", "avx512bw"):
         return "vnni"
+    if target is not None and target.has("avx2"):
+        return "avx2"
     return None
 
 
@@ -136,23 +144,24 @@ def lower_dense_int8(lw: LoweringContext, node: Node, w_array: np.ndarray, b_arr
     kind = int8_kernel(lw.target)
     assert kind is not None, "quantize-dense marks int8 layers only for targets with an int8 dot product"
     activation, alpha = node.attrs.get("activation", "none"), node.attrs.get("alpha", 0.01)
-    key = "_".join(v.name for v in node.inputs[1:]) + "__int8"
+    lanes, group = INT8_PACKING[kind]
+    key = "_".join(v.name for v in node.inputs[1:]) + ("__int8" if lanes == 16 else f"__int8x{lanes}")
     packed: dict[str, np.ndarray] = {}
 
     def part(name: str) -> np.ndarray:  # quantized and packed once, whichever part is asked for first
         if not packed:
-            packed.update(dense_int8.pack_int8(w_array, b_array))
+            packed.update(dense_int8.pack_int8(w_array, b_array, lanes, group))
         return packed[name]
 
     args = [lw.weight(f"{key}_{name}", lambda name=name: part(name)) for name in ("w", "scale", "colsum", "bias")]
     args.append(lw.weight("amx_tile_config", dense_int8.tile_config))  # read by the AMX kernel only
     fn = lw.kernel((f"dense_int8_{kind}", k, n, activation, alpha),
-                   lambda: dense_int8.KERNELS[kind](k, n, activation, alpha))
+                   lambda: INT8_KERNELS[kind](k, n, activation, alpha))
     def call(x: relax.Expr, m: Any) -> relax.Expr:
         mp = dense_int8.scratch_rows(m, kind)
         out = lw.emit(relax.call_tir(fn, [x, *args], [
             relax.TensorType([m, lw.dim(n)], "float32"),
-            relax.TensorType([mp, lw.dim(dense_int8.row_stride(k))], "uint8"),  # scratch: quantized x
+            relax.TensorType([mp, lw.dim(dense_int8.row_stride(k))], INT8_SCRATCH[kind]),  # scratch: quantized x
             relax.TensorType([mp, lw.dim(2)], "float32")]))
         return relax.TupleGetItem(out, 0)
 

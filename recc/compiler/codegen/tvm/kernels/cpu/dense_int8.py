@@ -26,7 +26,7 @@ from recc.compiler.quantize import quantize_weight_int8
 
 VNNI_ROWS = 6  # rows of a VNNI register tile
 # rows the quantized activations are padded to, per kernel: whole tiles are read, never past the end
-ROW_PAD = {"amx": 32, "vnni": VNNI_ROWS}
+ROW_PAD = {"amx": 32, "vnni": VNNI_ROWS, "avx2": 6}
 K_PAD = 64  # bytes of one AMX tile row
 N_PAD = 32  # outputs of an AMX output block (two tiles)
 SUPER_ROWS = 4  # row blocks per task at large batches (super_rows)
@@ -41,15 +41,17 @@ def padded_n(n: int) -> int:
     return -(-n // N_PAD) * N_PAD
 
 
-def pack_int8(w: np.ndarray, bias: np.ndarray | None) -> dict[str, np.ndarray]:
-    """Quantize fp32 weights [N, K] and pack them: {"w": [Np/16, Kp/4, 64] int8, "scale": ws [Np],
-    "colsum": ws * colsum(wq) [Np], "bias": b [Np]} (Np, Kp padded with zeros)."""
+def pack_int8(w: np.ndarray, bias: np.ndarray | None, lanes: int = 16, group: int = 4) -> dict[str, np.ndarray]:
+    """Quantize fp32 weights [N, K] and pack them: {"w": [Np/lanes, Kp/group, lanes * group] int8 (`lanes`
+    outputs x `group` consecutive k; 16 x 4 for VNNI/AMX), "scale": ws [Np], "colsum": ws * colsum(wq)
+    [Np], "bias": b [Np]} (Np, Kp padded with zeros)."""
     n, k = w.shape
     kp, np_ = padded_k(k), padded_n(n)
     wq, ws = quantize_weight_int8(w)
     full = np.zeros((np_, kp), np.int8)
     full[:n, :k] = wq
-    packed = full.reshape(np_ // 16, 16, kp // 4, 4).transpose(0, 2, 1, 3).reshape(np_ // 16, kp // 4, 64)
+    packed = (full.reshape(np_ // lanes, lanes, kp // group, group).transpose(0, 2, 1, 3)
+              .reshape(np_ // lanes, kp // group, lanes * group))
 
     def pad(v: np.ndarray) -> np.ndarray:
         out = np.zeros(np_, np.float32)
@@ -72,10 +74,11 @@ def row_stride(K: int) -> int:
     return padded_k(K) + 64
 
 
-def quantize_macro(K: int):
-    """The macro `quantize(X, Xq, P, r)`: row r of X[m, K] quantized to uint8 into Xq[r, :K] with its own
-    scale and zero point (P[r] = (scale, scale * zero point)), Xq[r, K:] zero. The padding rows (m..mp)
-    are left as they are: their products are computed and never stored."""
+def quantize_macro(K: int, dtype: str = "uint8"):
+    """The macro `quantize(X, Xq, P, r)`: row r of X[m, K] quantized to uint8 values into Xq[r, :K] (of
+    `dtype`: the AVX2 kernel reads them as int16) with its own scale and zero point (P[r] = (scale, scale *
+    zero point)), Xq[r, K:] zero. The padding rows (m..mp) are left as they are: their products are
+    computed and never stored."""
     XS = row_stride(K)
     V = 16
     KV = K // V * V
@@ -85,7 +88,7 @@ def quantize_macro(K: int):
 
     def to_u8(v):  # clamp first: a float -> int conversion of anything out of range is undefined; on
         # [0.5, 255.5] truncation is floor (T.floor became a call per lane: 4x slower quantization)
-        return T.Cast("uint8", T.Cast("int32", T.min(T.float32(255), T.max(T.float32(0), v)) + T.float32(0.5)))
+        return T.Cast(dtype, T.Cast("int32", T.min(T.float32(255), T.max(T.float32(0), v)) + T.float32(0.5)))
 
     @T.macro
     def row(X, Xq, P, r):
@@ -126,7 +129,7 @@ def quantize_macro(K: int):
         for k in range(KV, K):
             Xq[r, k] = to_u8(X[r, k] * stats[3] + zp)
         for k in range(K, XS):
-            Xq[r, k] = T.uint8(0)
+            Xq[r, k] = T.Cast(dtype, 0)
 
     return row
 
@@ -270,16 +273,17 @@ def dense_vnni(K: int, N: int, activation: str = "none", alpha: float = 0.01):
     return _dense_func(K, N, R, lambda m: (m + R - 1) // R * NB, task)
 
 
-def _dense_func(K: int, N: int, pad: int, tasks, task):
-    """The int8 dense PrimFunc (X, Wp, S, CS, B, CFG) -> (Y, Xq, P): x's rows quantized into Xq and P
-    (mp rows: m padded to `pad`; outputs rather than a workspace, so the VM's memory pool reuses them: a
-    per-call heap block of 0.7 MB page-faulted on every call), then `task(Xq, P, Wp, S, CS, B, CFG, Y, m, f)`
-    for f < tasks(m); each phase in parallel when big enough."""
+def _dense_func(K: int, N: int, pad: int, tasks, task, xq_dtype: str = "uint8", lanes: int = 16, group: int = 4):
+    """The int8 dense PrimFunc (X, Wp, S, CS, B, CFG) -> (Y, Xq, P): x's rows quantized into Xq (of
+    `xq_dtype`) and P (mp rows: m padded to `pad`; outputs rather than a workspace, so the VM's memory pool
+    reuses them: a per-call heap block of 0.7 MB page-faulted on every call), then `task(Xq, P, Wp, S, CS,
+    B, CFG, Y, m, f)` for f < tasks(m); each phase in parallel when big enough. Wp is pack_int8(lanes, group)."""
     KP, NP, XS = padded_k(K), padded_n(N), row_stride(K)
-    quantize = quantize_macro(K)
+    quantize = quantize_macro(K, xq_dtype)
 
     @T.prim_func(private=True)
-    def dense(var_x: T.handle, Wp: T.Buffer((NP // 16, KP // 4, 64), "int8"), S: T.Buffer((NP,), "float32"),
+    def dense(var_x: T.handle, Wp: T.Buffer((NP // lanes, KP // group, lanes * group), "int8"),
+              S: T.Buffer((NP,), "float32"),
               CS: T.Buffer((NP,), "float32"), B: T.Buffer((NP,), "float32"), CFG: T.Buffer((64,), "uint8"),
               var_y: T.handle, var_xq: T.handle, var_p: T.handle):
         T.func_attr({"tir.noalias": True})
@@ -287,7 +291,7 @@ def _dense_func(K: int, N: int, pad: int, tasks, task):
         mp = T.int64()
         X = T.match_buffer(var_x, (m, K), "float32")
         Y = T.match_buffer(var_y, (m, N), "float32")
-        Xq = T.match_buffer(var_xq, (mp, XS), "uint8")
+        Xq = T.match_buffer(var_xq, (mp, XS), xq_dtype)
         P = T.match_buffer(var_p, (mp, 2), "float32")
         if m * K <= SERIAL_BELOW:
             for r in range(m):
