@@ -22,8 +22,8 @@ from tvm.script import tirx as T
 from recc.compiler.codegen.tvm.kernels.cpu.dense_int8 import (
     ROW_PAD,
     _dense_func,
-    epilogue,
     padded_k,
+    row_tasks,
 )
 
 LANES, GROUP = 8, 2  # the weight packing: 8 outputs x 2 consecutive k per 16 bytes
@@ -33,20 +33,9 @@ COLS = 16  # outputs of a register tile (two ymm of int32)
 def dense_avx2(K: int, N: int, activation: str = "none", alpha: float = 0.01):
     """The int8 dense PrimFunc (X, Wp, S, CS, B, CFG) -> (Y, Xq int16 scratch, P) of dense_int8._dense_func
     on AVX2 (CFG unused), Wp = pack_int8(w, b, lanes=8, group=2)["w"]."""
-    KP, R = padded_k(K), ROW_PAD["avx2"]
-    KG, NB = KP // GROUP, -(-N // COLS)  # blocks holding real outputs (N is padded to 32, a tile is 16)
-    tile, single = _block(KG, epilogue(N, activation, alpha, R, COLS), R), _block(KG, epilogue(N, activation, alpha, 1, COLS), 1)
-
-    @T.macro
-    def task(Xq, P, Wp, S, CS, B, CFG, Y, m, f):  # R rows x 16 outputs; the rows past m's last whole tile one by one
-        row0 = f // NB * R
-        if row0 + R <= m:
-            tile(Xq, P, Wp, S, CS, B, Y, m, row0, f % NB)
-        else:
-            for r in range(m - row0):
-                single(Xq, P, Wp, S, CS, B, Y, m, row0 + r, f % NB)
-
-    return _dense_func(K, N, R, lambda m: (m + R - 1) // R * NB, task, xq_dtype="int16", lanes=LANES, group=GROUP)
+    KG, R = padded_k(K) // GROUP, ROW_PAD["avx2"]
+    tasks, task = row_tasks(lambda rows, store: _block(KG, store, rows), R, COLS, N, activation, alpha)
+    return _dense_func(K, N, R, tasks, task, xq_dtype="int16", lanes=LANES, group=GROUP)
 
 
 def _block(KG: int, store, R: int):
