@@ -59,6 +59,7 @@ class BenchConfig:
     atol: float = 1e-5
     atol_reduced: float = 3e-2  # for the reduced-precision systems (bench/reduced.py)
     inductor_dynamic: bool = False
+    recc_target: str = "cpu"  # recc's systems compile for this target ("cpu:haswell": an AVX2-only CPU's code)
     command: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -83,8 +84,8 @@ class Worker:
         os.environ.update(thread_environment(config.threads))  # inherited by the server and its children
         self.conn, child = context.Pipe()
         self.process = context.Process(
-            target=serve, args=(child, model, config.scale, system, config.threads, config.inductor_dynamic,
-                                str(log_path)), daemon=True)
+            target=serve, args=(child, model, config.scale, system, config.threads, {
+                "inductor_dynamic": config.inductor_dynamic, "recc_target": config.recc_target}, str(log_path)), daemon=True)
         self.process.start()
         child.close()
 
@@ -320,6 +321,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the same for int8/bf16 systems (default 3e-2); their error is reported either way")
     parser.add_argument("--inductor-dynamic", action="store_true",
                         help="torch.compile(dynamic=True) instead of one static graph per batch size")
+    parser.add_argument("--recc-target", default="cpu", help="recc's compile target (default cpu: this host; "
+                        "cpu:haswell measures the AVX2-only code a CPU without AVX-512 would run)")
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -341,7 +344,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         raise ValueError("--threads and every batch must be >= 1")
     config = replace(base, models=models, systems=systems, batches=batches, threads=args.threads,
                      scale=args.scale, out=args.out, atol=args.atol, atol_reduced=args.atol_reduced,
-                     inductor_dynamic=args.inductor_dynamic, **explicit)
+                     inductor_dynamic=args.inductor_dynamic, recc_target=args.recc_target, **explicit)
     return replace(config, command=canonical_command(config))
 
 
@@ -352,7 +355,8 @@ def canonical_command(config: BenchConfig) -> str:
             f"--out {config.out} --rounds {config.rounds} --seconds {config.seconds:g} "
             f"--min-calls {config.min_calls} --max-calls {config.max_calls} --atol {config.atol:g} "
             f"--atol-reduced {config.atol_reduced:g}"
-            + (" --inductor-dynamic" if config.inductor_dynamic else ""))
+            + (" --inductor-dynamic" if config.inductor_dynamic else "")
+            + (f" --recc-target {config.recc_target}" if config.recc_target != "cpu" else ""))
 
 
 def run_bench(config: BenchConfig) -> dict[str, Any]:

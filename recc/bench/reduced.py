@@ -1,6 +1,6 @@
 """Reduced-precision systems for `recc bench`, each at its best configuration on this CPU:
 
-- recc-int8:         `recc.compile(..., precision="int8")`: dense layers int8 (AMX / AVX512-VNNI kernels),
+- recc-int8:         `recc.compile(..., precision="int8")`: dense layers int8 (AMX / AVX512-VNNI / AVX2 kernels),
                      the batched lookup's tables 8-bit row-wise.
 - recc-bf16:         `recc.compile(..., precision="bf16")`: dense layers bf16 on AMX-BF16.
 - torch-int8-onednn: `torch.ao.quantization.quantize_dynamic`: nn.Linear dynamic int8 (qint8 weights),
@@ -43,9 +43,10 @@ class ReccReduced(Recc):
 
         start = time.perf_counter()
         self.compiled = recc.compile(model, model.example_inputs(COMPILE_EXAMPLE_BATCH, seed=0),
-                                     name=getattr(model, "name", None), threads=threads, precision=self.precision)
+                                     name=getattr(model, "name", None), threads=threads, precision=self.precision,
+                                     target=self.target)
         report = self.compiled.report
-        return {"compile_s": round(time.perf_counter() - start, 2), "threads": threads,
+        return {"compile_s": round(time.perf_counter() - start, 2), "threads": threads, "target": self.target,
                 "precision": report.get("precision"), "kernels": report.get("kernels")}
 
 

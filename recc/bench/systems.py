@@ -127,17 +127,18 @@ class OnnxRuntime:
 
 class Recc:
     name = "recc"
+    target = "cpu"  # recc.compile's target (recc bench --recc-target)
 
     def setup(self, model: nn.Module, threads: int) -> dict[str, Any]:
         import recc
 
         start = time.perf_counter()
         self.compiled = recc.compile(model, model.example_inputs(COMPILE_EXAMPLE_BATCH, seed=0),
-                                     name=getattr(model, "name", None), threads=threads)
+                                     name=getattr(model, "name", None), threads=threads, target=self.target)
         compile_s = time.perf_counter() - start
         timings = self.compiled.report.get("timings_s", {}) if isinstance(self.compiled.report, dict) else {}
         memory = self.compiled.memory()  # the artifact's bytes on disk, THP of its table buffers (peak RSS: worker)
-        return {"compile_s": round(compile_s, 2), "compile_timings_s": timings, "threads": threads,
+        return {"compile_s": round(compile_s, 2), "compile_timings_s": timings, "threads": threads, "target": self.target,
                 "final_ops": self.compiled.report.get("final_ops") if isinstance(self.compiled.report, dict) else None,
                 "artifact_bytes": memory["artifact_bytes"], "compile_peak_rss_bytes": memory["peak_rss_bytes"],
                 "table_buffers": {k: memory[k] for k in ("table_buffer_bytes", "huge_page_bytes", "thp_setting")}}
@@ -149,7 +150,7 @@ class Recc:
         return torch.as_tensor(output).detach().float().numpy()
 
 
-def make_system(name: str, inductor_dynamic: bool = False) -> System:
+def make_system(name: str, inductor_dynamic: bool = False, recc_target: str = "cpu") -> System:
     if name == "eager":
         return Eager()
     if name == "inductor":
@@ -157,11 +158,16 @@ def make_system(name: str, inductor_dynamic: bool = False) -> System:
     if name in ("ort", "ort-best"):
         return OnnxRuntime(gather_sum=name == "ort-best")
     if name == "recc":
-        return Recc()
+        system = Recc()
+        system.target = recc_target
+        return system
     if name in SYSTEMS:
         from recc.bench.reduced import make_reduced
 
-        return make_reduced(name)
+        reduced = make_reduced(name)
+        if isinstance(reduced, Recc):
+            reduced.target = recc_target
+        return reduced
     raise ValueError(f"unknown system {name!r}; valid: {', '.join(SYSTEMS)}")
 
 

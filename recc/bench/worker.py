@@ -53,7 +53,7 @@ def memory_mb() -> dict[str, float]:
 
 
 def serve(conn: Connection, model_name: str, scale: float, system_name: str, threads: int,
-          inductor_dynamic: bool, log_path: str | None) -> None:
+          options: dict[str, Any], log_path: str | None) -> None:
     """Process entry point: build the model and the system, report setup facts, then serve commands."""
     if log_path:  # exporters and compilers are chatty; keep the harness's terminal for the progress bar
         log = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
@@ -71,7 +71,7 @@ def serve(conn: Connection, model_name: str, scale: float, system_name: str, thr
         conn.send(("loaded",))
         if conn.recv()[0] != "setup":  # the harness builds systems one at a time: honest compile times
             return
-        system = make_system(system_name, inductor_dynamic=inductor_dynamic)
+        system = make_system(system_name, **options)
         with torch.inference_mode():
             facts = system.setup(model, threads)
         facts["torch_threads"] = torch.get_num_threads()
