@@ -147,7 +147,8 @@ def compile(module: torch.nn.Module | str | Path | Any, example_inputs: Sequence
     on the example inputs and stops at the first pass that changes the function. `tune_budget_s` tunes
     kernel schedules on this machine within that many seconds (see compile_graph; `tuning_db`).
     `signing_key` signs the artifact (see compile_graph). `precision` "int8" runs dense layers in int8
-    where the target has an int8 dot product (AMX, AVX512-VNNI), "bf16" in bf16 where it has AMX-BF16,
+    (AMX, AVX512-VNNI or AVX2 kernels, by the target's features), "bf16" in bf16 (AMX-BF16, else bf16
+    weights with fp32 math),
     "auto" in int8 for each layer the
     accuracy bound `max_error` (default 1e-2 max abs difference vs fp32) allows; `keep_fp32` names
     layers to leave fp32. The error vs fp32 is measured on held-out synthetic inputs and reported.

@@ -255,8 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tuning database to read and extend ('none': no database; default %(default)s)")
     c.add_argument("--example-batch", type=int, default=4, help=argparse.SUPPRESS)
     c.add_argument("--precision", choices=("fp32", "int8", "bf16", "auto"), default="fp32",
-                   help="fp32 (default); int8: dense layers in int8 where the CPU has AMX-INT8 or AVX512-VNNI; "
-                        "bf16: in bf16 where it has AMX-BF16; "
+                   help="fp32 (default); int8: dense layers in int8 (AMX-INT8, AVX512-VNNI or AVX2 kernels) and "
+                        "tables 8-bit row-wise; bf16: dense in bf16 (AMX-BF16, else bf16 weights with fp32 math); "
                         "auto: int8 for each layer the --max-error bound allows")
     c.add_argument("--keep-fp32", nargs="+", default=[], metavar="LAYER",
                    help="layers to keep fp32, by module path (top.4) or weight name")
