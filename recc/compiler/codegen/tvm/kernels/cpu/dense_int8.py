@@ -22,6 +22,7 @@ import numpy as np
 from tvm.script import tirx as T
 
 from recc.compiler.codegen.tvm.kernels.cpu.common import activation_expr
+from recc.compiler.codegen.tvm.kernels.cpu.dense_int8_static import static_quantize_macro
 from recc.compiler.quantize import quantize_weight_int8
 
 VNNI_ROWS = 6  # rows of a VNNI register tile
@@ -200,16 +201,17 @@ def amx_block(op: str, KB: int, kstep: int, a_stride: int, acc_dtype: str, store
     return block
 
 
-def dense_amx(K: int, N: int, activation: str = "none", alpha: float = 0.01):
+def dense_amx(K: int, N: int, activation: str = "none", alpha: float = 0.01, act=None):
     """PrimFunc (X[m, K] f32, Wp[Np/16, Kp/4, 64] i8, S[Np], CS[Np], B[Np], CFG[64]) -> (Y[m, N] f32,
     scratch Xq[mp, row_stride(K)] u8, P[mp, 2] f32) on AMX (mp = m padded to ROW_PAD); CFG is
-    `tile_config()`, an input rather than 64 bytes written on every call."""
+    `tile_config()`, an input rather than 64 bytes written on every call. `act`: the calibrated
+    activation (scale, zero point) of static quantization (dense_int8_static), None: per row."""
     KP, NP = padded_k(K), padded_n(N)
     KB, NB = KP // 64, NP // 32
     store = epilogue(N, activation, alpha, 32, 32)
     block = amx_block("tdpbusd", KB, 64, row_stride(K), "int32", store)
 
-    return _dense_func(K, N, ROW_PAD["amx"], super_tasks, amx_rows(block, NB))
+    return _dense_func(K, N, ROW_PAD["amx"], super_tasks, amx_rows(block, NB), act)
 
 
 def amx_rows(block, NB: int):
@@ -240,7 +242,7 @@ def super_rows(m):
     return T.Select(m >= 256, T.int64(SUPER_ROWS), T.int64(1))
 
 
-def dense_vnni(K: int, N: int, activation: str = "none", alpha: float = 0.01):
+def dense_vnni(K: int, N: int, activation: str = "none", alpha: float = 0.01, act=None):
     """The same PrimFunc as dense_amx on AVX512-VNNI (CFG unused): register tiles of 6 rows x 32 outputs."""
     KP, NP = padded_k(K), padded_n(N)
     # 6 rows: the 6 x 32 int32 accumulators (768 bytes) stay on the stack and LLVM keeps them in
@@ -267,16 +269,16 @@ def dense_vnni(K: int, N: int, activation: str = "none", alpha: float = 0.01):
     def task(Xq, P, Wp, S, CS, B, CFG, Y, m, f):  # R rows x 32 outputs
         block(Xq, P, Wp, S, CS, B, Y, m, f // NB * R, f % NB)
 
-    return _dense_func(K, N, R, lambda m: (m + R - 1) // R * NB, task)
+    return _dense_func(K, N, R, lambda m: (m + R - 1) // R * NB, task, act)
 
 
-def _dense_func(K: int, N: int, pad: int, tasks, task):
+def _dense_func(K: int, N: int, pad: int, tasks, task, act=None):
     """The int8 dense PrimFunc (X, Wp, S, CS, B, CFG) -> (Y, Xq, P): x's rows quantized into Xq and P
     (mp rows: m padded to `pad`; outputs rather than a workspace, so the VM's memory pool reuses them: a
     per-call heap block of 0.7 MB page-faulted on every call), then `task(Xq, P, Wp, S, CS, B, CFG, Y, m, f)`
-    for f < tasks(m); each phase in parallel when big enough."""
+    for f < tasks(m); each phase in parallel when big enough. `act`: static (scale, zero point), else per row."""
     KP, NP, XS = padded_k(K), padded_n(N), row_stride(K)
-    quantize = quantize_macro(K)
+    quantize = quantize_macro(K) if act is None else static_quantize_macro(K, XS, *act)
 
     @T.prim_func(private=True)
     def dense(var_x: T.handle, Wp: T.Buffer((NP // 16, KP // 4, 64), "int8"), S: T.Buffer((NP,), "float32"),
