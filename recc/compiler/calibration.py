@@ -2,8 +2,8 @@
 calibration rows, and each layer's fixed activation scale and zero point derived from them.
 
 The rows are drawn like the held-out accuracy inputs but with another seed (CALIBRATION_SEED), so the
-accuracy the compile reports is not measured on them. The graph is run in fp32 by the reference
-interpreter (every reduced layer set to fp32 for the run, as PyTorch's observers see an fp32 model), and
+accuracy the compile reports is not measured on them. The graph is run by the reference interpreter with
+its dense layers in fp32 (as PyTorch's observers see an fp32 model; 8-bit tables stay as compiled), and
 per int8 dense layer the range [lo, hi] of its input over all rows is recorded, 0 included (as the
 dynamic rule); then xs = (hi - lo) / 255 (1 for an empty span) and zp = round(-lo / xs), the formulas of
 quantize.row_params over the whole calibration set. They become the node's attrs `act_scale` and
