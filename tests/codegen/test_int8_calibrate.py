@@ -86,6 +86,25 @@ def test_calibrate_records_each_int8_layer_range() -> None:
     assert all(n.attrs["precision"] == "int8" and "act_scale" in n.attrs for n in graph.nodes if n.op == "dense")
 
 
+def test_auto_chooses_layers_under_the_static_semantics() -> None:
+    from recc.compiler.accuracy import PrecisionConfig
+    from recc.precision import choose_precision
+
+    model = create("wnd", scale=0.01, seed=0)
+    graph = recc.api.capture(model, model.example_inputs(4, seed=0))
+    fp32 = graph.clone()
+    recc.api.optimize(graph, options=(("precision", "int8"), ("int8_kernel", "vnni")))
+    held = [t.numpy() for t in model.example_inputs(64, seed=1)]
+    rows = [t.numpy() for t in model.example_inputs(32, seed=CALIBRATION_SEED)]
+    section = choose_precision(graph, fp32, PrecisionConfig("auto", max_error=1e-3, calibrate=32), held,
+                               lambda msg: None, rows)
+    assert section["auto_kept_fp32"] and section["calibration"]["rows"] == 32
+    assert section["activations"] == {name: "static (calibrated on 32 rows)" for name in section["layers"]}
+    assert not set(section["auto_kept_fp32"]) & set(section["activations"])
+    got = interpret(graph, held)[0]  # the static semantics of the layers auto kept int8: within its bound
+    assert np.abs(got - interpret(fp32, held)[0]).max() <= 1e-3
+
+
 @pytest.fixture(scope="module")
 def calibrated():
     if int8_kernel(TARGET) is None:

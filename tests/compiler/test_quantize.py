@@ -122,3 +122,24 @@ def test_rowwise_tables_pack_in_fbgemm_layout(rng) -> None:
     np.testing.assert_array_equal(back, dequantize_rowwise(table))
     assert np.all(np.abs(back - table) <= scale[:, None] / 2 + 1e-6) and np.all(back[3] == 0.25)
     assert np.all(bias == table.min(axis=1)) and np.all(packed[:, 6:8] == 0)
+
+
+def test_dense_refuses_nonsense_calibrated_params() -> None:
+    from recc.compiler.ir import IRTypeError, infer_types
+    from recc.compiler.ir.types import TensorType
+
+    types = [TensorType((4, 8), "float32"), TensorType((3, 8), "float32")]
+    assert infer_types("dense", types, {"precision": "int8", "act_scale": 0.01, "act_zero_point": 3.0})
+    for bad in ({"act_scale": 0.0, "act_zero_point": 3.0}, {"act_scale": 0.1, "act_zero_point": 300.0},
+                {"act_scale": 0.1}):
+        with pytest.raises(IRTypeError, match="calibrated activation scale"):
+            infer_types("dense", types, {"precision": "int8", **bad})
+
+
+def test_report_says_static_or_dynamic_per_layer() -> None:
+    from recc.compiler.report import _precision_lines
+
+    lines = _precision_lines({"requested": "int8", "layers": {"a": "int8", "b": "int8", "c": "int8"},
+                              "activations": {"a": "static (calibrated on 64 rows)", "b": "dynamic",
+                                              "c": "static (calibrated on 64 rows)"}})
+    assert "  int8 activations: static (calibrated on 64 rows): a, c; dynamic: b" in lines
