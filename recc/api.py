@@ -16,6 +16,7 @@ import torch
 
 from recc.compiler.accuracy import PrecisionConfig, synthetic_inputs
 from recc.compiler.artifact import Manifest, TargetInfo, TensorSpec, write_manifest, write_weights
+from recc.compiler.calibration import CALIBRATION_SEED
 from recc.compiler.codegen.tvm import build_library, resolve_target
 from recc.compiler.codegen.tvm.lowering.dense import bf16_kernel, int8_kernel
 from recc.compiler.codegen.tvm.target import isa_features
@@ -65,11 +66,13 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
                   source: dict[str, Any] | None = None, tune_budget_s: float | None = None,
                   tuning_db: str | Path | None = DEFAULT_TUNING_DB,
                   signing_key: bytes | str | None = None, precision: PrecisionConfig = PrecisionConfig(),
-                  held_out: list[np.ndarray] | None = None) -> CompiledModel:
+                  held_out: list[np.ndarray] | None = None,
+                  calibration: list[np.ndarray] | None = None) -> CompiledModel:
     """Optimize and build an IR graph into a CompiledModel (backed by a temporary artifact).
 
     `precision` (accuracy.PrecisionConfig): reduced-precision layers; their error against fp32 is
-    measured on `held_out` inputs (none: not measured; `auto` and `max_error` need them) and reported.
+    measured on `held_out` inputs (none: not measured; `auto` and `max_error` need them) and reported;
+    `precision.calibrate` quantizes int8 activations statically, calibrated on `calibration` inputs.
 
     Kernel schedules come from the tuning database `tuning_db` (None: no database) where it has them;
     with `tune_budget_s`, kernels it lacks are tuned now on this machine, within that many seconds, and
@@ -86,7 +89,7 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
     fp32_graph = graph.clone() if precision.reduced else None
     reports = optimize(graph, pipeline, disable_passes, validate_inputs, dump_ir, progress,
                        precision.pass_options(int8_kernel(spec), bf16_kernel(spec)))
-    precision_report = choose_precision(graph, fp32_graph, precision, held_out, say)
+    precision_report = choose_precision(graph, fp32_graph, precision, held_out, say, calibration)
     timings["passes_s"] = time.perf_counter() - start
     root.mkdir()
     say(f"building for {spec.kind} (mcpu={spec.mcpu}) ...")
@@ -136,7 +139,8 @@ def compile(module: torch.nn.Module | str | Path | Any, example_inputs: Sequence
             progress: Callable[[str], None] | None = None, source: dict[str, Any] | None = None,
             tune_budget_s: float | None = None, tuning_db: str | Path | None = DEFAULT_TUNING_DB,
             signing_key: bytes | str | None = None, precision: str = "fp32", keep_fp32: Sequence[str] = (),
-            max_error: float | None = None, dynamic_shapes: Any = None) -> CompiledModel:
+            max_error: float | None = None, dynamic_shapes: Any = None,
+            calibrate: int | None = None) -> CompiledModel:
     """Compile a PyTorch module (or an ONNX model: a .onnx path, bytes or a ModelProto) for `target`.
 
     `example_inputs` (tensors, or lists/tuples of tensors as `forward` takes them) fix dtypes and static
@@ -152,19 +156,26 @@ def compile(module: torch.nn.Module | str | Path | Any, example_inputs: Sequence
     "auto" in int8 for each layer the
     accuracy bound `max_error` (default 1e-2 max abs difference vs fp32) allows; `keep_fp32` names
     layers to leave fp32. The error vs fp32 is measured on held-out synthetic inputs and reported.
+    `calibrate=N` (int8, auto) quantizes int8 activations statically: one scale and zero point per layer
+    from the range of its input on N calibration rows (drawn like the held-out rows, another seed;
+    recc.compiler.calibration), instead of per row on every call.
     """
-    config = PrecisionConfig(precision, tuple(keep_fp32), max_error)
+    config = PrecisionConfig(precision, tuple(keep_fp32), max_error, calibrate)
     say = progress or (lambda msg: None)
     if not isinstance(module, torch.nn.Module):
+        if config.calibrate and example_inputs is None:
+            raise ValueError("calibrate=N draws calibration rows like the example inputs, which an ONNX model "
+                             "does not carry: pass example_inputs with it (or quantize activations per row)")
         graph = _onnx_graph(module, example_inputs, dynamic_shapes, say)
         validate = [np.asarray(x) for x in example_inputs] if verify and example_inputs is not None else None
         held = [np.asarray(x) for x in example_inputs] if config.reduced and example_inputs is not None else None
         if config.reduced and held is None and (precision == "auto" or max_error is not None):
             raise ValueError("precision='auto' and max_error measure on example inputs: pass example_inputs "
                              "with the ONNX model")
+        calibration = synthetic_inputs(held, config.calibrate, CALIBRATION_SEED) if config.calibrate else None
         return compile_graph(graph, name or graph.name, target, pipeline, disable_passes, validate, dump_ir,
                              threads, progress, None, source or {"kind": "onnx"}, tune_budget_s, tuning_db,
-                             signing_key, config, held)
+                             signing_key, config, held, calibration)
     if example_inputs is None:
         raise ValueError("compiling a PyTorch module needs example_inputs")
     tensors = leaves(as_inputs(example_inputs))
@@ -178,7 +189,9 @@ def compile(module: torch.nn.Module | str | Path | Any, example_inputs: Sequence
     validate = [t.numpy() for t in tensors] if verify else None
     return compile_graph(graph, name or type(module).__name__, target, pipeline, disable_passes, validate, dump_ir,
                          threads, progress, {"capture_s": capture_s}, source, tune_budget_s, tuning_db,
-                         signing_key, config, held_out_inputs(module, tensors) if config.reduced else None)
+                         signing_key, config, held_out_inputs(module, tensors) if config.reduced else None,
+                         held_out_inputs(module, tensors, config.calibrate, CALIBRATION_SEED)
+                         if config.calibrate else None)
 
 
 def _onnx_graph(model: Any, example_inputs: Sequence[Any] | None, dynamic_shapes: Any,

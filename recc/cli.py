@@ -80,7 +80,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
                            progress=_say, source=source.record, tune_budget_s=budget,
                            tuning_db=None if args.tuning_db == "none" else Path(args.tuning_db),
                            signing_key=_key(args.signing_key_file), precision=args.precision,
-                           keep_fp32=args.keep_fp32, max_error=args.max_error, dynamic_shapes=dynamic)
+                           keep_fp32=args.keep_fp32, max_error=args.max_error, dynamic_shapes=dynamic,
+                           calibrate=args.calibrate)
     out = compiled.save(args.output, move=True)
     print(format_report(compiled.report))
     tuning = compiled.report["tuning"]
@@ -127,9 +128,10 @@ def _compile_onnx(args: argparse.Namespace) -> int:
 def _onnx_precision(args: argparse.Namespace) -> Any:
     from recc.compiler.accuracy import PrecisionConfig
 
-    if args.precision == "auto" or args.max_error is not None:
-        raise ValueError("--precision auto and --max-error measure on example inputs, which an ONNX file does not "
-                         "carry; use --precision int8 (or compile from PyTorch)")
+    if args.precision == "auto" or args.max_error is not None or args.calibrate is not None:
+        raise ValueError("--precision auto, --max-error and --calibrate need example inputs (to measure on, or to "
+                         "draw calibration rows like), which an ONNX file does not carry; use --precision int8 "
+                         "(activations quantized per row), or compile from PyTorch")
     return PrecisionConfig(args.precision, tuple(args.keep_fp32))
 
 
@@ -220,6 +222,22 @@ def _key(path: str | None) -> bytes | None:
     return key
 
 
+def _add_precision_arguments(c: argparse.ArgumentParser) -> None:
+    """`recc compile`'s reduced-precision options (docs/precision.md)."""
+    c.add_argument("--precision", choices=("fp32", "int8", "bf16", "auto"), default="fp32",
+                   help="fp32 (default); int8: dense layers in int8 (AMX-INT8, AVX512-VNNI or AVX2 kernels) and "
+                        "tables 8-bit row-wise; bf16: dense in bf16 (AMX-BF16, else bf16 weights with fp32 math); "
+                        "auto: int8 for each layer the --max-error bound allows")
+    c.add_argument("--keep-fp32", nargs="+", default=[], metavar="LAYER",
+                   help="layers to keep fp32, by module path (top.4) or weight name")
+    c.add_argument("--max-error", type=float, metavar="E",
+                   help="refuse an artifact whose outputs differ from fp32 by more than E (max abs, on held-out "
+                        "inputs); the bound auto keeps (default 1e-2)")
+    c.add_argument("--calibrate", type=int, metavar="N",
+                   help="int8/auto: quantize activations statically, one scale and zero point per layer from its "
+                        "input's range on N calibration rows (default: per row, on every call)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="recc", description="a graph-optimizing compiler for recommendation inference")
     sub = p.add_subparsers(dest="command", required=True)
@@ -254,15 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tuning-db", default=str(default_database_path()), metavar="PATH",
                    help="tuning database to read and extend ('none': no database; default %(default)s)")
     c.add_argument("--example-batch", type=int, default=4, help=argparse.SUPPRESS)
-    c.add_argument("--precision", choices=("fp32", "int8", "bf16", "auto"), default="fp32",
-                   help="fp32 (default); int8: dense layers in int8 (AMX-INT8, AVX512-VNNI or AVX2 kernels) and "
-                        "tables 8-bit row-wise; bf16: dense in bf16 (AMX-BF16, else bf16 weights with fp32 math); "
-                        "auto: int8 for each layer the --max-error bound allows")
-    c.add_argument("--keep-fp32", nargs="+", default=[], metavar="LAYER",
-                   help="layers to keep fp32, by module path (top.4) or weight name")
-    c.add_argument("--max-error", type=float, metavar="E",
-                   help="refuse an artifact whose outputs differ from fp32 by more than E (max abs, on held-out "
-                        "inputs); the bound auto keeps (default 1e-2)")
+    _add_precision_arguments(c)
     c.set_defaults(fn=cmd_compile)
 
     r = sub.add_parser("run", help="run an artifact on synthetic inputs and compare with eager PyTorch")

@@ -17,17 +17,27 @@ from recc.compiler.accuracy import (
     errors,
     reduced_layers,
 )
+from recc.compiler.calibration import activation_modes, calibrate
 from recc.compiler.interpreter import interpret
 from recc.compiler.ir import Graph
 from recc.runtime.compiled_model import CompiledModel
 
 
 def choose_precision(graph: Graph, fp32_graph: Graph | None, config: PrecisionConfig,
-                     held_out: list[np.ndarray] | None, say: Callable[[str], None]) -> dict[str, Any]:
-    """The precision section of the report; for `auto`, layers beyond the bound go back to fp32 first."""
+                     held_out: list[np.ndarray] | None, say: Callable[[str], None],
+                     calibration: list[np.ndarray] | None = None) -> dict[str, Any]:
+    """The precision section of the report; with `config.calibrate`, the int8 layers' activation params
+    are calibrated on `calibration` first; for `auto`, layers beyond the bound then go back to fp32."""
     if fp32_graph is None:
         return {"requested": "fp32", "layers": {}}
     kept: list[str] = []
+    section: dict[str, Any] = {}
+    if config.calibrate:
+        if calibration is None:
+            raise ValueError("calibrate=N needs calibration inputs (compile from PyTorch, or pass calibration=)")
+        section["calibration"] = calibrate(graph, calibration)
+        say(f"calibrated {len(section['calibration']['layers'])} int8 layer(s)' activations on "
+            f"{section['calibration']['rows']} rows")
     if config.precision == "auto":
         if held_out is None:
             raise ValueError("precision='auto' needs inputs to measure on (compile from PyTorch, or pass held_out=)")
@@ -35,8 +45,9 @@ def choose_precision(graph: Graph, fp32_graph: Graph | None, config: PrecisionCo
         kept = choose_layers(graph, held_out, interpret(fp32_graph, held_out), bound, say)
     layers = {n.inputs[1].name: n.attrs["precision"] for n in reduced_layers(graph)}
     say(f"precision {config.precision}: {len(layers)} layer(s) reduced" + (f", {len(kept)} kept fp32 by auto" if kept else ""))
+    rows = section["calibration"]["rows"] if "calibration" in section else None
     return {"requested": config.precision, "layers": layers, "auto_kept_fp32": kept,
-            "max_error": config.max_error}
+            "max_error": config.max_error, "activations": activation_modes(graph, rows), **section}
 
 
 def _numpy(outputs: Any) -> list[np.ndarray]:

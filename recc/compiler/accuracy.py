@@ -30,12 +30,20 @@ class PrecisionConfig:
     precision: str = "fp32"  # fp32 | int8 | bf16 | auto
     keep_fp32: tuple[str, ...] = ()  # layers named by weight or module path ("top.4") stay fp32
     max_error: float | None = None  # refuse (int8/bf16) or steer (auto) past this max abs difference
+    calibrate: int | None = None  # int8 activations static, from this many calibration rows (None: dynamic)
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "int8", "bf16", "auto"):
             raise ValueError(f"precision must be fp32, int8, bf16 or auto, not {self.precision!r}")
         if self.max_error is not None and not self.max_error > 0:
             raise ValueError(f"max_error must be > 0, got {self.max_error}")
+        if self.calibrate is not None:
+            if isinstance(self.calibrate, bool) or not isinstance(self.calibrate, (int, np.integer)) \
+                    or self.calibrate <= 0:
+                raise ValueError(f"calibrate must be a positive number of rows, got {self.calibrate!r}")
+            if self.precision not in ("int8", "auto"):
+                raise ValueError(f"calibrate quantizes int8 activations statically: it needs precision int8 or "
+                                 f"auto, not {self.precision!r}")
 
     @property
     def reduced(self) -> bool:

@@ -22,10 +22,13 @@ Kernel = Callable[[list[np.ndarray], dict[str, Any]], np.ndarray]
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
-def _dense(x: list[np.ndarray], precision: str) -> np.ndarray:
-    """dense before its activation, in its precision (recc/compiler/quantize.py for int8 and bf16)."""
+def _dense(x: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
+    """dense before its activation, in its precision (recc/compiler/quantize.py for int8 and bf16; int8
+    with the calibrated activation scale and zero point where the node has them)."""
+    precision = attrs.get("precision", "fp32")
     if precision != "fp32":
-        return dense_reference(precision, x[0], x[1], x[2] if len(x) == 3 else None)
+        act = (attrs["act_scale"], attrs["act_zero_point"]) if "act_scale" in attrs else None
+        return dense_reference(precision, x[0], x[1], x[2] if len(x) == 3 else None, act)
     return (x[0] @ x[1].T + (x[2] if len(x) == 3 else 0)).astype(x[0].dtype)
 
 
@@ -197,7 +200,7 @@ KERNELS: dict[str, Kernel] = {
     "eq": lambda x, a: x[0] == x[1],
     "ne": lambda x, a: x[0] != x[1],
     "where": lambda x, a: np.where(x[0], x[1], x[2]),
-    "dense": lambda x, a: _activation(_dense(x, a.get("precision", "fp32")), a.get("activation", "none"), a),
+    "dense": lambda x, a: _activation(_dense(x, a), a.get("activation", "none"), a),
     "matmul": lambda x, a: np.matmul(x[0], x[1]),
     "softmax": lambda x, a: _softmax(x[0], a["axis"]),
     "log_softmax": lambda x, a: np.log(_softmax(x[0], a["axis"])),
@@ -246,8 +249,10 @@ def run_node(node: Node, args: list[np.ndarray], env: dict[str, int]) -> list[np
     return list(out) if isinstance(out, tuple) else [np.asarray(out)]
 
 
-def interpret(graph: Graph, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """Run `graph` on numpy `inputs` (in graph.inputs order) and return its outputs."""
+def interpret(graph: Graph, inputs: list[np.ndarray],
+              observe: Callable[[Node, list[np.ndarray]], None] | None = None) -> list[np.ndarray]:
+    """Run `graph` on numpy `inputs` (in graph.inputs order) and return its outputs; `observe(node,
+    its input arrays)` is called before each node runs (calibration reads activations through it)."""
     if len(inputs) != len(graph.inputs):
         raise ValueError(f"graph takes {len(graph.inputs)} inputs, got {len(inputs)}")
     env = _bind_symbols(graph, inputs)
@@ -255,7 +260,10 @@ def interpret(graph: Graph, inputs: list[np.ndarray]) -> list[np.ndarray]:
     for name, v in graph.param_values.items():
         values[id(v)] = np.asarray(graph.params[name])
     for node in graph.nodes:
-        outs = run_node(node, [values[id(v)] for v in node.inputs], env)
+        args = [values[id(v)] for v in node.inputs]
+        if observe is not None:
+            observe(node, args)
+        outs = run_node(node, args, env)
         for v, a in zip(node.outputs, outs):
             values[id(v)] = a
     return [values[id(v)] for v in graph.outputs]

@@ -10,6 +10,9 @@ int8 dense, y = act(x @ w.T + b):
 - int32 accumulation acc = xq @ wq.T, then the fp32 epilogue
   y = act(xs * ws[n] * acc + (b[n] - xs * zp * ws[n] * colsum(wq)[n])).
 A row holding NaN or +-inf has a NaN scale: its outputs are all NaN (eager gives NaN or +-inf there).
+- or activations statically, from calibration (`calibrate=N`, recc/compiler/calibration.py): one (xs, zp)
+  per layer, the same formulas over the range of the layer's input on N calibration rows, for every row;
+  values outside the calibrated range clamp to 0 or 255. A row holding NaN or +-inf still has a NaN scale.
 
 bf16 dense: x and w rounded to bfloat16 (round to nearest even), products accumulated in fp32.
 """
@@ -31,33 +34,65 @@ def quantize_weight_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return wq, scale
 
 
-def row_params(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row of x [M, K]: (scale, 1/scale, zero point as float32), as the quantize kernel computes them."""
-    x = np.asarray(x, np.float32)
+def range_params(lo: np.ndarray, hi: np.ndarray, finite: np.ndarray | float = 0
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scale, 1/scale, zero point as float32) for the ranges [lo, hi] (0 included by the caller):
+    xs = (hi - lo) / 255 (1 where the span is 0) plus `finite` (NaN: a row holding NaN or +-inf),
+    zp = round(-lo / xs) clamped to [0, 255]."""
+    lo = np.asarray(lo, np.float32)
     with np.errstate(invalid="ignore", over="ignore"):
-        lo = np.minimum(np.min(x, axis=1, initial=np.inf), np.float32(0))
-        hi = np.maximum(np.max(x, axis=1, initial=-np.inf), np.float32(0))
-        finite = np.sum(x - x, axis=1, dtype=np.float32)  # 0, or NaN where a row holds NaN or +-inf
-        span = (hi - lo).astype(np.float32)
-        scale = np.where(span > 0, span / np.float32(255), np.float32(1)).astype(np.float32) + finite
+        span = (np.asarray(hi, np.float32) - lo).astype(np.float32)
+        scale = (np.where(span > 0, span / np.float32(255), np.float32(1)).astype(np.float32)
+                 + np.asarray(finite, np.float32)).astype(np.float32)
         inv = (np.float32(1) / scale).astype(np.float32)
         zp = np.floor(np.clip(-lo * inv, 0, 255) + np.float32(0.5)).astype(np.float32)
     return scale, inv, zp
 
 
-def quantize_rows_u8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """x [M, K] float32 -> (xq uint8 [M, K], scale [M], zero point [M] float32)."""
-    scale, inv, zp = row_params(x)
+def row_params(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of x [M, K]: (scale, 1/scale, zero point as float32), as the quantize kernel computes them."""
+    x = np.asarray(x, np.float32)
     with np.errstate(invalid="ignore"):
-        v = np.clip(np.asarray(x, np.float32) * inv[:, None] + zp[:, None], 0, 255)
+        lo = np.minimum(np.min(x, axis=1, initial=np.inf), np.float32(0))
+        hi = np.maximum(np.max(x, axis=1, initial=-np.inf), np.float32(0))
+    return range_params(lo, hi, _finite(x))
+
+
+def _finite(x: np.ndarray) -> np.ndarray:
+    """Per row: 0, or NaN where the row holds NaN or +-inf."""
+    with np.errstate(invalid="ignore"):
+        return np.sum(x - x, axis=1, dtype=np.float32)
+
+
+def static_params(scale: float, zero_point: float) -> tuple[np.float32, np.float32, np.float32]:
+    """A calibrated layer's (scale, 1/scale, zero point) as float32, as the static kernel bakes them in."""
+    xs = np.float32(scale)
+    return xs, np.float32(1) / xs, np.float32(zero_point)
+
+
+def quantize_rows_u8(x: np.ndarray, act: tuple[float, float] | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x [M, K] float32 -> (xq uint8 [M, K], scale [M], zero point [M] float32): per row dynamically, or
+    with the calibrated `act` = (scale, zero point) for every row (NaN scale for a non-finite row)."""
+    x = np.asarray(x, np.float32)
+    if act is None:
+        scale, inv, zp = row_params(x)
+    else:
+        xs, inv_s, zp_s = static_params(*act)
+        scale = (np.full(len(x), xs, np.float32) + _finite(x)).astype(np.float32)
+        inv, zp = np.full(len(x), inv_s, np.float32), np.full(len(x), zp_s, np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        v = np.clip(x * inv[:, None] + zp[:, None], 0, 255)
         xq = np.floor(np.nan_to_num(v) + np.float32(0.5)).astype(np.uint8)
     return xq, scale, zp
 
 
-def dense_int8(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
-    """The int8 dense layer's pre-activation output for fp32 x [M, K], w [N, K], b [N] (module docstring)."""
+def dense_int8(x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
+               act: tuple[float, float] | None = None) -> np.ndarray:
+    """The int8 dense layer's pre-activation output for fp32 x [M, K], w [N, K], b [N] (module docstring);
+    `act`: the calibrated activation (scale, zero point), None: per row, dynamically."""
     wq, ws = quantize_weight_int8(w)
-    xq, xs, zp = quantize_rows_u8(x)
+    xq, xs, zp = quantize_rows_u8(x, act)
     acc = (xq.astype(np.int64) @ wq.astype(np.int64).T).astype(np.float32)  # exact: |acc| < 2^31
     colsum = wq.astype(np.int64).sum(axis=1).astype(np.float32)
     bias = np.zeros(w.shape[0], np.float32) if b is None else np.asarray(b, np.float32)
@@ -88,12 +123,14 @@ def dense_bf16(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray
     return (out + (0 if b is None else np.asarray(b, np.float64))).astype(np.float32)
 
 
-def dense_reference(precision: str, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
-    """A dense layer's pre-activation output in `precision`, x of any rank [..., K]."""
+def dense_reference(precision: str, x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
+                    act: tuple[float, float] | None = None) -> np.ndarray:
+    """A dense layer's pre-activation output in `precision`, x of any rank [..., K] (`act`: int8's
+    calibrated activation scale and zero point, else per row)."""
     lead = x.shape[:-1]
     flat = np.asarray(x, np.float32).reshape(-1, x.shape[-1])
     if precision == "int8":
-        out = dense_int8(flat, w, b)
+        out = dense_int8(flat, w, b, act)
     elif precision == "bf16":
         out = dense_bf16(flat, w, b)
     else:

@@ -38,6 +38,11 @@ def _precision_lines(section: dict[str, Any]) -> list[str]:
     layers = section.get("layers", {})
     lines = [f"precision {section['requested']}: " + (", ".join(f"{k} {v}" for k, v in layers.items()) or
                                                        "no layer reduced (see quantize-dense's reasons)")]
+    modes: dict[str, list[str]] = {}
+    for layer, mode in section.get("activations", {}).items():
+        modes.setdefault(mode, []).append(layer)
+    if modes:
+        lines.append("  int8 activations: " + "; ".join(f"{mode}: {', '.join(names)}" for mode, names in modes.items()))
     if section.get("auto_kept_fp32"):
         lines.append("  kept fp32 by auto (accuracy): " + ", ".join(section["auto_kept_fp32"]))
     acc = section.get("accuracy")

@@ -12,6 +12,7 @@ from recc.compiler.quantize import (
     from_bf16,
     quantize_rows_u8,
     quantize_weight_int8,
+    range_params,
     to_bf16,
 )
 
@@ -90,6 +91,22 @@ def test_precision_config_refuses_nonsense() -> None:
         PrecisionConfig("int4")
     with pytest.raises(ValueError, match="max_error"):
         PrecisionConfig("int8", max_error=0)
+    with pytest.raises(ValueError, match="calibrate quantizes int8 activations statically: it needs precision"):
+        PrecisionConfig("bf16", calibrate=8)
+    with pytest.raises(ValueError, match="calibrate must be a positive number of rows"):
+        PrecisionConfig("auto", calibrate=0)
+    assert PrecisionConfig("auto", calibrate=np.int64(8)).calibrate == 8
+
+
+def test_static_semantics_clamp_and_keep_nan_rows(rng) -> None:
+    x = np.array([[0.0, 1.0, -1.0, 2.0], [10.0, -10.0, 0.5, 0.0], [np.nan, 0, 0, 0]], np.float32)
+    scale, _, zp = range_params(np.float32(-1), np.float32(2))  # calibrated on [-1, 2]
+    xq, xs, zero = quantize_rows_u8(x, (float(scale), float(zp)))
+    assert zero[0] == 85 and xq[0, 0] == 85 and xq[0, 2] == 0 and xq[0, 3] == 255
+    assert xq[1, 0] == 255 and xq[1, 1] == 0  # clamped: outside [-1, 2]
+    assert np.isfinite(xs[:2]).all() and np.isnan(xs[2])
+    out = dense_int8(x, rng.standard_normal((3, 4)).astype(np.float32), None, (float(scale), float(zp)))
+    assert np.isfinite(out[:2]).all() and np.isnan(out[2]).all()
 
 
 def test_rowwise_tables_pack_in_fbgemm_layout(rng) -> None:
@@ -105,3 +122,24 @@ def test_rowwise_tables_pack_in_fbgemm_layout(rng) -> None:
     np.testing.assert_array_equal(back, dequantize_rowwise(table))
     assert np.all(np.abs(back - table) <= scale[:, None] / 2 + 1e-6) and np.all(back[3] == 0.25)
     assert np.all(bias == table.min(axis=1)) and np.all(packed[:, 6:8] == 0)
+
+
+def test_dense_refuses_nonsense_calibrated_params() -> None:
+    from recc.compiler.ir import IRTypeError, infer_types
+    from recc.compiler.ir.types import TensorType
+
+    types = [TensorType((4, 8), "float32"), TensorType((3, 8), "float32")]
+    assert infer_types("dense", types, {"precision": "int8", "act_scale": 0.01, "act_zero_point": 3.0})
+    for bad in ({"act_scale": 0.0, "act_zero_point": 3.0}, {"act_scale": 0.1, "act_zero_point": 300.0},
+                {"act_scale": 0.1}):
+        with pytest.raises(IRTypeError, match="calibrated activation scale"):
+            infer_types("dense", types, {"precision": "int8", **bad})
+
+
+def test_report_says_static_or_dynamic_per_layer() -> None:
+    from recc.compiler.report import _precision_lines
+
+    lines = _precision_lines({"requested": "int8", "layers": {"a": "int8", "b": "int8", "c": "int8"},
+                              "activations": {"a": "static (calibrated on 64 rows)", "b": "dynamic",
+                                              "c": "static (calibrated on 64 rows)"}})
+    assert "  int8 activations: static (calibrated on 64 rows): a, c; dynamic: b" in lines

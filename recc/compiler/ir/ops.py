@@ -112,6 +112,9 @@ def _dense(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
         raise _fail("dense", f"unknown activation {attrs.get('activation')!r}")
     if attrs.get("precision", "fp32") not in ("fp32", "bf16", "int8"):
         raise _fail("dense", f"unknown precision {attrs.get('precision')!r}")
+    if "act_scale" in attrs and not (attrs["act_scale"] > 0 and 0 <= attrs.get("act_zero_point", -1) <= 255):
+        raise _fail("dense", f"calibrated activation scale {attrs['act_scale']!r} must be > 0 and zero point "
+                             f"{attrs.get('act_zero_point')!r} in [0, 255]")
     if x.rank < 2 or w.rank != 2 or not is_float(x.dtype) or x.dtype != w.dtype:
         raise _fail("dense", f"expects x [..., K] and w [N, K] of one float dtype, got {x} and {w}")
     if x.shape[-1] != w.shape[1]:

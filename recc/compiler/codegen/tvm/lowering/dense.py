@@ -139,7 +139,8 @@ def _call_2d(lw: LoweringContext, node: Node, call: Any) -> relax.Expr:
 
 
 def lower_dense_int8(lw: LoweringContext, node: Node, w_array: np.ndarray, b_array: np.ndarray) -> relax.Expr:
-    """The int8 kernel the target's features allow (it quantizes x's rows itself)."""
+    """The int8 kernel the target's features allow (it quantizes x's rows itself: per row, or with the
+    node's calibrated activation scale and zero point baked in)."""
     n, k = w_array.shape
     kind = int8_kernel(lw.target)
     assert kind is not None, "quantize-dense marks int8 layers only for targets with an int8 dot product"
@@ -155,8 +156,9 @@ def lower_dense_int8(lw: LoweringContext, node: Node, w_array: np.ndarray, b_arr
 
     args = [lw.weight(f"{key}_{name}", lambda name=name: part(name)) for name in ("w", "scale", "colsum", "bias")]
     args.append(lw.weight("amx_tile_config", dense_int8.tile_config))  # read by the AMX kernel only
-    fn = lw.kernel((f"dense_int8_{kind}", k, n, activation, alpha),
-                   lambda: INT8_KERNELS[kind](k, n, activation, alpha))
+    act = (node.attrs["act_scale"], node.attrs["act_zero_point"]) if "act_scale" in node.attrs else None
+    fn = lw.kernel((f"dense_int8_{kind}" + ("_static" if act else ""), k, n, activation, alpha, act),
+                   lambda: INT8_KERNELS[kind](k, n, activation, alpha, act))
     def call(x: relax.Expr, m: Any) -> relax.Expr:
         mp = dense_int8.scratch_rows(m, kind)
         out = lw.emit(relax.call_tir(fn, [x, *args], [

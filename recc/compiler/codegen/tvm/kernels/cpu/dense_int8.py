@@ -22,6 +22,7 @@ import numpy as np
 from tvm.script import tirx as T
 
 from recc.compiler.codegen.tvm.kernels.cpu.common import activation_expr
+from recc.compiler.codegen.tvm.kernels.cpu.dense_int8_static import static_quantize_macro
 from recc.compiler.quantize import quantize_weight_int8
 
 VNNI_ROWS = 6  # rows of a VNNI register tile
@@ -203,16 +204,17 @@ def amx_block(op: str, KB: int, kstep: int, a_stride: int, acc_dtype: str, store
     return block
 
 
-def dense_amx(K: int, N: int, activation: str = "none", alpha: float = 0.01):
+def dense_amx(K: int, N: int, activation: str = "none", alpha: float = 0.01, act=None):
     """PrimFunc (X[m, K] f32, Wp[Np/16, Kp/4, 64] i8, S[Np], CS[Np], B[Np], CFG[64]) -> (Y[m, N] f32,
     scratch Xq[mp, row_stride(K)] u8, P[mp, 2] f32) on AMX (mp = m padded to ROW_PAD); CFG is
-    `tile_config()`, an input rather than 64 bytes written on every call."""
+    `tile_config()`, an input rather than 64 bytes written on every call. `act`: the calibrated
+    activation (scale, zero point) of static quantization (dense_int8_static), None: per row."""
     KP, NP = padded_k(K), padded_n(N)
     KB, NB = KP // 64, NP // 32
     store = epilogue(N, activation, alpha, 32, 32)
     block = amx_block("tdpbusd", KB, 64, row_stride(K), "int32", store)
 
-    return _dense_func(K, N, ROW_PAD["amx"], super_tasks, amx_rows(block, NB))
+    return _dense_func(K, N, ROW_PAD["amx"], super_tasks, amx_rows(block, NB), act=act)
 
 
 def amx_rows(block, NB: int):
@@ -243,7 +245,7 @@ def super_rows(m):
     return T.Select(m >= 256, T.int64(SUPER_ROWS), T.int64(1))
 
 
-def dense_vnni(K: int, N: int, activation: str = "none", alpha: float = 0.01):
+def dense_vnni(K: int, N: int, activation: str = "none", alpha: float = 0.01, act=None):
     """The same PrimFunc as dense_amx on AVX512-VNNI (CFG unused): register tiles of 6 rows x 32 outputs;
     the rows past the last whole tile one by one (measured, AMD EPYC, 1 thread: WnD at batch 1 went from
     1.5x to 2.4x fp32, RMC3 from 1.8x to 3.0x, once batch 1 stopped computing 6 rows)."""
@@ -251,7 +253,8 @@ def dense_vnni(K: int, N: int, activation: str = "none", alpha: float = 0.01):
     # 6 rows: the 6 x 32 int32 accumulators (768 bytes) stay on the stack and LLVM keeps them in
     # registers; TVM moves a buffer of 1 KiB or more to a heap workspace, and 8 rows ran 4x slower from it
     KG, R = KP // 4, VNNI_ROWS
-    return _dense_func(K, N, R, *row_tasks(lambda rows, store: _vnni_block(KG, store, rows), R, 32, N, activation, alpha))
+    return _dense_func(K, N, R, *row_tasks(lambda rows, store: _vnni_block(KG, store, rows), R, 32, N, activation, alpha),
+                       act=act)
 
 
 def row_tasks(make_block, R: int, C: int, N: int, activation: str, alpha: float):
@@ -296,13 +299,15 @@ def _vnni_block(KG: int, store, R: int):
     return block
 
 
-def _dense_func(K: int, N: int, pad: int, tasks, task, xq_dtype: str = "uint8", lanes: int = 16, group: int = 4):
+def _dense_func(K: int, N: int, pad: int, tasks, task, xq_dtype: str = "uint8", lanes: int = 16, group: int = 4,
+                act=None):
     """The int8 dense PrimFunc (X, Wp, S, CS, B, CFG) -> (Y, Xq, P): x's rows quantized into Xq (of
     `xq_dtype`) and P (mp rows: m padded to `pad`; outputs rather than a workspace, so the VM's memory pool
     reuses them: a per-call heap block of 0.7 MB page-faulted on every call), then `task(Xq, P, Wp, S, CS,
-    B, CFG, Y, m, f)` for f < tasks(m); each phase in parallel when big enough. Wp is pack_int8(lanes, group)."""
+    B, CFG, Y, m, f)` for f < tasks(m); each phase in parallel when big enough. Wp is pack_int8(lanes, group).
+    `act`: static (scale, zero point) of calibrated activations (dense_int8_static), else per row."""
     KP, NP, XS = padded_k(K), padded_n(N), row_stride(K)
-    quantize = quantize_macro(K, xq_dtype)
+    quantize = quantize_macro(K, xq_dtype) if act is None else static_quantize_macro(K, XS, *act, dtype=xq_dtype)
 
     @T.prim_func(private=True)
     def dense(var_x: T.handle, Wp: T.Buffer((NP // lanes, KP // group, lanes * group), "int8"),

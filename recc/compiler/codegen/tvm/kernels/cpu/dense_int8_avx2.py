@@ -30,12 +30,12 @@ LANES, GROUP = 8, 2  # the weight packing: 8 outputs x 2 consecutive k per 16 by
 COLS = 16  # outputs of a register tile (two ymm of int32)
 
 
-def dense_avx2(K: int, N: int, activation: str = "none", alpha: float = 0.01):
+def dense_avx2(K: int, N: int, activation: str = "none", alpha: float = 0.01, act=None):
     """The int8 dense PrimFunc (X, Wp, S, CS, B, CFG) -> (Y, Xq int16 scratch, P) of dense_int8._dense_func
-    on AVX2 (CFG unused), Wp = pack_int8(w, b, lanes=8, group=2)["w"]."""
+    on AVX2 (CFG unused), Wp = pack_int8(w, b, lanes=8, group=2)["w"]; `act`: calibrated (scale, zero point)."""
     KG, R = padded_k(K) // GROUP, ROW_PAD["avx2"]
     tasks, task = row_tasks(lambda rows, store: _block(KG, store, rows), R, COLS, N, activation, alpha)
-    return _dense_func(K, N, R, tasks, task, xq_dtype="int16", lanes=LANES, group=GROUP)
+    return _dense_func(K, N, R, tasks, task, xq_dtype="int16", lanes=LANES, group=GROUP, act=act)
 
 
 def _block(KG: int, store, R: int):
