@@ -9,7 +9,7 @@ and the target has a kernel for the precision (options `int8_kernel`: "amx", "vn
 `bf16_kernel`: "amx" (AMX-BF16 `tdpbf16ps`), "storage" (bf16 weights widened in the fp32 kernel) or None;
 bf16 = bf16 operands, fp32 accumulation). Declined layers
 stay fp32, each with its reason in the pass report. Under int8 the batched lookup's tables also become
-8-bit row-wise (a scale and bias per row, FBGEMM's layout; `keep_fp32=["tables"]` keeps them fp32): a
+8-bit row-wise (an fp16 scale and bias per row, FBGEMM TBE's layout; `keep_fp32=["tables"]` keeps them fp32): a
 quarter of the bytes every lookup streams. Reduced precision changes the numbers: the compile
 measures how much (recc/compiler/accuracy.py) and can refuse an artifact beyond a bound.
 """
@@ -20,6 +20,7 @@ import numpy as np
 
 from recc.compiler.ir import Graph, Node, Value
 from recc.compiler.pass_manager import PassContext, PassStats
+from recc.compiler.quantize import FP16_MAX
 from recc.compiler.rewrite import Builder, Match, Reject, RewritePass, Rule
 
 
@@ -62,7 +63,7 @@ def int8_pays(k: int, n: int) -> bool:
 
 
 def _match_tables(graph: Graph, node: Node, ctx: PassContext) -> Match | Reject | None:
-    """A batched lookup's tables to 8-bit row-wise (FBGEMM's layout) under precision int8."""
+    """A batched lookup's tables to 8-bit row-wise (FBGEMM TBE's layout) under precision int8."""
     if ctx.option("precision", "fp32") != "int8" or node.attrs.get("table_precision", "fp32") != "fp32":
         return None
     table = graph.param_array(node.inputs[0])
@@ -70,8 +71,11 @@ def _match_tables(graph: Graph, node: Node, ctx: PassContext) -> Match | Reject 
         return Reject("the tables are not an fp32 parameter")
     if TABLES in set(ctx.option("keep_fp32", ())):
         return Reject("kept fp32 (--keep-fp32 tables)")
-    if not np.isfinite(table).all():
+    lo, hi = (float(table.min()), float(table.max())) if table.size else (0.0, 0.0)  # no copy of GB tables
+    if not (np.isfinite(lo) and np.isfinite(hi)):  # NaN propagates through min and max
         return Reject("kept fp32: a table holds NaN or inf (8-bit rows cannot carry them)")
+    if max(-lo, hi) > FP16_MAX:
+        return Reject("kept fp32: a table holds values beyond fp16's range (the rows' scale and bias are fp16)")
     return Match([node], {"precision": "int8"})
 
 

@@ -109,19 +109,23 @@ def test_static_semantics_clamp_and_keep_nan_rows(rng) -> None:
     assert np.isfinite(out[:2]).all() and np.isnan(out[2]).all()
 
 
-def test_rowwise_tables_pack_in_fbgemm_layout(rng) -> None:
+def test_rowwise_tables_pack_in_fbgemm_tbe_layout(rng) -> None:
     from recc.compiler.quantize import dequantize_rowwise, pack_rowwise_int8, rowwise_row_bytes
 
-    table = rng.standard_normal((5, 6)).astype(np.float32)
+    table = rng.standard_normal((6, 6)).astype(np.float32)
     table[3] = 0.25  # a constant row: scale 1, every value exact
-    packed = pack_rowwise_int8(table).reshape(5, rowwise_row_bytes(6))
-    assert rowwise_row_bytes(6) == 16 and packed.dtype == np.uint8
-    scale = packed[:, 8:12].copy().view(np.float32)[:, 0]
-    bias = packed[:, 12:16].copy().view(np.float32)[:, 0]
+    table[4] = 1.0 + np.arange(6, dtype=np.float32) * 1e-9  # a span whose scale underflows fp16: scale 1
+    packed = pack_rowwise_int8(table).reshape(6, rowwise_row_bytes(6))
+    assert rowwise_row_bytes(6) == 12 and rowwise_row_bytes(32) == 36 and packed.dtype == np.uint8
+    scale = packed[:, 8:10].copy().view(np.float16)[:, 0].astype(np.float32)
+    bias = packed[:, 10:12].copy().view(np.float16)[:, 0].astype(np.float32)
     back = packed[:, :6].astype(np.float32) * scale[:, None] + bias[:, None]
     np.testing.assert_array_equal(back, dequantize_rowwise(table))
-    assert np.all(np.abs(back - table) <= scale[:, None] / 2 + 1e-6) and np.all(back[3] == 0.25)
-    assert np.all(bias == table.min(axis=1)) and np.all(packed[:, 6:8] == 0)
+    span = table.max(axis=1) - table.min(axis=1)
+    slack = (span + np.abs(table.min(axis=1))) * 2.0 ** -10  # the fp16 rounding of scale and bias
+    assert np.all(np.abs(back - table) <= (span / 255 / 2 + slack)[:, None] + 1e-7)
+    assert np.all(back[3] == 0.25) and np.all(np.abs(back[4] - 1) < 1e-6) and scale[4] == 1
+    assert np.all(bias == table.min(axis=1).astype(np.float16)) and np.all(packed[:, 6:8] == 0)
 
 
 def test_dense_refuses_nonsense_calibrated_params() -> None:

@@ -65,9 +65,9 @@ class Segment:
     id_cols: tuple[int, ...]
     out_col: int = 0
     weight_offset: int | None = None
-    # 8-bit row-wise tables (FBGEMM's layout, recc/compiler/quantize.py pack_rowwise_int8): each row is
-    # `row_bytes` bytes of a flat uint8 buffer, dim uint8 values then its fp32 scale and bias (at byte
-    # row_bytes - 8); weight_offset counts bytes. None: fp32 rows.
+    # 8-bit row-wise tables (FBGEMM TBE's inference layout, recc/compiler/quantize.py pack_rowwise_int8):
+    # each row is `row_bytes` bytes of a flat uint8 buffer, dim uint8 values then its fp16 scale and bias (at
+    # byte row_bytes - 4); weight_offset counts bytes. None: fp32 rows.
     row_bytes: int | None = None
 
     def __post_init__(self) -> None:
@@ -89,10 +89,10 @@ def _segment_pass(seg: Segment, mode: str, has_weights: bool, PF: int):
     RB = seg.row_bytes
 
     def row(table, start, idv, c):
-        if RB is not None:  # q * scale + bias, the row's scale and bias in its last 8 bytes
+        if RB is not None:  # q * scale + bias, the row's fp16 scale and bias in its last 4 bytes
             base = tirx.const(seg.weight_offset, "int64") + (start + idv) * tirx.const(RB, "int64")
-            scale = T.reinterpret("float32", table[T.ramp(base + RB - 8, 1, 4)])
-            bias = T.reinterpret("float32", table[T.ramp(base + RB - 4, 1, 4)])
+            scale = T.Cast("float32", T.reinterpret("float16", table[T.ramp(base + RB - 4, 1, 2)]))
+            bias = T.Cast("float32", T.reinterpret("float16", table[T.ramp(base + RB - 2, 1, 2)]))
             return T.Cast("float32", table[base + c]) * scale + bias
         if flat:
             return table[tirx.const(seg.weight_offset, "int64") + (start + idv) * tirx.const(D, "int64") + c]
