@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from recc.compiler.accuracy import PrecisionConfig, errors, synthetic_inputs
 from recc.compiler.quantize import (
@@ -147,3 +148,24 @@ def test_report_says_static_or_dynamic_per_layer() -> None:
                               "activations": {"a": "static (calibrated on 64 rows)", "b": "dynamic",
                                               "c": "static (calibrated on 64 rows)"}})
     assert "  int8 activations: static (calibrated on 64 rows): a, c; dynamic: b" in lines
+
+
+def test_tables_beyond_fp16_range_or_non_finite_stay_fp32() -> None:
+    """The 8-bit rows keep an fp16 scale and bias: a table holding |x| > 65504 (or NaN/inf) stays fp32,
+    with the reason in the pass report."""
+    import recc
+    from recc.models import create
+
+    model = create("dlrm-rmc1", scale=0.001, seed=0)
+    examples = model.example_inputs(4, seed=0)
+    for value, reason in ((1e5, "beyond fp16's range"), (float("inf"), "NaN or inf")):
+        bag = next(m for m in model.modules() if isinstance(m, torch.nn.EmbeddingBag))
+        with torch.no_grad():
+            bag.weight[0, 0] = value
+        graph = recc.api.capture(model, examples)
+        reports = recc.api.optimize(graph, options=(("precision", "int8"), ("int8_kernel", "vnni")))
+        quantize = next(r for r in reports if r.name == "quantize-dense")
+        assert "tables-to-int8-rowwise" not in quantize.rewrites
+        assert any(reason in r for r in quantize.rejects), quantize.rejects
+        assert all(n.attrs.get("table_precision", "fp32") == "fp32" for n in graph.nodes
+                   if n.op == "batched_embedding_bag")
