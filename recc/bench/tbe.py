@@ -9,19 +9,21 @@
 
 Why IntNBit for fp32 too: `SplitTableBatchedEmbeddingBagsCodegen` (EmbeddingLocation.HOST,
 ComputeDevice.CPU) has no CPU kernel under `torch.inference_mode` (its lookup is the training op
-`split_embedding_codegen_lookup_sgd_function_pt2`, registered for autograd only), and under `no_grad` it
-measured ~2.5x slower than IntNBit FP32 on RMC1-sized tables at batch 64.
+`split_embedding_codegen_lookup_sgd_function_pt2` has an autograd kernel, no CPU one), and under `no_grad` it
+measured 1.2-2.2x slower than IntNBit FP32 (8 tables of 40k x 32, 80 ids a bag, batch 1-256, 1 thread).
 
 The rewrite is generic: the model is traced with torch.fx, and its nn.EmbeddingBag calls (2-D ids, no
 offsets or per-sample weights, sum or mean pooling, no padding_idx) become one TBE op placed before the first
 use of any lookup's output (ids indexed from the inputs are hoisted there; a call whose ids are computed
 later would start a second op); the same module called twice is one table, two features. Tables whose dim
-is not a multiple of 4 stay fp32 in the int8 system (FBGEMM's own converter falls back the same way). It applies to DLRM RMC1/2/3, NCF, WnD, MT-WnD and DIN (their bags); DIEN does not trace (its GRU loops over
-a Proxy) and a model without EmbeddingBags has nothing to batch: `setup` raises TbeRewriteError for both.
+is not a multiple of 4 (WnD's 1-wide wide tables) stay fp32 in the int8 system (FBGEMM's own
+split_embedding_inference_converter falls back too, to fp16). It applies to DLRM RMC1/2/3, NCF, WnD, MT-WnD
+and DIN (one op each); DIEN does not trace (its GRU loops over a Proxy) and a model without EmbeddingBags
+has nothing to batch: `setup` raises TbeRewriteError for both (the harness records the system as failed).
 The copy shares the dense layers with the model (read-only at inference) and drops the float tables.
 
-Bounds checks are off (BoundsCheckMode.NONE, the fastest; TorchRec's default WARNING mode costs 1.4-3x
-at batch 64-256 here); indices stay int64 as the model gives them (no conversion pass).
+Bounds checks are off (BoundsCheckMode.NONE, the fastest; TorchRec's default WARNING mode measured 1.04-1.8x
+slower on the tables above); indices stay int64 as the model gives them (no conversion pass).
 """
 
 from __future__ import annotations
@@ -90,9 +92,9 @@ def hoistable(ids: fx.Node) -> bool:
 
 
 def lookup_groups(traced: fx.GraphModule) -> list[list[fx.Node]]:
-    """Batchable EmbeddingBag calls grouped by pooling mode, in graph order, such that every call's ids exist
-    (or can be hoisted: `hoistable`) before the group's first use of a lookup's output: one TBE op placed there
-    serves the whole group. A call whose ids come later starts a new group (a second op)."""
+    """Batchable EmbeddingBag calls grouped by pooling mode, in graph order, such that every call's ids
+    exist (or can be hoisted: `hoistable`) before the group's first use of a lookup's output: one TBE op
+    placed there serves the whole group. A call whose ids come later starts a new group (a second op)."""
     order = {node: index for index, node in enumerate(traced.graph.nodes)}
     groups: list[tuple[str, list[fx.Node]]] = []
     for node in traced.graph.nodes:
@@ -149,20 +151,22 @@ def with_table_batched_lookups(model: nn.Module, int8: bool = False) -> tuple[nn
     return rewritten, facts
 
 
-def build_lookup(traced: fx.GraphModule, group: list[fx.Node], inference: Any, int8: bool) -> TableBatchedLookup:
+def build_lookup(traced: fx.GraphModule, group: list[fx.Node], inference: Any,
+                 int8: bool) -> TableBatchedLookup:
     from fbgemm_gpu.split_embedding_configs import SparseType
-    from fbgemm_gpu.split_table_batched_embeddings_ops_common import BoundsCheckMode, EmbeddingLocation, PoolingMode
+    from fbgemm_gpu.split_table_batched_embeddings_ops_common import (BoundsCheckMode, EmbeddingLocation,
+                                                                      PoolingMode)
     from fbgemm_gpu.tbe.utils.quantize import quantize_embs
 
-    targets = list(dict.fromkeys(node.target for node in group))  # a module called twice: one table, two features
+    targets = list(dict.fromkeys(node.target for node in group))  # a module called twice: one table
     bags = [traced.get_submodule(target) for target in targets]
-    types = [SparseType.INT8 if int8 and bag.embedding_dim % SparseType.INT8.align_size() == 0 else SparseType.FP32
-             for bag in bags]
+    int8_ok = [int8 and bag.embedding_dim % SparseType.INT8.align_size() == 0 for bag in bags]
+    types = [SparseType.INT8 if ok else SparseType.FP32 for ok in int8_ok]
     specs = [(target, bag.num_embeddings, bag.embedding_dim, weights_ty, EmbeddingLocation.HOST)
              for target, bag, weights_ty in zip(targets, bags, types, strict=True)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # quantize_embs' torch.tensor(tensor) copy-construct notice
-        weights = [quantize_embs(bag.weight.detach(), weights_ty) for bag, weights_ty in zip(bags, types, strict=True)]
+        weights = [quantize_embs(bag.weight.detach(), ty) for bag, ty in zip(bags, types, strict=True)]
     tbe = inference.IntNBitTableBatchedEmbeddingBagsCodegen(
         specs, feature_table_map=[targets.index(node.target) for node in group],
         pooling_mode=PoolingMode.SUM if bags[0].mode == "sum" else PoolingMode.MEAN, device="cpu",
@@ -205,8 +209,10 @@ class FbgemmTbe(Eager):
         self.name = "fbgemm-tbe-int8" if int8 else "fbgemm-tbe"
 
     def setup(self, model: nn.Module, threads: int) -> dict[str, Any]:
-        self.model, facts = with_table_batched_lookups(model, int8=self.int8)  # imports fbgemm_gpu, or names the extra
+        # imports fbgemm_gpu first, or raises an ImportError naming the extra
+        self.model, facts = with_table_batched_lookups(model, int8=self.int8)
         import fbgemm_gpu
+
         return {"fbgemm_gpu": fbgemm_gpu.__version__, "op": "IntNBitTableBatchedEmbeddingBagsCodegen",
                 "weights_ty": "INT8 (row-wise, fp16 scale+bias)" if self.int8 else "FP32",
                 "bounds_check_mode": "NONE", "indices": "int64, KJT layout (feature-major) + offsets",

@@ -30,7 +30,8 @@ def rmc1() -> nn.Module:
 @pytest.mark.parametrize("batch", [1, 64])
 def test_rmc1_one_batched_op_matches_eager(rmc1: nn.Module, int8: bool, atol: float, batch: int) -> None:
     rewritten, facts = with_table_batched_lookups(rmc1, int8=int8)
-    assert facts["ops"] == 1 and facts["tables"] == facts["features"] == 8 and facts["embedding_bags_left"] == 0
+    assert facts["ops"] == 1 and facts["tables"] == facts["features"] == 8
+    assert facts["embedding_bags_left"] == 0
     assert facts["weights_tys"] == {"INT8" if int8 else "FP32": 8}
     assert not any(isinstance(module, nn.EmbeddingBag) for module in rewritten.modules())
     inputs = rmc1.example_inputs(batch, seed=3)
@@ -38,7 +39,7 @@ def test_rmc1_one_batched_op_matches_eager(rmc1: nn.Module, int8: bool, atol: fl
         expected, got = rmc1(*inputs), rewritten(*inputs)
     assert got.shape == expected.shape == (batch, 1)
     assert torch.allclose(got, expected, rtol=0, atol=atol)
-    assert sum(isinstance(module, nn.EmbeddingBag) for module in rmc1.modules()) == 8  # the model is untouched
+    assert sum(isinstance(module, nn.EmbeddingBag) for module in rmc1.modules()) == 8  # model untouched
 
 
 @needs_fbgemm
