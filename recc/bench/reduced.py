@@ -9,6 +9,7 @@
 - torch-int8-x86:    the same with the "x86" engine (FBGEMM + oneDNN heuristics, PyTorch's CPU default).
 - torch-bf16:        the whole module in bfloat16 (`model.to(torch.bfloat16)`, float inputs cast outside
                      the timed call), the fastest bf16 form measured here (autocast was slower).
+- fbgemm-tbe-int8:   FBGEMM's table-batched embeddings with 8-bit row-wise tables, dense layers fp32 (bench/tbe.py).
 - ort-int8:          ONNX Runtime on `onnxruntime.quantization.quantize_dynamic` (QInt8 weights; QUInt8
                      was 6x slower here) of the ort-best export (EmbeddingBags as Gather + ReduceSum).
 
@@ -30,7 +31,8 @@ from torch import nn
 
 from recc.bench.systems import COMPILE_EXAMPLE_BATCH, Eager, OnnxRuntime, Recc
 
-REDUCED_SYSTEMS = ("recc-int8", "recc-bf16", "torch-int8-onednn", "torch-int8-x86", "torch-bf16", "ort-int8")
+REDUCED_SYSTEMS = ("recc-int8", "recc-bf16", "torch-int8-onednn", "torch-int8-x86", "torch-bf16", "ort-int8",
+                   "fbgemm-tbe-int8")  # built by bench/tbe.py
 
 
 class ReccReduced(Recc):
@@ -133,5 +135,9 @@ def make_reduced(name: str) -> Any:
         return TorchBf16()
     if name == "ort-int8":
         return OrtInt8()
+    if name == "fbgemm-tbe-int8":
+        from recc.bench.tbe import FbgemmTbe
+
+        return FbgemmTbe(int8=True)
     raise ValueError(f"unknown reduced-precision system {name!r}; valid: {', '.join(REDUCED_SYSTEMS)}")
 

@@ -14,6 +14,8 @@
             gather plus a reduction (`embedding(ids, weight).sum(1)`), which exports as Gather+ReduceSum:
             ONNX Runtime at its best on these models.
 - recc:     `recc.compile(model, example_inputs, threads=N)`; the compile time is reported.
+- fbgemm-tbe, fbgemm-tbe-int8: the model with its EmbeddingBags as one FBGEMM table-batched embedding op,
+            fp32 or 8-bit row-wise tables, the way TorchRec runs lookups (bench/tbe.py; the `bench-tbe` extra).
 
 Inputs are converted to each system's native form (numpy feeds for ONNX Runtime) in `prepare`,
 outside the timed call; outputs are not converted inside it either.
@@ -34,7 +36,8 @@ import torch
 from torch import nn
 
 SYSTEMS = ("eager", "inductor", "ort", "ort-best", "recc",  # fp32; reduced precision: bench/reduced.py
-           "recc-int8", "recc-bf16", "torch-int8-onednn", "torch-int8-x86", "torch-bf16", "ort-int8")
+           "recc-int8", "recc-bf16", "torch-int8-onednn", "torch-int8-x86", "torch-bf16", "ort-int8",
+           "fbgemm-tbe", "fbgemm-tbe-int8")  # FBGEMM table-batched embeddings: bench/tbe.py
 COMPILE_EXAMPLE_BATCH = 4
 
 
@@ -161,6 +164,10 @@ def make_system(name: str, inductor_dynamic: bool = False, recc_target: str = "c
         system = Recc()
         system.target = recc_target
         return system
+    if name in ("fbgemm-tbe", "fbgemm-tbe-int8"):
+        from recc.bench.tbe import FbgemmTbe
+
+        return FbgemmTbe(int8=name == "fbgemm-tbe-int8")
     if name in SYSTEMS:
         from recc.bench.reduced import make_reduced
 
