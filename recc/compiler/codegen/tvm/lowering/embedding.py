@@ -113,12 +113,23 @@ def rowwise_segments(attrs: dict[str, Any]) -> tuple[Segment, ...]:
     return tuple(out)
 
 
+PACK_ROWS = 1 << 16  # rows quantized at a time: the temporaries stay MBs for GB tables
+
+
 def pack_tables(lw: LoweringContext, node: Node) -> np.ndarray:
-    """The flat fp32 tables as 8-bit row-wise bytes, in rowwise_segments' order."""
+    """The flat fp32 tables as 8-bit row-wise bytes, in rowwise_segments' order, written chunk by chunk
+    into one buffer (no per-table copies concatenated: at scale 1 those were a second copy of the output)."""
     flat = np.asarray(lw.graph.param_array(node.inputs[0]), np.float32)
-    parts = [pack_rowwise_int8(flat[offset:offset + rows * dim].reshape(rows, dim))
-             for rows, dim, _, _, offset, _ in batched_table_layout(node.attrs)]
-    return np.concatenate(parts)
+    layout = batched_table_layout(node.attrs)
+    out = np.empty(sum(rows * rowwise_row_bytes(dim) for rows, dim, *_ in layout), np.uint8)
+    at = 0
+    for rows, dim, _, _, offset, _ in layout:
+        table = flat[offset:offset + rows * dim].reshape(rows, dim)
+        for start in range(0, rows, PACK_ROWS):
+            packed = pack_rowwise_int8(table[start:start + PACK_ROWS])
+            out[at:at + packed.size] = packed
+            at += packed.size
+    return out
 
 
 def tuned_gather(lw: LoweringContext, node: Node, segs: tuple[Segment, ...],
