@@ -2,7 +2,8 @@
 
 - recc-int8:         `recc.compile(..., precision="int8")`: dense layers int8 (AMX / AVX512-VNNI / AVX2 kernels),
                      the batched lookup's tables 8-bit row-wise.
-- recc-bf16:         `recc.compile(..., precision="bf16")`: dense layers bf16 on AMX-BF16.
+- recc-bf16:         `recc.compile(..., precision="bf16")`: dense layers bf16 (AMX-BF16, else bf16 weights
+                     with fp32 math), the batched lookup's tables bf16.
 - torch-int8-onednn: `torch.ao.quantization.quantize_dynamic`: nn.Linear dynamic int8 (qint8 weights),
                      nn.EmbeddingBag / nn.Embedding 8-bit row-wise (FBGEMM's `embedding_bag_byte_rowwise`
                      kernels), with `torch.backends.quantized.engine = "onednn"` (AMX where the CPU has it).

@@ -16,7 +16,7 @@ from recc.compiler.ir import Graph, Node, Value
 from recc.compiler.interpreter_math import MATH_KERNELS
 from recc.compiler.interpreter_window import WINDOW_KERNELS
 from recc.compiler.ir.fused_ops import batched_table_layout
-from recc.compiler.quantize import dense_reference, dequantize_rowwise
+from recc.compiler.quantize import dense_reference, dequantize_rowwise, round_bf16
 
 Kernel = Callable[[list[np.ndarray], dict[str, Any]], np.ndarray]
 _erf = np.vectorize(math.erf, otypes=[np.float64])
@@ -109,6 +109,8 @@ def _batched_embedding_bag(xs: list[np.ndarray], attrs: dict[str, Any]) -> np.nd
         table = weights[offset:offset + rows * dim].reshape(rows, dim)
         if attrs.get("table_precision", "fp32") == "int8":
             table = dequantize_rowwise(table)
+        elif attrs.get("table_precision", "fp32") == "bf16":
+            table = round_bf16(table)
         extra = [xs[2][:, col:col + bag]] if attrs.get("has_weights") else []
         outs.append(_embedding_bag([table, ids[:, col:col + bag]] + extra, dict(attrs, layout="fixed")))
     return np.concatenate(outs, axis=1)

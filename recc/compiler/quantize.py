@@ -101,9 +101,23 @@ def dense_int8(x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
                 ).astype(np.float32)
 
 
+BF16_CHUNK = 1 << 24  # elements converted at a time: a GB table is not copied four times over
+
+
 def to_bf16(x: np.ndarray) -> np.ndarray:
     """float32 -> bfloat16 bits (uint16), round to nearest even; NaN stays NaN."""
-    bits = np.ascontiguousarray(x, np.float32).view(np.uint32)
+    x = np.ascontiguousarray(x, np.float32)
+    if x.size <= BF16_CHUNK:
+        return _to_bf16(x)
+    out = np.empty(x.shape, np.uint16)
+    flat_in, flat_out = x.reshape(-1), out.reshape(-1)
+    for start in range(0, x.size, BF16_CHUNK):
+        flat_out[start:start + BF16_CHUNK] = _to_bf16(flat_in[start:start + BF16_CHUNK])
+    return out
+
+
+def _to_bf16(x: np.ndarray) -> np.ndarray:
+    bits = x.view(np.uint32)
     rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
     nan = (bits & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
     return np.where(nan, (bits >> np.uint32(16)) | np.uint32(0x40), rounded).astype(np.uint16)

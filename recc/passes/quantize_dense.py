@@ -63,14 +63,18 @@ def int8_pays(k: int, n: int) -> bool:
 
 
 def _match_tables(graph: Graph, node: Node, ctx: PassContext) -> Match | Reject | None:
-    """A batched lookup's tables to 8-bit row-wise (FBGEMM TBE's layout) under precision int8."""
-    if ctx.option("precision", "fp32") != "int8" or node.attrs.get("table_precision", "fp32") != "fp32":
+    """A batched lookup's tables to 8-bit row-wise (FBGEMM TBE's layout) under precision int8, to bf16 under
+    bf16 (NaN and inf stay what they are: bf16 has fp32's range)."""
+    precision = ctx.option("precision", "fp32")
+    if precision not in ("int8", "bf16") or node.attrs.get("table_precision", "fp32") != "fp32":
         return None
     table = graph.param_array(node.inputs[0])
     if table is None or node.inputs[0].type.dtype != "float32":
         return Reject("the tables are not an fp32 parameter")
     if TABLES in set(ctx.option("keep_fp32", ())):
         return Reject("kept fp32 (--keep-fp32 tables)")
+    if precision == "bf16":
+        return Match([node], {"precision": "bf16"})
     lo, hi = (float(table.min()), float(table.max())) if table.size else (0.0, 0.0)  # no copy of GB tables
     if not (np.isfinite(lo) and np.isfinite(hi)):  # NaN propagates through min and max
         return Reject("kept fp32: a table holds NaN or inf (8-bit rows cannot carry them)")
@@ -80,7 +84,7 @@ def _match_tables(graph: Graph, node: Node, ctx: PassContext) -> Match | Reject 
 
 
 def _rewrite_tables(b: Builder, node: Node, match: Match) -> Value:
-    return b.op(node.op, node.inputs, dict(node.attrs, table_precision="int8"), name=node.output.name)
+    return b.op(node.op, node.inputs, dict(node.attrs, table_precision=match.data["precision"]), name=node.output.name)
 
 
 def _rewrite(b: Builder, dense: Node, match: Match) -> Value:
@@ -96,6 +100,7 @@ class QuantizeDense(RewritePass):
     def run(self, graph: Graph, ctx: PassContext) -> PassStats:
         rule = f"dense-to-{ctx.option('precision', 'fp32')}"
         self.rules = (Rule(rule, ("dense",), lambda g, node: _match(g, node, ctx), _rewrite),
-                      Rule("tables-to-int8-rowwise", ("batched_embedding_bag",),
+                      Rule("tables-to-int8-rowwise" if ctx.option("precision") == "int8" else "tables-to-bf16",
+                           ("batched_embedding_bag",),
                            lambda g, node: _match_tables(g, node, ctx), _rewrite_tables))
         return super().run(graph, ctx)

@@ -277,3 +277,36 @@ def test_offsets_layout_with_empty_bags(mode: str, include_last: bool, weighted:
         short[-1] = ids.numel() - 1
         with pytest.raises(ValueError, match="end exactly there"):
             compiled(ids, short, weights)
+
+
+@pytest.mark.parametrize("mode,weighted", [("sum", True), ("mean", False)])
+def test_batched_bf16_tables_match_torch_on_the_rounded_tables(mode: str, weighted: bool) -> None:
+    """bf16 tables (uint16 storage, widened as read): the same bags as torch on the bf16-rounded tables,
+    a two-pass dim (100) and a dim-1 segment included; NaN and inf rows stay NaN and inf."""
+    from dataclasses import replace
+
+    from recc.compiler.quantize import round_bf16, to_bf16
+
+    deep_rows, wide_rows, bag = (50, 300, 7), (50, 300), 4
+    deep = Segment(deep_rows, 100, bag, (0, 4, 8), out_col=0, weight_offset=0, bf16=True)
+    wide = Segment(wide_rows, 1, bag, (0, 4), out_col=300, weight_offset=sum(r * 100 for r in deep_rows), bf16=True)
+    lib = tvm.compile(tvm.IRModule({"main": batched_embedding_bag((deep, wide), 3 * bag, mode, weighted)
+                                    .with_attr("global_symbol", "main")}), target=resolve_target("cpu").to_tvm())
+    rng = np.random.default_rng(5)
+    tables = [_table(rng, r, 100, bag) for r in deep_rows] + [_table(rng, r, 1, bag) for r in wide_rows]
+    tables[1][3, :2] = np.nan, np.inf
+    flat = to_bf16(np.concatenate([t.ravel() for t in tables]))
+    for batch in BATCHES:
+        ids = np.concatenate([rng.integers(0, r, (batch, bag)) for r in deep_rows], axis=1)
+        ids[0, 4] = 3  # the NaN/inf row
+        weights = rng.random(ids.shape, dtype=np.float32)
+        got = _run(lib, [flat, ids] + ([weights] if weighted else []), (batch, 302))
+        want = np.concatenate([F.embedding_bag(
+            torch.from_numpy(ids[:, c:c + bag]), torch.from_numpy(round_bf16(table)), mode=mode,
+            per_sample_weights=torch.from_numpy(weights[:, c:c + bag]) if weighted else None).numpy()
+            for c, table in zip((0, 4, 8, 0, 4), tables)], axis=1)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        finite = np.isfinite(want)
+        assert np.isinf(got[0, 101]) and max_abs_error(got[finite], want[finite]) <= FP32_ATOL, f"batch {batch}"
+    with pytest.raises(ValueError, match="all fp32, all bf16 or all 8-bit"):
+        batched_embedding_bag((deep, replace(wide, bf16=False)), 3 * bag, mode, weighted)

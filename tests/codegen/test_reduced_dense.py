@@ -223,9 +223,17 @@ def test_bf16_without_amx_keeps_bf16_semantics_on_the_fp32_kernel() -> None:
     examples = model.example_inputs(4, seed=0)
     haswell = recc.compile(model, examples, target=TargetSpec("cpu", "haswell", 2), tuning_db=None, precision="bf16")
     assert haswell.report["kernels"].get("dense_bf16_storage") == 5 and "dense_bf16_amx" not in haswell.report["kernels"]
+    # the tables in bf16 too: half the bytes, the rows widened inside the gather
+    tables = [w for w in haswell.manifest.weights if w.name.endswith("__bf16rows")]
+    assert len(tables) == 1 and tables[0].dtype == "uint16"
+    rewrites = next(p["rewrites"] for p in haswell.report["passes"] if p["name"] == "quantize-dense")
+    assert rewrites.get("tables-to-bf16") == 1
     graph = recc.api.capture(model, examples)
     recc.api.optimize(graph, options=(("precision", "bf16"), ("bf16_kernel", "storage")))
+    assert [n.attrs.get("table_precision") for n in graph.nodes if n.op == "batched_embedding_bag"] == ["bf16"]
     for batch in (1, 45):
         inputs = model.example_inputs(batch, seed=batch)
         want = interpret(graph, [t.numpy() for t in inputs])[0]
         np.testing.assert_allclose(haswell(*inputs).numpy(), want, atol=BF16_ATOL)
+        with torch.no_grad():
+            assert np.abs(haswell(*inputs).numpy() - model(*inputs).numpy()).max() < 5e-3  # the bf16 bound

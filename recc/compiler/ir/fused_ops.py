@@ -38,7 +38,7 @@ def _batched_embedding_bag(ts: list[TensorType], attrs: dict[str, Any]) -> list[
         raise _fail(op, f"{', '.join(keys)} must be non-empty and of equal length")
     if attrs["mode"] not in ("sum", "mean"):
         raise _fail(op, f"unsupported mode {attrs['mode']}")
-    if attrs.get("table_precision", "fp32") not in ("fp32", "int8"):
+    if attrs.get("table_precision", "fp32") not in ("fp32", "int8", "bf16"):
         raise _fail(op, f"unsupported table_precision {attrs.get('table_precision')!r}")
     if len(ts) != 2 + bool(attrs.get("has_weights")):
         raise _fail(op, f"has_weights={attrs.get('has_weights')} but {len(ts)} inputs")

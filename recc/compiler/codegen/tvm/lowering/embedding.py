@@ -25,7 +25,7 @@ from recc.compiler.codegen.tvm.lowering.context import LoweringContext
 from recc.compiler.codegen.tvm.tuning import PREFETCH_DISTANCES, time_kernel
 from recc.compiler.ir import Node
 from recc.compiler.ir.fused_ops import batched_table_layout
-from recc.compiler.quantize import pack_rowwise_int8, rowwise_row_bytes
+from recc.compiler.quantize import pack_rowwise_int8, rowwise_row_bytes, to_bf16
 
 TUNE_GATHER_MAX_ELEMENTS = 64 << 20  # larger flat tables are not copied for a tuning run
 
@@ -82,11 +82,15 @@ def lower_batched_embedding_bag(lw: LoweringContext, node: Node) -> relax.Expr:
     segs = segments(attrs)
     ids_width = node.inputs[1].type.shape[1]
     has_weights = bool(attrs.get("has_weights"))
-    if attrs.get("table_precision", "fp32") == "int8":
-        segs, schedule = rowwise_segments(attrs), DEFAULT_SCHEDULE
-        # the packed bytes stand in for the fp32 tables, which then never become a runtime weight
+    precision = attrs.get("table_precision", "fp32")
+    if precision in ("int8", "bf16"):
+        schedule = DEFAULT_SCHEDULE
+        segs = rowwise_segments(attrs) if precision == "int8" else tuple(replace(s, bf16=True) for s in segs)
+        pack = (lambda: pack_tables(lw, node)) if precision == "int8" else (
+            lambda: to_bf16(np.asarray(lw.graph.param_array(node.inputs[0]), np.float32)))
+        # the packed rows stand in for the fp32 tables, which then never become a runtime weight
         table, saved = id(node.inputs[0]), lw.exprs.pop(id(node.inputs[0]), None)
-        lw.exprs[table] = lw.weight(f"{node.inputs[0].name}__int8rows", lambda: pack_tables(lw, node))
+        lw.exprs[table] = lw.weight(f"{node.inputs[0].name}__{precision}rows", pack)
         args = guarded_args(lw, node)
         lw.exprs.pop(table)
         if saved is not None:
@@ -109,12 +113,23 @@ def rowwise_segments(attrs: dict[str, Any]) -> tuple[Segment, ...]:
     return tuple(out)
 
 
+PACK_ROWS = 1 << 16  # rows quantized at a time: the temporaries stay MBs for GB tables
+
+
 def pack_tables(lw: LoweringContext, node: Node) -> np.ndarray:
-    """The flat fp32 tables as 8-bit row-wise bytes, in rowwise_segments' order."""
+    """The flat fp32 tables as 8-bit row-wise bytes, in rowwise_segments' order, written chunk by chunk
+    into one buffer (no per-table copies concatenated: at scale 1 those were a second copy of the output)."""
     flat = np.asarray(lw.graph.param_array(node.inputs[0]), np.float32)
-    parts = [pack_rowwise_int8(flat[offset:offset + rows * dim].reshape(rows, dim))
-             for rows, dim, _, _, offset, _ in batched_table_layout(node.attrs)]
-    return np.concatenate(parts)
+    layout = batched_table_layout(node.attrs)
+    out = np.empty(sum(rows * rowwise_row_bytes(dim) for rows, dim, *_ in layout), np.uint8)
+    at = 0
+    for rows, dim, _, _, offset, _ in layout:
+        table = flat[offset:offset + rows * dim].reshape(rows, dim)
+        for start in range(0, rows, PACK_ROWS):
+            packed = pack_rowwise_int8(table[start:start + PACK_ROWS])
+            out[at:at + packed.size] = packed
+            at += packed.size
+    return out
 
 
 def tuned_gather(lw: LoweringContext, node: Node, segs: tuple[Segment, ...],

@@ -7,7 +7,8 @@ Kernels (argument order = PrimFunc parameter order; tables are runtime buffers, 
     embedding_bag_fixed(rows, dim, bag_size, mode, has_weights)
         -> (table[rows, D], ids[m, L], [w[m, L]], out[m, D])
     batched_embedding_bag(segments, ids_width, mode, has_weights=False)
-        -> (weights[total] flat (fp32, or uint8 8-bit row-wise), ids[m, C], [w[m, C]], out[m, sum of dims])
+        -> (weights[total] flat (fp32, uint16 bf16, or uint8 8-bit row-wise), ids[m, C], [w[m, C]],
+            out[m, sum of dims])
 each with an optional `schedule: GatherSchedule` last. Offsets bags and plain lookups:
 embedding_offsets.py.
 
@@ -69,6 +70,8 @@ class Segment:
     # each row is `row_bytes` bytes of a flat uint8 buffer, dim uint8 values then its fp16 scale and bias (at
     # byte row_bytes - 4); weight_offset counts bytes. None: fp32 rows.
     row_bytes: int | None = None
+    # bf16 rows: dim bfloat16 values (the top 16 bits of fp32, stored as uint16), widened as read
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         if not self.table_rows or min(self.table_rows) < 1:
@@ -95,13 +98,17 @@ def _segment_pass(seg: Segment, mode: str, has_weights: bool, PF: int):
             bias = T.Cast("float32", T.reinterpret("float16", table[T.ramp(base + RB - 2, 1, 2)]))
             return T.Cast("float32", table[base + c]) * scale + bias
         if flat:
-            return table[tirx.const(seg.weight_offset, "int64") + (start + idv) * tirx.const(D, "int64") + c]
+            value = table[tirx.const(seg.weight_offset, "int64") + (start + idv) * tirx.const(D, "int64") + c]
+            return T.reinterpret("float32", T.shift_left(T.Cast("uint32", value), T.uint32(16))) if seg.bf16 else value
         return table[start + idv, c]
 
     def element(table, start, idv, c):  # what a prefetch points at: element c of the row
         if RB is not None:
             return table[tirx.const(seg.weight_offset, "int64") + (start + idv) * tirx.const(RB, "int64") + c]
+        if seg.bf16:
+            return table[tirx.const(seg.weight_offset, "int64") + (start + idv) * tirx.const(D, "int64") + c]
         return row(table, start, idv, c)
+    stride = PREFETCH_STRIDE * 2 if seg.bf16 else PREFETCH_STRIDE  # elements in 128 bytes
 
     @T.macro
     def fetch(table, start, idv, c0, width):
@@ -112,8 +119,8 @@ def _segment_pass(seg: Segment, mode: str, has_weights: bool, PF: int):
             T.evaluate(prefetch(T.address_of(element(table, start, idv, c0 + width - 1))))
             T.evaluate(prefetch(T.address_of(element(table, start, idv, RB - 1))))
         else:
-            for q in T.unroll(-(-width // PREFETCH_STRIDE)):
-                T.evaluate(prefetch(T.address_of(element(table, start, idv, c0 + q * PREFETCH_STRIDE))))
+            for q in T.unroll(-(-width // stride)):
+                T.evaluate(prefetch(T.address_of(element(table, start, idv, c0 + q * stride))))
 
     @T.macro
     def one_pass(table, ids, w, out, b, t, bn, tn, c0, width):
@@ -150,7 +157,8 @@ def _segment_bag(seg: Segment, mode: str, has_weights: bool, schedule: GatherSch
     NT, D, L = len(seg.table_rows), seg.dim, seg.bag_size
     W, NP = dim_passes(D)
     TAIL = D - W * NP
-    PF = min(lookups_ahead(schedule, W if seg.row_bytes is None else -(-W // 4)), L)  # int8: bytes
+    row_floats = -(-W // 4) if seg.row_bytes is not None else (-(-W // 2) if seg.bf16 else W)  # in 4-byte units
+    PF = min(lookups_ahead(schedule, row_floats), L)
     ID_LINES = (L * 8 + 63) // 64
     prefetch_ids = schedule.prefetch_next_ids and NT > 1 and PF > 0
     one_pass = _segment_pass(seg, mode, has_weights, PF)
@@ -280,10 +288,9 @@ def batched_embedding_bag(segments: tuple[Segment, ...], ids_width: int, mode: s
     to their table and not bounds-checked (the runtime checks them)."""
     if not segments or any(s.weight_offset is None for s in segments):
         raise ValueError("batched_embedding_bag needs segments placed in flat weights (weight_offset set)")
-    rowwise = {s.row_bytes is not None for s in segments}
-    if len(rowwise) != 1:
-        raise ValueError("a batched gather's tables are all fp32 or all 8-bit row-wise")
+    kinds = {"uint8" if s.row_bytes is not None else ("uint16" if s.bf16 else "float32") for s in segments}
+    if len(kinds) != 1:
+        raise ValueError("a batched gather's tables are all fp32, all bf16 or all 8-bit row-wise")
     total = max(s.weight_offset + sum(s.table_rows) * (s.row_bytes or s.dim) for s in segments)
     out_width = max(s.out_col + len(s.table_rows) * s.dim for s in segments)
-    return _gather_kernel(tuple(segments), (total,), ids_width, out_width, mode, has_weights, schedule,
-                          "uint8" if rowwise.pop() else "float32")
+    return _gather_kernel(tuple(segments), (total,), ids_width, out_width, mode, has_weights, schedule, kinds.pop())
