@@ -4,6 +4,7 @@
                      the batched lookup's tables 8-bit row-wise.
 - recc-bf16:         `recc.compile(..., precision="bf16")`: dense layers bf16 (AMX-BF16, else bf16 weights
                      with fp32 math), the batched lookup's tables bf16.
+- recc-auto:         `recc.compile(..., precision="auto")`: int8 where it pays and the accuracy bound allows.
 - torch-int8-onednn: `torch.ao.quantization.quantize_dynamic`: nn.Linear dynamic int8 (qint8 weights),
                      nn.EmbeddingBag / nn.Embedding 8-bit row-wise (FBGEMM's `embedding_bag_byte_rowwise`
                      kernels), with `torch.backends.quantized.engine = "onednn"` (AMX where the CPU has it).
@@ -32,7 +33,7 @@ from torch import nn
 
 from recc.bench.systems import COMPILE_EXAMPLE_BATCH, Eager, OnnxRuntime, Recc
 
-REDUCED_SYSTEMS = ("recc-int8", "recc-bf16", "torch-int8-onednn", "torch-int8-x86", "torch-bf16", "ort-int8",
+REDUCED_SYSTEMS = ("recc-int8", "recc-bf16", "recc-auto", "torch-int8-onednn", "torch-int8-x86", "torch-bf16", "ort-int8",
                    "fbgemm-tbe-int8")  # built by bench/tbe.py
 
 
@@ -128,7 +129,7 @@ class OrtInt8(OnnxRuntime):
 
 
 def make_reduced(name: str) -> Any:
-    if name in ("recc-int8", "recc-bf16"):
+    if name in ("recc-int8", "recc-bf16", "recc-auto"):
         return ReccReduced(name.removeprefix("recc-"))
     if name.startswith("torch-int8-"):
         return TorchDynamicInt8(name.removeprefix("torch-int8-"))

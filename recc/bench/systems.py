@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 SYSTEMS = ("eager", "inductor", "ort", "ort-best", "recc",  # fp32; reduced precision: bench/reduced.py
-           "recc-int8", "recc-bf16", "torch-int8-onednn", "torch-int8-x86", "torch-bf16", "ort-int8",
+           "recc-int8", "recc-bf16", "recc-auto", "torch-int8-onednn", "torch-int8-x86", "torch-bf16", "ort-int8",
            "fbgemm-tbe", "fbgemm-tbe-int8")  # FBGEMM table-batched embeddings: bench/tbe.py
 COMPILE_EXAMPLE_BATCH = 4
 
