@@ -40,3 +40,27 @@ def request_amx() -> bool:
         return libc.syscall(SYS_ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0
     except (OSError, AttributeError):
         return False
+
+
+DEFAULT_LLC_BYTES = 32 << 20  # where the OS does not say
+
+
+@functools.cache
+def last_level_cache_bytes() -> int:
+    """The size of this host's last-level data cache (per core complex, as Linux reports it for cpu0)."""
+    best_level, size = -1, 0
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            level = int((index / "level").read_text())
+            kind = (index / "type").read_text().strip()
+            text = (index / "size").read_text().strip()
+        except (OSError, ValueError):
+            continue
+        if kind == "Instruction" or level < best_level or not text:
+            continue
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1], 1)
+        try:
+            best_level, size = level, int(text.rstrip("KMG")) * scale
+        except ValueError:
+            continue
+    return size or DEFAULT_LLC_BYTES
