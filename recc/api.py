@@ -19,6 +19,7 @@ from recc.compiler.artifact import Manifest, TargetInfo, TensorSpec, write_manif
 from recc.compiler.calibration import CALIBRATION_SEED
 from recc.compiler.codegen.tvm import build_library, resolve_target
 from recc.compiler.codegen.tvm.lowering.dense import bf16_kernel, int8_kernel
+from recc.compiler.host import last_level_cache_bytes
 from recc.compiler.codegen.tvm.target import isa_features
 from recc.compiler.codegen.tvm.tuning import Tuner, TuningDatabase, default_database_path
 from recc.compiler.input_checks import id_checks
@@ -88,7 +89,7 @@ def compile_graph(graph: Graph, name: str, target: str = "cpu", pipeline: Sequen
     graph.spill_dir = Path(tmp.name) / "spill"  # large parameters passes build go to files (ir/spill.py)
     fp32_graph = graph.clone() if precision.reduced else None
     reports = optimize(graph, pipeline, disable_passes, validate_inputs, dump_ir, progress,
-                       precision.pass_options(int8_kernel(spec), bf16_kernel(spec)))
+                       precision.pass_options(int8_kernel(spec), bf16_kernel(spec), last_level_cache_bytes()))
     precision_report = choose_precision(graph, fp32_graph, precision, held_out, say, calibration)
     timings["passes_s"] = time.perf_counter() - start
     root.mkdir()

@@ -44,9 +44,12 @@ def choose_precision(graph: Graph, fp32_graph: Graph | None, config: PrecisionCo
         bound = config.max_error if config.max_error is not None else DEFAULT_MAX_ERROR
         kept = choose_layers(graph, held_out, interpret(fp32_graph, held_out), bound, say)
     layers = {n.inputs[1].name: n.attrs["precision"] for n in reduced_layers(graph)}
-    say(f"precision {config.precision}: {len(layers)} layer(s) reduced" + (f", {len(kept)} kept fp32 by auto" if kept else ""))
+    tables = {n.inputs[0].name: n.attrs["table_precision"] for n in graph.nodes
+              if n.op == "batched_embedding_bag" and n.attrs.get("table_precision", "fp32") != "fp32"}
+    say(f"precision {config.precision}: {len(layers)} layer(s) reduced" + (f", {len(kept)} kept fp32 by auto" if kept else "")
+        + "".join(f"; tables {name}: {fmt}" for name, fmt in tables.items()))
     rows = section["calibration"]["rows"] if "calibration" in section else None
-    return {"requested": config.precision, "layers": layers, "auto_kept_fp32": kept,
+    return {"requested": config.precision, "layers": layers, "tables": tables, "auto_kept_fp32": kept,
             "max_error": config.max_error, "activations": activation_modes(graph, rows), **section}
 
 

@@ -49,10 +49,11 @@ class PrecisionConfig:
     def reduced(self) -> bool:
         return self.precision != "fp32"
 
-    def pass_options(self, int8_kernel: str | None, bf16_kernel: str | None = None) -> tuple[tuple[str, Any], ...]:
+    def pass_options(self, int8_kernel: str | None, bf16_kernel: str | None = None,
+                     cache_bytes: int = 32 << 20) -> tuple[tuple[str, Any], ...]:
         precision = "int8" if self.precision == "auto" else self.precision
         return (("precision", precision), ("keep_fp32", tuple(self.keep_fp32)), ("int8_kernel", int8_kernel),
-                ("bf16_kernel", bf16_kernel), ("auto", self.precision == "auto"))
+                ("bf16_kernel", bf16_kernel), ("auto", self.precision == "auto"), ("cache_bytes", cache_bytes))
 
 
 def synthetic_inputs(examples: Sequence[np.ndarray], batch: int, seed: int) -> list[np.ndarray]:

@@ -165,6 +165,20 @@ def rowwise_row_bytes(dim: int) -> int:
     return -(-dim // 4) * 4 + 4
 
 
+def row_lines(row_bytes: int, line: int = 64) -> float:
+    """Expected cache lines one row touches, rows packed back to back from a line-aligned start (a row not
+    aligned to the line straddles two part of the time: 36-byte rows touch 1.5 lines on average). An
+    out-of-cache gather waits for lines, not bytes."""
+    starts = [(i * row_bytes) % line for i in range(line)]
+    return sum(-(-(s + row_bytes) // line) for s in starts) / line
+
+
+def table_lines(dims_and_bags: list[tuple[int, int]]) -> dict[str, float]:
+    """Cache lines a row of a batched lookup (tables (dim, bag size)) reads in each table format."""
+    per_format = {"fp32": lambda d: 4 * d, "bf16": lambda d: 2 * d, "int8": rowwise_row_bytes}
+    return {f: sum(bag * row_lines(size(dim)) for dim, bag in dims_and_bags) for f, size in per_format.items()}
+
+
 def quantize_rowwise_int8(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """[rows, dim] float -> (q uint8 [rows, dim], scale [rows], bias [rows]); scale and bias are fp16 values
     (returned as float32: what the kernel computes with)."""

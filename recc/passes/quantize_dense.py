@@ -20,7 +20,8 @@ import numpy as np
 
 from recc.compiler.ir import Graph, Node, Value
 from recc.compiler.pass_manager import PassContext, PassStats
-from recc.compiler.quantize import FP16_MAX
+from recc.compiler.ir.fused_ops import batched_table_layout
+from recc.compiler.quantize import FP16_MAX, table_lines
 from recc.compiler.rewrite import Builder, Match, Reject, RewritePass, Rule
 
 
@@ -73,6 +74,8 @@ def _match_tables(graph: Graph, node: Node, ctx: PassContext) -> Match | Reject 
         return Reject("the tables are not an fp32 parameter")
     if TABLES in set(ctx.option("keep_fp32", ())):
         return Reject("kept fp32 (--keep-fp32 tables)")
+    if ctx.option("auto"):
+        precision = auto_table_format(node, table.nbytes, ctx.option("cache_bytes", 32 << 20))
     if precision == "bf16":
         return Match([node], {"precision": "bf16"})
     lo, hi = (float(table.min()), float(table.max())) if table.size else (0.0, 0.0)  # no copy of GB tables
@@ -81,6 +84,16 @@ def _match_tables(graph: Graph, node: Node, ctx: PassContext) -> Match | Reject 
     if max(-lo, hi) > FP16_MAX:
         return Reject("kept fp32: a table holds values beyond fp16's range (the rows' scale and bias are fp16)")
     return Match([node], {"precision": "int8"})
+
+
+def auto_table_format(node: Node, nbytes: int, cache_bytes: int) -> str:
+    """`auto`'s table format: the one whose rows touch the fewest cache lines per lookup (what an out-of-cache
+    gather waits for), bf16 on a tie (no dequantization arithmetic, a smaller error); 8-bit only for
+    tables beyond the last-level cache. Measured (bench/table_formats.py, AMD EPYC, 1 thread, dense fp32):
+    bf16 tables 1.0-1.7x fp32 for RMC1 and RMC2 at 41 MB and 410 MB; 8-bit 0.7-1.3x (RMC1's 36-byte rows
+    touch 1.5 lines, bf16's 64-byte rows one; RMC2's 68 and 128 bytes both two)."""
+    lines = table_lines([(dim, bag) for _, dim, bag, *_ in batched_table_layout(node.attrs)])
+    return "int8" if lines["int8"] < lines["bf16"] and nbytes > cache_bytes else "bf16"
 
 
 def _rewrite_tables(b: Builder, node: Node, match: Match) -> Value:
@@ -100,7 +113,8 @@ class QuantizeDense(RewritePass):
     def run(self, graph: Graph, ctx: PassContext) -> PassStats:
         rule = f"dense-to-{ctx.option('precision', 'fp32')}"
         self.rules = (Rule(rule, ("dense",), lambda g, node: _match(g, node, ctx), _rewrite),
-                      Rule("tables-to-int8-rowwise" if ctx.option("precision") == "int8" else "tables-to-bf16",
+                      Rule("tables-to-auto" if ctx.option("auto") else
+                           "tables-to-int8-rowwise" if ctx.option("precision") == "int8" else "tables-to-bf16",
                            ("batched_embedding_bag",),
                            lambda g, node: _match_tables(g, node, ctx), _rewrite_tables))
         return super().run(graph, ctx)

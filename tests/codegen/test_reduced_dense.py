@@ -106,6 +106,7 @@ def test_keep_fp32_and_max_error_and_auto() -> None:
     rejects = next(p["rejects"] for p in auto.report["passes"] if p["name"] == "quantize-dense")
     assert any("int8 does not pay" in reason for reason in rejects)  # the [1, 256] output layer stays fp32
     assert "deep_6_weight" not in section["layers"]
+    assert list(section["tables"].values()) == ["bf16"]  # auto_table_format: 16-wide rows, bf16's 32 bytes one line
     inputs = model.example_inputs(32, seed=9)
     with torch.no_grad():
         assert np.abs(auto(*inputs).numpy() - model(*inputs).numpy()).max() < 5e-3

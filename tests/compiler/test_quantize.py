@@ -169,3 +169,25 @@ def test_tables_beyond_fp16_range_or_non_finite_stay_fp32() -> None:
         assert any(reason in r for r in quantize.rejects), quantize.rejects
         assert all(n.attrs.get("table_precision", "fp32") == "fp32" for n in graph.nodes
                    if n.op == "batched_embedding_bag")
+
+
+def test_auto_table_format_follows_cache_lines() -> None:
+    """auto's table format: the fewest cache lines a lookup touches, bf16 on a tie, 8-bit only beyond the
+    last-level cache (bench/table_formats.py measured why)."""
+    from types import SimpleNamespace
+
+    from recc.compiler.quantize import row_lines, table_lines
+    from recc.passes.quantize_dense import auto_table_format
+
+    assert row_lines(64) == 1 and row_lines(36) == 1.5 and row_lines(128) == 2 and row_lines(68) == 2
+    assert table_lines([(32, 80)]) == {"fp32": 160, "bf16": 80, "int8": 120}
+
+    def node(dim: int):
+        return SimpleNamespace(attrs={"table_rows": [1000, 1000], "table_dims": [dim, dim], "bag_sizes": [20, 20],
+                                      "id_cols": [0, 20]})
+
+    mb = 1 << 20
+    assert auto_table_format(node(32), 400 * mb, 32 * mb) == "bf16"  # RMC1: 64-byte bf16 rows, 1.5-line 8-bit ones
+    assert auto_table_format(node(64), 400 * mb, 32 * mb) == "bf16"  # RMC2: two lines either way
+    assert auto_table_format(node(128), 400 * mb, 32 * mb) == "int8"  # 132-byte rows: 3.06 lines vs 4
+    assert auto_table_format(node(128), 8 * mb, 32 * mb) == "bf16"  # in cache: no 8-bit arithmetic
