@@ -16,6 +16,7 @@ from recc.compiler.ir import Graph, Node, Value
 from recc.compiler.interpreter_math import MATH_KERNELS
 from recc.compiler.interpreter_window import WINDOW_KERNELS
 from recc.compiler.ir.fused_ops import batched_table_layout
+from recc.compiler.ir.spill import release_pages
 from recc.compiler.quantize import dense_reference, dequantize_rowwise, round_bf16
 
 Kernel = Callable[[list[np.ndarray], dict[str, Any]], np.ndarray]
@@ -105,14 +106,16 @@ def _embedding_bag(xs: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
 def _batched_embedding_bag(xs: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
     weights, ids = xs[0], xs[1]
     outs = []
+    precision = attrs.get("table_precision", "fp32")
     for rows, dim, bag, col, offset, _ in batched_table_layout(attrs):
-        table = weights[offset:offset + rows * dim].reshape(rows, dim)
-        if attrs.get("table_precision", "fp32") == "int8":
-            table = dequantize_rowwise(table)
-        elif attrs.get("table_precision", "fp32") == "bf16":
-            table = round_bf16(table)
+        table, cols = weights[offset:offset + rows * dim].reshape(rows, dim), ids[:, col:col + bag]
+        if precision != "fp32":  # only the rows looked up: each row is rounded on its own (GB tables stay as are)
+            used, cols = np.unique(checked_index(cols, rows), return_inverse=True)
+            table = dequantize_rowwise(table[used]) if precision == "int8" else round_bf16(table[used])
+            cols = cols.reshape(len(ids), bag)
         extra = [xs[2][:, col:col + bag]] if attrs.get("has_weights") else []
-        outs.append(_embedding_bag([table, ids[:, col:col + bag]] + extra, dict(attrs, layout="fixed")))
+        outs.append(_embedding_bag([table, cols] + extra, dict(attrs, layout="fixed")))
+        release_pages(weights, offset, rows * dim)  # random rows fault most of a spilled table in
     return np.concatenate(outs, axis=1)
 
 
@@ -259,8 +262,9 @@ def interpret(graph: Graph, inputs: list[np.ndarray],
         raise ValueError(f"graph takes {len(graph.inputs)} inputs, got {len(inputs)}")
     env = _bind_symbols(graph, inputs)
     values: dict[int, np.ndarray] = {id(v): a for v, a in zip(graph.inputs, inputs)}
-    for name, v in graph.param_values.items():
-        values[id(v)] = np.asarray(graph.params[name])
+    for name, v in graph.param_values.items():  # a spilled (memory-mapped) buffer stays one: see release_pages
+        param = graph.params[name]
+        values[id(v)] = param if isinstance(param, np.ndarray) else np.asarray(param)
     for node in graph.nodes:
         args = [values[id(v)] for v in node.inputs]
         if observe is not None:

@@ -21,6 +21,7 @@ import numpy as np
 from recc.compiler.ir import Graph, Node, Value
 from recc.compiler.pass_manager import PassContext, PassStats
 from recc.compiler.ir.fused_ops import batched_table_layout
+from recc.compiler.ir.spill import chunked
 from recc.compiler.quantize import FP16_MAX, table_lines
 from recc.compiler.rewrite import Builder, Match, Reject, RewritePass, Rule
 
@@ -78,7 +79,9 @@ def _match_tables(graph: Graph, node: Node, ctx: PassContext) -> Match | Reject 
         precision = auto_table_format(node, table.nbytes, ctx.option("cache_bytes", 32 << 20))
     if precision == "bf16":
         return Match([node], {"precision": "bf16"})
-    lo, hi = (float(table.min()), float(table.max())) if table.size else (0.0, 0.0)  # no copy of GB tables
+    lo, hi = 0.0, 0.0
+    for _, chunk in chunked(table.reshape(-1)):  # no copy of GB tables, nor all of a spilled one mapped at once
+        lo, hi = min(lo, float(chunk.min())), max(hi, float(chunk.max()))
     if not (np.isfinite(lo) and np.isfinite(hi)):  # NaN propagates through min and max
         return Reject("kept fp32: a table holds NaN or inf (8-bit rows cannot carry them)")
     if max(-lo, hi) > FP16_MAX:

@@ -191,3 +191,18 @@ def test_auto_table_format_follows_cache_lines() -> None:
     assert auto_table_format(node(64), 400 * mb, 32 * mb) == "bf16"  # RMC2: two lines either way
     assert auto_table_format(node(128), 400 * mb, 32 * mb) == "int8"  # 132-byte rows: 3.06 lines vs 4
     assert auto_table_format(node(128), 8 * mb, 32 * mb) == "bf16"  # in cache: no 8-bit arithmetic
+
+
+def test_spilled_buffers_read_in_chunks_release_their_pages(tmp_path) -> None:
+    """chunked() over a spilled (read-only memory-mapped) buffer yields every element once and drops each
+    chunk's pages after it (the values read back unchanged); in-memory arrays are left alone."""
+    from recc.compiler.ir.spill import chunked, release_pages, stream_npy
+
+    data = np.arange(3 * (1 << 16) + 5, dtype=np.float32)
+    mapped = stream_npy(tmp_path / "flat.npy", [data[:1000], data[1000:]], np.float32, data.size)
+    seen = np.concatenate([chunk.copy() for _, chunk in chunked(mapped, 1 << 16)])
+    np.testing.assert_array_equal(seen, data)
+    np.testing.assert_array_equal(mapped, data)  # pages dropped from the map come back from the file
+    in_memory = data.copy()
+    release_pages(in_memory, 0, in_memory.size)  # not a map: nothing happens
+    np.testing.assert_array_equal(in_memory, data)

@@ -42,3 +42,29 @@ def stream_npy(path: Path, parts: Iterable[np.ndarray], dtype: np.dtype, count: 
     if written != count:
         raise ValueError(f"{path}: {written} elements written, {count} declared")
     return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def release_pages(array: np.ndarray, start: int, count: int) -> None:
+    """Drop elements [start, start + count) of a memory-mapped 1-D array from this process's page tables
+    (MADV_DONTNEED; the file's pages stay in the page cache): a pass reading a spilled GB buffer chunk by
+    chunk then does not keep it all mapped (peak RSS). Anything else: nothing to do."""
+    import mmap
+
+    mapping = getattr(array, "_mmap", None)
+    # read-only maps only: dropping pages of a copy-on-write map would lose what was written to them
+    if mapping is None or getattr(array, "mode", None) != "r" or count <= 0 or not hasattr(mapping, "madvise"):
+        return
+    base = array.offset - array.offset % mmap.ALLOCATIONGRANULARITY  # where np.memmap's mapping starts
+    lo = array.offset - base + start * array.itemsize
+    hi = min(lo + count * array.itemsize, len(mapping))
+    lo = lo // mmap.PAGESIZE * mmap.PAGESIZE
+    if hi > lo:
+        mapping.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+
+def chunked(array: np.ndarray, elements: int = 1 << 24) -> Iterable[tuple[int, np.ndarray]]:
+    """(start, array[start:start + elements]) over a 1-D array, each chunk's pages released (release_pages)
+    once the consumer moves on."""
+    for start in range(0, len(array), elements):
+        yield start, array[start:start + elements]
+        release_pages(array, start, min(elements, len(array) - start))

@@ -25,6 +25,7 @@ from recc.compiler.codegen.tvm.lowering.context import LoweringContext
 from recc.compiler.codegen.tvm.tuning import PREFETCH_DISTANCES, time_kernel
 from recc.compiler.ir import Node
 from recc.compiler.ir.fused_ops import batched_table_layout
+from recc.compiler.ir.spill import chunked, release_pages
 from recc.compiler.quantize import pack_rowwise_int8, rowwise_row_bytes, to_bf16
 
 TUNE_GATHER_MAX_ELEMENTS = 64 << 20  # larger flat tables are not copied for a tuning run
@@ -86,8 +87,7 @@ def lower_batched_embedding_bag(lw: LoweringContext, node: Node) -> relax.Expr:
     if precision in ("int8", "bf16"):
         schedule = DEFAULT_SCHEDULE
         segs = rowwise_segments(attrs) if precision == "int8" else tuple(replace(s, bf16=True) for s in segs)
-        pack = (lambda: pack_tables(lw, node)) if precision == "int8" else (
-            lambda: to_bf16(np.asarray(lw.graph.param_array(node.inputs[0]), np.float32)))
+        pack = (lambda: pack_tables(lw, node)) if precision == "int8" else (lambda: bf16_tables(lw, node))
         # the packed rows stand in for the fp32 tables, which then never become a runtime weight
         table, saved = id(node.inputs[0]), lw.exprs.pop(id(node.inputs[0]), None)
         lw.exprs[table] = lw.weight(f"{node.inputs[0].name}__{precision}rows", pack)
@@ -113,13 +113,22 @@ def rowwise_segments(attrs: dict[str, Any]) -> tuple[Segment, ...]:
     return tuple(out)
 
 
+def bf16_tables(lw: LoweringContext, node: Node) -> np.ndarray:
+    """The flat fp32 tables rounded to bf16 (uint16), chunk by chunk (a spilled buffer is never all mapped)."""
+    flat = lw.graph.param_array(node.inputs[0])
+    out = np.empty(flat.shape, np.uint16)
+    for start, chunk in chunked(flat):
+        out[start:start + len(chunk)] = to_bf16(chunk)
+    return out
+
+
 PACK_ROWS = 1 << 16  # rows quantized at a time: the temporaries stay MBs for GB tables
 
 
 def pack_tables(lw: LoweringContext, node: Node) -> np.ndarray:
     """The flat fp32 tables as 8-bit row-wise bytes, in rowwise_segments' order, written chunk by chunk
     into one buffer (no per-table copies concatenated: at scale 1 those were a second copy of the output)."""
-    flat = np.asarray(lw.graph.param_array(node.inputs[0]), np.float32)
+    flat = lw.graph.param_array(node.inputs[0])  # float32 (quantize-dense's condition); a memmap when spilled
     layout = batched_table_layout(node.attrs)
     out = np.empty(sum(rows * rowwise_row_bytes(dim) for rows, dim, *_ in layout), np.uint8)
     at = 0
@@ -129,6 +138,7 @@ def pack_tables(lw: LoweringContext, node: Node) -> np.ndarray:
             packed = pack_rowwise_int8(table[start:start + PACK_ROWS])
             out[at:at + packed.size] = packed
             at += packed.size
+            release_pages(flat, offset + start * dim, min(PACK_ROWS, rows - start) * dim)  # a spilled buffer
     return out
 
 
