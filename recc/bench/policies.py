@@ -14,6 +14,9 @@ environment before the worker process imports torch. The off policy's workers ar
 forkserver, which imported torch once under the off environment; the on policy's workers are `spawn`ed
 (a fresh interpreter that imports everything itself, ~6 s more per worker) under the on environment.
 With one thread there is no worker thread to spin, and the two policies should time alike.
+Under `both`, a `+spin` process keeps its cores busy for its spin count (libgomp's and TVM's 300,000 spins;
+not measured here) after its turn ends, so the next system's first calls in a round can share the
+cores with it; the median over a round's calls is what the tables report.
 """
 
 from __future__ import annotations
