@@ -1,7 +1,7 @@
 """`recc bench`: the same model and inputs through eager PyTorch, torch.compile, ONNX Runtime and recc.
 
     recc bench [--models m1,m2|all] [--batches 1,16,64,256,1024] [--systems eager,inductor,ort,ort-best,recc]
-               [--threads N] [--scale S] [--out DIR] [--quick]
+               [--threads N] [--scale S] [--out DIR] [--quick] [--spin off|on|both]
 
 Per model: every system is built in its own process (bench/worker.py; setup and compile times
 recorded there, peak RSS per process). Per batch: each process runs the same seeded inputs once and the
@@ -12,22 +12,25 @@ and --rounds rounds interleaved across systems (rotating order), so all systems 
 noise. Statistics are over every timed call: median, p90, p99, items/s = batch / median.
 Before the models, the roofline's machine limits are measured (bench/roofline.py).
 Output under --out: results.json, results.md, speedup.png, latency.png (bench/report.py).
+--spin both: each system under both thread-pool policies, as NAME and NAME+spin (bench/policies.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import multiprocessing
 import os
+import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from recc.bench.cells import CellTimes, compare, summarize
+from recc.bench.policies import DEFAULT_SPIN, SPIN_CHOICES, base_system, entries, entry_policy
 from recc.bench.progress import Progress
 from recc.bench.reduced import REDUCED_SYSTEMS
 from recc.bench.systems import SYSTEMS
@@ -60,6 +63,7 @@ class BenchConfig:
     atol_reduced: float = 3e-2  # for the reduced-precision systems (bench/reduced.py)
     inductor_dynamic: bool = False
     recc_target: str = "cpu"  # recc's systems compile for this target ("cpu:haswell": an AVX2-only CPU's code)
+    spin: str = DEFAULT_SPIN  # idle thread pools: off (spin briefly), on (library defaults), both (bench/policies.py)
     command: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -73,20 +77,22 @@ class SystemFailed(RuntimeError):
 class Worker:
     """A spawned worker process serving one system for one model (see bench/worker.py)."""
 
-    def __init__(self, config: BenchConfig, model: str, system: str, log_path: Path) -> None:
-        from recc.bench.worker import serve, thread_environment
+    def __init__(self, config: BenchConfig, model: str, system: str, log_path: Path, policy: str = "off") -> None:
+        from recc.bench.policies import environment_applied, policy_environment, worker_context
+        from recc.bench.worker import serve
 
         self.system = system
         # forkserver: one server process imports torch, TVM, ONNX Runtime and recc once, before any thread
-        # pool exists, and forks a clean worker per system (spawn would pay ~6 s of imports per worker).
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(FORKSERVER_PRELOAD)
-        os.environ.update(thread_environment(config.threads))  # inherited by the server and its children
+        # pool exists, and forks a clean worker per system (spawn would pay ~6 s of imports per worker);
+        # workers under the spinning policy are spawned instead: libgomp reads its variables when loaded
+        context = worker_context(policy, FORKSERVER_PRELOAD)
         self.conn, child = context.Pipe()
         self.process = context.Process(
             target=serve, args=(child, model, config.scale, system, config.threads, {
-                "inductor_dynamic": config.inductor_dynamic, "recc_target": config.recc_target}, str(log_path)), daemon=True)
-        self.process.start()
+                "inductor_dynamic": config.inductor_dynamic, "recc_target": config.recc_target, "spin": policy},
+                str(log_path)), daemon=True)
+        with environment_applied(policy_environment(config.threads, policy)):  # inherited by server/children
+            self.process.start()
         child.close()
 
     def receive(self, timeout_s: float) -> tuple[Any, ...]:
@@ -119,38 +125,13 @@ class Worker:
             self.process.join()
 
 
-@dataclass
-class CellTimes:
-    """Timed calls of one system at one (model, batch)."""
-
-    output: np.ndarray
-    first_call_s: float
-    times: list[float] = field(default_factory=list)
-
-
-def summarize(times: list[float], batch: int) -> dict[str, Any]:
-    seconds = np.asarray(times)
-    median = float(np.median(seconds))
-    return {"calls": len(times), "median_us": median * 1e6, "p90_us": float(np.percentile(seconds, 90)) * 1e6,
-            "p99_us": float(np.percentile(seconds, 99)) * 1e6, "mean_us": float(seconds.mean()) * 1e6,
-            "min_us": float(seconds.min()) * 1e6, "items_per_s": batch / median}
-
-
-def compare(output: np.ndarray, reference: np.ndarray | None, atol: float) -> tuple[float | None, bool | None]:
-    if reference is None:
-        return None, None
-    if output.shape != reference.shape:
-        return float("inf"), False
-    error = float(np.max(np.abs(output.astype(np.float64) - reference))) if output.size else 0.0
-    return error, bool(error <= atol)
-
-
 class Bench:
     def __init__(self, config: BenchConfig) -> None:
         self.config = config
         self.cells: list[dict[str, Any]] = []
         self.setups: list[dict[str, Any]] = []
-        ticks = len(config.models) * (len(config.systems) + len(config.batches) * (config.rounds + 1))
+        self.entries = entries(config.systems, config.spin)  # each system under each thread-pool policy
+        ticks = len(config.models) * (len(self.entries) + len(config.batches) * (config.rounds + 1))
         self.progress = Progress(ticks, "recc bench")
 
     def run(self) -> dict[str, Any]:
@@ -172,7 +153,8 @@ class Bench:
         machine = describe_machine()
 
         def results() -> dict[str, Any]:
-            return {"config": config.to_json(), "machine": machine, "roofline_limits": limits,
+            return {"config": config.to_json(), "entries": list(self.entries), "invocation": shlex.join(sys.argv),
+                    "machine": machine, "roofline_limits": limits,
                     "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
                     "wall_s": round(time.time() - started, 1), "setups": self.setups, "cells": self.cells}
 
@@ -193,8 +175,8 @@ class Bench:
         work = {batch: model_work(model, batch) for batch in config.batches}
         del model
         log_path = config.out / "workers.log"
-        started = {system: (Worker(config, model_name, system, log_path), time.perf_counter())
-                   for system in config.systems}  # imports overlap; builds below run one at a time
+        started = {entry: (Worker(config, model_name, base_system(entry), log_path, entry_policy(entry)),
+                           time.perf_counter()) for entry in self.entries}  # imports overlap; builds run one at a time
         workers: dict[str, Worker] = {}
         for system, (worker, start) in started.items():
             self.progress.set_note(f"{model_name}: building {system}")
@@ -212,7 +194,7 @@ class Bench:
             worker.close()
 
     def build(self, model_name: str, system: str, worker: Worker, spawned: float) -> bool:
-        record: dict[str, Any] = {"model": model_name, "system": system}
+        record: dict[str, Any] = {"model": model_name, "system": system, "spin": entry_policy(system)}
         self.setups.append(record)
         try:
             worker.receive(SETUP_TIMEOUT_S)
@@ -237,11 +219,11 @@ class Bench:
         failures: dict[str, str] = {}
         for system, worker in workers.items():
             try:
-                _, output, first_call_s = worker.ask("prepare", batch, seed, config.warmup)
-                cells[system] = CellTimes(output, first_call_s)
+                reply = worker.ask("prepare", batch, seed, config.warmup)
+                cells[system] = CellTimes(reply[1], reply[2], facts=reply[3])
             except SystemFailed as error:
                 failures[system] = str(error)
-        reference = cells["eager"].output if "eager" in cells else None
+        reference = next((cells[e].output for e in ("eager", "eager+spin") if e in cells), None)
         calls = {}
         for system in cells:
             try:
@@ -267,8 +249,9 @@ class Bench:
         eager_median = None
         if "eager" in cells and "eager" not in failures:
             eager_median = float(np.median(cells["eager"].times))
-        for system in config.systems:
+        for system in self.entries:
             row: dict[str, Any] = {"model": model_name, "batch": batch, "system": system, "threads": config.threads,
+                                   "spin": entry_policy(system),
                                    "gathered_bytes": work.gathered_bytes, "dense_flops": work.dense_flops,
                                    "bound_us": work.bound_s(limits) * 1e6, "bound_kind": work.bound_kind(limits)}
             if system not in cells or system in failures:
@@ -278,8 +261,10 @@ class Bench:
                 continue
             cell = cells[system]
             error, matched = compare(cell.output, reference,
-                                     config.atol_reduced if system in REDUCED_SYSTEMS else config.atol)
+                                     config.atol_reduced if base_system(system) in REDUCED_SYSTEMS else config.atol)
             row.update({"max_abs_error": error, "matched": matched, "first_call_s": round(cell.first_call_s, 4)})
+            if cell.facts:
+                row["cell_facts"] = cell.facts
             row.update(summarize(cell.times, batch))
             median_s = row["median_us"] / 1e6
             row["status"] = "ok" if matched else ("MISMATCH" if matched is False else "unchecked")
@@ -321,6 +306,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the same for int8/bf16 systems (default 3e-2); their error is reported either way")
     parser.add_argument("--inductor-dynamic", action="store_true",
                         help="torch.compile(dynamic=True) instead of one static graph per batch size")
+    parser.add_argument("--spin", choices=SPIN_CHOICES, default=DEFAULT_SPIN,
+                        help="idle thread pools: off = spin briefly then sleep (default; ONNX Runtime not at all), "
+                        "on = library defaults (spinning), both = every system under each, as NAME and NAME+spin")
     parser.add_argument("--recc-target", default="cpu", help="recc's compile target (default cpu: this host; "
                         "cpu:haswell measures the AVX2-only code a CPU without AVX-512 would run)")
 
@@ -344,8 +332,15 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         raise ValueError("--threads and every batch must be >= 1")
     config = replace(base, models=models, systems=systems, batches=batches, threads=args.threads,
                      scale=args.scale, out=args.out, atol=args.atol, atol_reduced=args.atol_reduced,
-                     inductor_dynamic=args.inductor_dynamic, recc_target=args.recc_target, **explicit)
+                     inductor_dynamic=args.inductor_dynamic, recc_target=args.recc_target, spin=args.spin, **explicit)
     return replace(config, command=canonical_command(config))
+
+
+def config_from_argv(argv: list[str]) -> BenchConfig:
+    """The BenchConfig `recc bench ARGV` would run (parsed and checked, without running it)."""
+    parser = argparse.ArgumentParser(prog="recc bench")
+    add_arguments(parser)
+    return config_from_args(parser.parse_args(argv))
 
 
 def canonical_command(config: BenchConfig) -> str:
@@ -356,7 +351,8 @@ def canonical_command(config: BenchConfig) -> str:
             f"--min-calls {config.min_calls} --max-calls {config.max_calls} --atol {config.atol:g} "
             f"--atol-reduced {config.atol_reduced:g}"
             + (" --inductor-dynamic" if config.inductor_dynamic else "")
-            + (f" --recc-target {config.recc_target}" if config.recc_target != "cpu" else ""))
+            + (f" --recc-target {config.recc_target}" if config.recc_target != "cpu" else "")
+            + (f" --spin {config.spin}" if config.spin != DEFAULT_SPIN else ""))
 
 
 def run_bench(config: BenchConfig) -> dict[str, Any]:

@@ -9,8 +9,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-REPORTED_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-                  "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+REPORTED_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512vl",
+                  "avx512vbmi", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16",
+                  "amx_fp16")
 PACKAGES = ("torch", "apache-tvm", "apache-tvm-ffi", "onnxruntime", "onnx", "onnxscript", "numpy", "recc",
             "matplotlib")
 
@@ -29,6 +30,8 @@ def describe_machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": {name: _version(name) for name in PACKAGES},
         "git_commit": _git_commit(),
+        "git_dirty": _git_dirty(),
+        "load_average_1_5_15_min": [round(x, 2) for x in os.getloadavg()],  # other work on the machine at the start  # uncommitted changes to tracked files when the run started
     }
 
 
@@ -66,6 +69,16 @@ def _version(package: str) -> str | None:
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_dirty() -> bool | None:
+    try:
+        root = Path(__file__).resolve().parents[2]
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                capture_output=True, text=True, timeout=10, check=False)
+        return bool(status.stdout.strip()) if status.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
         return None
 
 

@@ -8,8 +8,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-SYSTEM_COLORS = {"eager": "#444444", "inductor": "#1f77b4", "ort": "#ff7f0e", "ort-best": "#d62728",
-                 "recc": "#2ca02c"}
+from recc.bench.policies import base_system, best_policy_lines
+
+SYSTEM_COLORS = {"eager": "#444444", "inductor": "#1f77b4", "inductor-max": "#17becf", "ort": "#ff7f0e",
+                 "ort-best": "#d62728", "recc": "#2ca02c"}
 
 
 def write_outputs(results: dict[str, Any], out: Path) -> None:
@@ -33,7 +35,12 @@ def _ok(cell: dict[str, Any]) -> bool:
 
 
 def _systems(results: dict[str, Any]) -> list[str]:
-    return list(results["config"]["systems"])
+    """The run's entries: its systems, each under each thread-pool policy run (`NAME+spin`: bench/policies.py)."""
+    return list(results.get("entries") or results["config"]["systems"])
+
+
+def _color(entry: str) -> str | None:
+    return SYSTEM_COLORS.get(base_system(entry))
 
 
 def _cells(results: dict[str, Any]) -> dict[tuple[str, int, str], dict[str, Any]]:
@@ -66,10 +73,13 @@ def markdown(results: dict[str, Any]) -> str:
         f"Command: `{config['command'] or 'recc bench'}`  ",
         (f"Started {results['started']}, took {results['wall_s']:.0f} s. Scale {config['scale']}, "
          f"**threads {config['threads']}** in every system, fp32, atol {config['atol']:g} vs eager.  "),
+        (f"Thread pools: --spin {config.get('spin', 'off')} (bench/policies.py; `NAME+spin`: the library "
+         "defaults, spinning).  " if config.get("spin", "off") != "off" else ""),
         (f"Machine: {machine['cpu_model']} ({machine['llvm_cpu']}), {machine['logical_cores']} logical cores "
          f"({machine['cores_available_to_process']} available), {machine['memory_gib']} GiB, "
-         f"flags {' '.join(machine['cpu_flags'])}.  "),
-        f"Versions: {versions}; git {machine['git_commit']}.  ",
+         f"flags {' '.join(machine['cpu_flags'])}; load average at the start "
+         f"{machine.get('load_average_1_5_15_min', '?')} (1/5/15 min).  "),
+        f"Versions: {versions}; git {machine['git_commit']}{' (uncommitted changes)' if machine.get('git_dirty') else ''}.  ",
         (f"Method: each system in its own process; per cell {config['rounds']} rounds interleaved across "
          f"systems (rotating order) after {config['warmup']} warm-up calls and 3 calibration calls; about "
          f"{config['seconds']:g} s of timed calls per system and cell ({config['min_calls']}-"
@@ -92,6 +102,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [f"| **geomean** | | {' | '.join(means)} |", ""]
     lines += [("MISMATCH: outputs differ from eager beyond atol (the system was timed, but its speed is not "
                "counted in the geomean)."), ""]
+    lines += best_policy_lines(results)
     lines += _detail_tables(results, cells)
     lines += _setup_table(results, cells)
     lines += _roofline_table(results, cells)
@@ -124,12 +135,12 @@ def _detail_tables(results: dict[str, Any], cells: dict[tuple[str, int, str], di
 
 def _setup_facts(setup: dict[str, Any], first_calls: list[str]) -> str:
     facts = setup.get("facts", {})
-    system = setup["system"]
+    system = base_system(setup["system"])
     if "error" in setup:
         return "failed: " + setup["error"].strip().splitlines()[-1][:200]
     if system == "recc":
         return f"compile {facts.get('compile_s')} s ({facts.get('compile_timings_s')})"
-    if system == "inductor":
+    if system in ("inductor", "inductor-max"):
         return f"{facts.get('mode')}; compile (first call) per batch: {', '.join(first_calls)}"
     if system in ("ort", "ort-best"):
         rewritten = f", {facts['embedding_bags_rewritten']} EmbeddingBags -> Gather+ReduceSum" \
@@ -149,7 +160,7 @@ def _setup_table(results: dict[str, Any], cells: dict[tuple[str, int, str], dict
              "| model | system | setup wall s | baseline MiB | peak MiB | added MiB | end MiB | details |",
              "|---|---|---:|---:|---:|---:|---:|---|"]
     for setup in results["setups"]:
-        first_calls = [f"b{b}: {cells[(setup['model'], b, setup['system'])].get('first_call_s', float('nan')):.1f} s"
+        first_calls = [_first_call_text(cells[(setup["model"], b, setup["system"])])
                        for b in results["config"]["batches"] if (setup["model"], b, setup["system"]) in cells
                        and "first_call_s" in cells[(setup["model"], b, setup["system"])]]
         memory = setup.get("memory", {})
@@ -159,6 +170,13 @@ def _setup_table(results: dict[str, Any], cells: dict[tuple[str, int, str], dict
                      f"| {_num(baseline)} | {_num(peak)} | {_num(added)} | {_num(memory.get('rss_mb'))} "
                      f"| {_setup_facts(setup, first_calls)} |")
     return lines + [""]
+
+
+def _first_call_text(cell: dict[str, Any]) -> str:
+    """`b64: 12.3 s`, with the configuration a system chose for the cell (inductor-max) when it says."""
+    facts = cell.get("cell_facts", {})
+    how = f" ({facts['configuration']})" if "configuration" in facts else ""
+    return f"b{cell['batch']}: {cell['first_call_s']:.1f} s{how}"
 
 
 def _num(value: float | None) -> str:
@@ -191,34 +209,34 @@ def _roofline_table(results: dict[str, Any], cells: dict[tuple[str, int, str], d
 
 
 def plot_speedup(results: dict[str, Any], path: Path) -> None:
-    config = results["config"]
     series = _series(results, "speedup_vs_eager")
 
     def draw(axis: Any, model: str) -> None:
         axis.axhline(1.0, color=SYSTEM_COLORS["eager"], linewidth=1, linestyle="--", label="eager")
-        for system in [s for s in config["systems"] if s != "eager"]:
+        for system in [s for s in _systems(results) if s != "eager"]:
             if series[(model, system)]:
                 xs, ys = zip(*series[(model, system)])
-                axis.plot(xs, ys, marker="o", color=SYSTEM_COLORS.get(system), label=system)
+                axis.plot(xs, ys, marker="o", color=_color(system), label=system,
+                          linestyle=":" if system.endswith("+spin") else "-")
 
     _plot_per_model(results, path, draw, "speedup over eager (x)",
                     "Speedup over eager PyTorch (median latency); mismatching systems left out")
 
 
 def plot_latency(results: dict[str, Any], path: Path) -> None:
-    config = results["config"]
     medians, p90s = _series(results, "median_us"), _series(results, "p90_us")
 
     def draw(axis: Any, model: str) -> None:
-        for system in config["systems"]:
+        for system in _systems(results):
             points = medians[(model, system)]
             if not points:
                 continue
             xs, ys = zip(*points)
-            axis.plot(xs, [y / 1e3 for y in ys], marker="o", color=SYSTEM_COLORS.get(system), label=system)
+            axis.plot(xs, [y / 1e3 for y in ys], marker="o", color=_color(system), label=system,
+                      linestyle=":" if system.endswith("+spin") else "-")
             upper = dict(p90s[(model, system)])
             axis.fill_between(xs, [y / 1e3 for y in ys], [upper.get(x, y) / 1e3 for x, y in points],
-                              color=SYSTEM_COLORS.get(system), alpha=0.15, linewidth=0)
+                              color=_color(system), alpha=0.15, linewidth=0)
 
     _plot_per_model(results, path, draw, "latency per call (ms)",
                     "Median latency vs batch (band: median to p90); lower is better")

@@ -8,6 +8,11 @@
 - inductor: `torch.compile(model, dynamic=False)` by default: one static-shape graph per batch size, the
             form inductor schedules best; the first call of each batch compiles, and that time is
             reported as its compile time, separately from the timings. `dynamic=True` is an option.
+- inductor-max: torch.compile at its best CPU configuration: static shapes per batch, inductor options
+            `max_autotune` (GEMM templates benchmarked against the MKL/oneDNN kernels; what mode="max-autotune"
+            sets, bar CUDA graphs) and `freezing` (weights folded in as constants, prepacked for the chosen
+            GEMMs). Each batch compiles on its first call (first_call_s); if one takes over 120 s, later
+            batch sizes compile with freezing alone, and every cell records which configuration ran.
 - ort:      ONNX Runtime on `torch.onnx.export` of the model as it is (dynamo exporter, legacy one as a
             fallback); nn.EmbeddingBag becomes an ONNX `Loop` there, which we detect and report.
 - ort-best: ONNX Runtime on an export of a copy of the model whose EmbeddingBags are rewritten as a
@@ -35,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-SYSTEMS = ("eager", "inductor", "ort", "ort-best", "recc",  # fp32; reduced precision: bench/reduced.py
+SYSTEMS = ("eager", "inductor", "inductor-max", "ort", "ort-best", "recc",  # fp32; reduced precision: bench/reduced.py
            "recc-int8", "recc-bf16", "recc-auto", "torch-int8-onednn", "torch-int8-x86", "torch-bf16", "ort-int8",
            "fbgemm-tbe", "fbgemm-tbe-int8")  # FBGEMM table-batched embeddings: bench/tbe.py
 COMPILE_EXAMPLE_BATCH = 4
@@ -78,8 +83,64 @@ class Inductor(Eager):
                 "compile_note": "compiles on the first call of each batch size (first_call_s per batch)"}
 
 
+class InductorMax(Eager):
+    """torch.compile(dynamic=False) with inductor's max_autotune and freezing; a fallback past a time budget."""
+
+    name = "inductor-max"
+    OPTIONS = {"max_autotune": True, "freezing": True}
+    FALLBACK_OPTIONS = {"freezing": True}
+    BUDGET_S = 120.0
+    compiles_in_prepare = True  # the worker's first_call_s then spans prepare: this batch's compile
+
+    def setup(self, model: nn.Module, threads: int) -> dict[str, Any]:
+        import torch._inductor.config as inductor_config
+
+        self.source = model
+        self.best = torch.compile(model, dynamic=False, options=dict(self.OPTIONS))
+        self.fallback: Any = None
+        self.reason = ""
+        self.cell: dict[str, Any] = {}
+        return {"mode": f"torch.compile(dynamic=False, options={self.OPTIONS}), backend inductor",
+                "max_autotune": True, "freezing": True, "fallback_options": self.FALLBACK_OPTIONS,
+                "budget_s": self.BUDGET_S, "torch_threads": torch.get_num_threads(),
+                "fx_graph_cache": inductor_config.fx_graph_cache, "autotune_local_cache": inductor_config.autotune_local_cache,
+                "compile_note": "compiles (and autotunes) on the first call of each batch size (first_call_s per batch)"}
+
+    def prepare(self, inputs: tuple[torch.Tensor, ...]) -> Callable[[], Any]:
+        """The first call compiles this batch size: under max_autotune until one compile overruns the budget."""
+        compiled = self.fallback if self.fallback is not None else self.best
+        configuration = "freezing" if compiled is self.fallback else "max_autotune+freezing"
+        start = time.perf_counter()
+        try:
+            compiled(*inputs)
+        except Exception as error:  # noqa: BLE001 - fall back, and say why, rather than lose the cell
+            if compiled is self.fallback:
+                raise
+            self.reason = f"max_autotune failed: {type(error).__name__}: {str(error)[:160]}"
+            compiled, configuration = self.use_fallback(), "freezing"
+            compiled(*inputs)
+        seconds = time.perf_counter() - start
+        self.cell = {"configuration": configuration, "compile_s": round(seconds, 2)}
+        if self.reason and configuration == "freezing":
+            self.cell["fallback_reason"] = self.reason
+        if compiled is self.best and seconds > self.BUDGET_S:
+            self.reason = f"max_autotune compile of batch {inputs[0].shape[0]} took {seconds:.0f} s > {self.BUDGET_S:.0f} s"
+            self.use_fallback()
+        return lambda: compiled(*inputs)
+
+    def use_fallback(self) -> Any:
+        if self.fallback is None:
+            self.fallback = torch.compile(self.source, dynamic=False, options=dict(self.FALLBACK_OPTIONS))
+        return self.fallback
+
+    def cell_facts(self) -> dict[str, Any]:
+        return dict(self.cell)
+
+
 class OnnxRuntime:
     """ONNX Runtime on a `torch.onnx.export` of the model (`gather_sum`: EmbeddingBags rewritten first)."""
+
+    allow_spinning = False  # recc bench --spin on: True (policies.py)
 
     def __init__(self, gather_sum: bool = False) -> None:
         self.gather_sum = gather_sum
@@ -106,13 +167,15 @@ class OnnxRuntime:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # idle threads must not spin: the systems' processes take turns on the same cores, and a spinning
-        # pool in an idle process steals them from the one being timed (worker.thread_environment)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # by default idle threads must not spin: the systems' processes take turns on the same cores, and a
+        # spinning pool in an idle process steals them from the one being timed (worker.thread_environment);
+        # `recc bench --spin on|both` measures ORT's own default (spinning) as well (policies.py)
+        options.add_session_config_entry("session.intra_op.allow_spinning", str(int(self.allow_spinning)))
         start = time.perf_counter()
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         facts["session_s"] = round(time.perf_counter() - start, 2)
         facts["intra_op_num_threads"] = threads
+        facts["allow_spinning"] = self.allow_spinning
         facts["onnxruntime"] = ort.__version__
         self.input_names = [i.name for i in self.session.get_inputs()]
         return facts
@@ -153,11 +216,22 @@ class Recc:
         return torch.as_tensor(output).detach().float().numpy()
 
 
-def make_system(name: str, inductor_dynamic: bool = False, recc_target: str = "cpu") -> System:
+def make_system(name: str, inductor_dynamic: bool = False, recc_target: str = "cpu", spin: str = "off") -> System:
+    """The system `name`; `spin` ("off"/"on", bench/policies.py) sets ONNX Runtime's allow_spinning, the one
+    pool policy that is a session option (the others are environment variables, set before the process starts)."""
+    system = _make_system(name, inductor_dynamic, recc_target)
+    if isinstance(system, OnnxRuntime):
+        system.allow_spinning = spin == "on"
+    return system
+
+
+def _make_system(name: str, inductor_dynamic: bool, recc_target: str) -> System:
     if name == "eager":
         return Eager()
     if name == "inductor":
         return Inductor(dynamic=inductor_dynamic)
+    if name == "inductor-max":
+        return InductorMax()
     if name in ("ort", "ort-best"):
         return OnnxRuntime(gather_sum=name == "ort-best")
     if name == "recc":

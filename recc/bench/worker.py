@@ -9,7 +9,7 @@ Each (model, system) pair gets a fresh process (forked from a server that did th
 Commands (tuples) and replies:
     (after imports and building the model)  -> ("loaded",)
     ("setup",)                       -> ("ready", facts) once the system is built
-    ("prepare", batch, seed, warmup) -> ("ok", output ndarray, first_call_s)
+    ("prepare", batch, seed, warmup) -> ("ok", output ndarray, first_call_s, cell facts dict)
     ("time", n)                      -> ("ok", [seconds per call])
     ("memory",)                      -> ("ok", {"baseline_mb", "rss_mb", "peak_mb"})
     ("quit",)                        -> process exits
@@ -19,7 +19,9 @@ Any failure replies ("error", traceback text) and the process keeps serving.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import time
 import traceback
 from multiprocessing.connection import Connection
@@ -54,7 +56,20 @@ def memory_mb() -> dict[str, float]:
 
 def serve(conn: Connection, model_name: str, scale: float, system_name: str, threads: int,
           options: dict[str, Any], log_path: str | None) -> None:
-    """Process entry point: build the model and the system, report setup facts, then serve commands."""
+    """Process entry point: build the model and the system, report setup facts, then serve commands.
+
+    torch.compile caches into a directory of this worker's own, removed when it ends: its compile times are
+    cold, not hits in the FX-graph or autotune caches another worker or an earlier run left behind."""
+    cache = tempfile.mkdtemp(prefix="recc-bench-inductor-")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+    try:
+        _serve(conn, model_name, scale, system_name, threads, options, log_path)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def _serve(conn: Connection, model_name: str, scale: float, system_name: str, threads: int,
+           options: dict[str, Any], log_path: str | None) -> None:
     if log_path:  # exporters and compilers are chatty; keep the harness's terminal for the progress bar
         log = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
         os.dup2(log.fileno(), 1)
@@ -62,6 +77,7 @@ def serve(conn: Connection, model_name: str, scale: float, system_name: str, thr
         sys.stdout = sys.stderr = log
     try:
         import torch
+        from recc.bench.policies import policy_facts
         from recc.bench.systems import make_system
         from recc.models import create
 
@@ -75,6 +91,7 @@ def serve(conn: Connection, model_name: str, scale: float, system_name: str, thr
         with torch.inference_mode():
             facts = system.setup(model, threads)
         facts["torch_threads"] = torch.get_num_threads()
+        facts["thread_pool"] = policy_facts(system_name, options.get("spin", "off"), threads)
         facts["pid"] = os.getpid()
         conn.send(("ready", facts))
     except Exception:  # noqa: BLE001 - the harness records the failure and goes on without this system
@@ -89,13 +106,17 @@ def serve(conn: Connection, model_name: str, scale: float, system_name: str, thr
                     return
                 if command[0] == "prepare":
                     _, batch, seed, warmup = command
-                    call = system.prepare(model.example_inputs(batch, seed=seed))
+                    inputs = model.example_inputs(batch, seed=seed)
                     start = time.perf_counter()
+                    call = system.prepare(inputs)
+                    if not getattr(system, "compiles_in_prepare", False):  # else its first call is compiled there
+                        start = time.perf_counter()
                     output = system.to_numpy(call())
                     first_call_s = time.perf_counter() - start
                     for _ in range(warmup):
                         call()
-                    conn.send(("ok", output, first_call_s))
+                    cell_facts = system.cell_facts() if hasattr(system, "cell_facts") else {}
+                    conn.send(("ok", output, first_call_s, cell_facts))
                 elif command[0] == "time":
                     conn.send(("ok", time_calls(call, command[1])))
                 elif command[0] == "memory":

@@ -3,16 +3,12 @@ an AVX-512 host) and the reproducing command says so; the peers are untouched.""
 
 from __future__ import annotations
 
-import argparse
-
-from recc.bench.harness import add_arguments, config_from_args
+from recc.bench.harness import BenchConfig, config_from_argv
 from recc.bench.systems import Inductor, Recc, make_system
 
 
-def _config(*argv: str):
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    return config_from_args(parser.parse_args(list(argv)))
+def _config(*argv: str) -> BenchConfig:
+    return config_from_argv(list(argv))
 
 
 def test_recc_target_reaches_recc_systems_and_the_command() -> None:
